@@ -1,0 +1,28 @@
+"""see_cuda: fused kernels for Spherical Embedding Expansion (SEE) in PyTorch.
+
+    loss_fn = see_cuda.SEEProxyAnchorLoss(num_classes, embedding_size)
+    loss = loss_fn(embeddings, labels)
+
+or functionally `see_cuda.fused_see_loss(embeddings, labels, proxies)`. The pure
+PyTorch statement of the method lives in `see_cuda.reference`.
+"""
+from ._extension import backends
+from .functional import fused_see_loss, mmd_centers, proxy_anchor_loss, slerp, spherical_expansion
+from .losses import SEEProxyAnchorLoss
+from .selection import fraction_schedule, select_for_expansion, threshold_schedule
+from .stats import SEEStats
+
+__all__ = [
+    "SEEProxyAnchorLoss",
+    "SEEStats",
+    "backends",
+    "fraction_schedule",
+    "fused_see_loss",
+    "mmd_centers",
+    "proxy_anchor_loss",
+    "select_for_expansion",
+    "slerp",
+    "spherical_expansion",
+    "threshold_schedule",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,242 @@
+"""The pure-PyTorch statement of Spherical Embedding Expansion (SEE).
+
+This module is the specification that every fused kernel is tested against. It
+follows the method description section by section (the `§` comments), uses its
+symbols, and prefers plain code over fast code. Every function is differentiable
+with autograd, runs on any device, and assumes its input was validated by the
+public API (`see_cuda.validation`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .selection import select_for_expansion
+from .stats import SEEStats
+
+# The original code adds this to the squared norm before the square root.
+NORM_EPS = 1e-12
+
+
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Rows of `x` divided by sqrt(|x|^2 + 1e-12), as the original code does."""
+    return x / torch.sqrt((x * x).sum(-1, keepdim=True) + NORM_EPS)
+
+
+def _safe_norm(v: torch.Tensor) -> torch.Tensor:
+    """|v| over the last axis whose gradient is 0 (not NaN) at v = 0."""
+    sq = (v * v).sum(-1)
+    nonzero = sq > 0
+    return torch.where(nonzero, torch.sqrt(torch.where(nonzero, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+
+
+def orthogonal_unit(w: torch.Tensor) -> torch.Tensor:
+    """A deterministic unit vector orthogonal to each unit row of `w`.
+
+    The standard basis vector of the coordinate where |w| is smallest, projected
+    off w and normalised; that coordinate has |w_j| <= 1/sqrt(D), so the residual
+    keeps a norm of at least sqrt(1 - 1/D) and the result is well conditioned.
+    Used where the geometry leaves a direction undefined (§3.6, slerp at the antipode).
+    """
+    j = w.abs().argmin(-1, keepdim=True)
+    e = torch.zeros_like(w).scatter_(-1, j, 1.0)
+    e = e - (e * w).sum(-1, keepdim=True) * w
+    return e / torch.sqrt((e * e).sum(-1, keepdim=True))
+
+
+# ---------------------------------------------------------------- §3.3 MMD centers
+def mmd_centers(num_centers: int, dim: int, radius: float = 1.0) -> torch.Tensor:
+    """Max-Mahalanobis centers: `num_centers` points in R^dim on a sphere of `radius`.
+
+    Pang et al.'s triangular recursion, in float64: row 0 is e_1, every pair of
+    rows has inner product -radius^2/(num_centers-1), and row i is zero beyond
+    column i (the last row's diagonal, 0 in exact arithmetic, is set to 0).
+    Needs dim >= num_centers - 1. Returns a num_centers x dim float64 tensor.
+    """
+    L = num_centers
+    centers = torch.zeros(L, dim, dtype=torch.float64)
+    centers[0, 0] = 1.0
+    n = L - 1
+    for i in range(1, L):
+        centers[i, 0] = -1.0 / n
+        for j in range(1, i):
+            dot = (centers[i, :j] * centers[j, :j]).sum()
+            centers[i, j] = (-1.0 / n - dot) / centers[j, j]
+        if i < n:
+            centers[i, i] = torch.sqrt(torch.clamp(1.0 - (centers[i, :i] ** 2).sum(), min=0.0))
+    return centers * radius
+
+
+# ---------------------------------------------------------------- §3 expansion
+def spherical_expansion(
+    z: torch.Tensor,
+    w: torch.Tensor,
+    n_expansion: int,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The SEE expansion of k samples about their proxies (SEE_METHOD.md §3).
+
+    Args:
+        z: k x D source embeddings (normalised here, as x̂).
+        w: k x D proxy of each source's class (normalised here, as p̂).
+        n_expansion: n, synthetic points per source; needs D >= n + 1.
+        noise: k x (n-1) x D Gaussian draws that define the random frame; drawn
+            with `generator` when omitted.
+    Returns:
+        k x n x D unit vectors: each source rotated about its proxy axis to the
+        n other vertices of a regular simplex.
+    """
+    n = n_expansion
+    k, D = z.shape
+    if noise is None:
+        noise = torch.randn(k, n - 1, D, generator=generator, dtype=z.dtype, device=z.device)
+    z = l2_normalize(z)
+    w = l2_normalize(w)
+
+    # §3.1 the component of z along w, and the unit direction of the rest.
+    a = (z * w).sum(-1, keepdim=True)
+    M = a * w
+    r = z - M
+    rho = _safe_norm(r).unsqueeze(-1)
+    degenerate = rho == 0  # §3.6: z equals its proxy; any u ⊥ w will do
+    u = torch.where(degenerate, orthogonal_unit(w), r / torch.where(degenerate, torch.ones_like(rho), rho))
+
+    # §3.2 Gram-Schmidt of the noise against w, u and the earlier directions.
+    frame = [w, u]
+    for j in range(n - 1):
+        g = noise[:, j]
+        for f in frame:
+            g = g - (g * f).sum(-1, keepdim=True) * f
+        frame.append(g / torch.sqrt((g * g).sum(-1, keepdim=True)))
+    f = torch.stack(frame[1:], dim=1)  # k x n x D: f_0 = u, f_j = v_{j+1}
+
+    # §3.3-3.4 rows 1..n of the simplex coefficients; row 0 would give z back.
+    Bw = mmd_centers(n + 1, n + 1)[1:, :n].to(dtype=z.dtype, device=z.device)
+    return M.unsqueeze(1) + rho.unsqueeze(1) * torch.einsum("kj,ijd->ikd", Bw, f)
+
+
+# ---------------------------------------------------------------- slerp (§6)
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """Geodesic interpolation on the unit sphere, batched over leading axes.
+
+    a, b: (..., D), normalised here; t: a float or a tensor broadcastable to
+    a.shape[:-1]. Returns (..., D) unit vectors cos(tθ)·â + sin(tθ)·e, with e the
+    unit tangent at â towards b̂. As θ → 0 the weights go to the straight line
+    (no 0/0); at the antipode, where the geodesic is not unique, e is
+    `orthogonal_unit(â)`.
+    """
+    a = l2_normalize(a)
+    b = l2_normalize(b)
+    t = torch.as_tensor(t, dtype=a.dtype, device=a.device).unsqueeze(-1)
+    chord_minus = _safe_norm(a - b).unsqueeze(-1)
+    chord_plus = _safe_norm(a + b).unsqueeze(-1)
+    theta = 2.0 * torch.atan2(chord_minus, chord_plus)  # accurate at both ends
+    cos_theta = torch.cos(theta)
+    antipodal = chord_plus == 0
+    # sin(tθ)/sin(θ) written with sinc so that θ → 0 is 0/0-free: t·sinc(tθ)/sinc(θ).
+    ratio = t * torch.sinc(t * theta / math.pi) / torch.where(antipodal, torch.ones_like(theta), torch.sinc(theta / math.pi))
+    tangent_part = torch.where(antipodal, torch.sin(t * theta) * orthogonal_unit(a), ratio * (b - cos_theta * a))
+    return torch.cos(t * theta) * a + tangent_part
+
+
+# ---------------------------------------------------------------- §1 Proxy-Anchor
+def _log1p_sum_exp(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log(1 + Σ_i exp(logits[i, c])) over the rows where mask is set, per column.
+
+    Computed as softplus(logsumexp) so that large α and fp16 cannot overflow; a
+    column with no row gives 0 with a zero gradient.
+    """
+    neg_inf = torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device)
+    masked = torch.where(mask, logits, neg_inf)
+    has_term = mask.any(0)
+    shift = torch.where(has_term, masked.amax(0), torch.zeros_like(masked[0])).detach()
+    sum_exp = torch.where(mask, torch.exp(masked - shift), torch.zeros_like(logits)).sum(0)
+    lse = shift + torch.log(torch.where(has_term, sum_exp, torch.ones_like(sum_exp)))
+    return torch.where(has_term, torch.nn.functional.softplus(lse), torch.zeros_like(lse))
+
+
+def proxy_anchor_loss(
+    x: torch.Tensor, y: torch.Tensor, proxies: torch.Tensor, alpha: float = 32.0, margin: float = 0.1
+) -> torch.Tensor:
+    """Proxy-Anchor loss (SEE_METHOD.md §1) of B x D embeddings with labels in [0, C).
+
+    Computed in the promoted dtype of x and proxies. Gradients reach x and proxies.
+    """
+    dtype = torch.promote_types(x.dtype, proxies.dtype)
+    x, proxies = x.to(dtype), proxies.to(dtype)
+    C = proxies.shape[0]
+    s = l2_normalize(x) @ l2_normalize(proxies).t()  # B x C cosines s_ic
+    positive = torch.nn.functional.one_hot(y, C).bool()
+    pos_term = _log1p_sum_exp(-alpha * (s - margin), positive)
+    neg_term = _log1p_sum_exp(alpha * (s + margin), ~positive)
+    num_positive_classes = positive.any(0).sum()
+    return pos_term.sum() / num_positive_classes.clamp(min=1) + neg_term.sum() / C
+
+
+# ---------------------------------------------------------------- §2 + §4 SEE loss
+def positive_cosines(x: torch.Tensor, y: torch.Tensor, proxies: torch.Tensor) -> torch.Tensor:
+    """s_i = x̂_i · p̂_{y_i}, detached (§2)."""
+    with torch.no_grad():
+        return (l2_normalize(x) * l2_normalize(proxies[y].to(x.dtype))).sum(-1)
+
+
+def expansion_noise(
+    num_selected: int, n_expansion: int, dim: int, dtype: torch.dtype, device, generator=None
+) -> torch.Tensor:
+    """The Gaussian draws behind the random frames: k x (n-1) x D.
+
+    One function for every implementation, so that the same generator state gives
+    the same synthetic points in the reference and in the fused kernels. Drawn in
+    float64 for float64 work and in float32 otherwise, so that a half-precision
+    run sees the same draws as its float32 counterpart.
+    """
+    draw_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    noise = torch.randn(num_selected, n_expansion - 1, dim, generator=generator, dtype=draw_dtype, device=device)
+    return noise.to(dtype)
+
+
+def see_loss(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    proxies: torch.Tensor,
+    n_expansion: int = 16,
+    lam: float = 0.2,
+    mode: str = "fraction",
+    ratio: float = 0.4,
+    threshold: float = 0.0,
+    alpha: float = 32.0,
+    margin: float = 0.1,
+    detach_synthetic: bool = True,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+    return_stats: bool = False,
+):
+    """SEE loss (§4): PA(x, y, P) + λ · PA(Z, y_Z, P), Z the synthetic points.
+
+    `noise`, when given, is B x (n-1) x D (one slice per batch row; the selected
+    rows' slices are used); otherwise k x (n-1) x D draws come from `generator`.
+    With `detach_synthetic` (the original) the synthetic term trains only the
+    proxies; without it, gradients also flow back to x through the expansion.
+    Returns the loss, or (loss, SEEStats) with `return_stats`.
+    """
+    real = proxy_anchor_loss(x, y, proxies, alpha, margin)
+    s = positive_cosines(x, y, proxies)
+    selected = select_for_expansion(s, mode, ratio, threshold)
+    k = selected.numel()
+    n = n_expansion
+    if k > 0:
+        source = x[selected] if not detach_synthetic else x[selected].detach()
+        if noise is None:
+            noise_k = expansion_noise(k, n, x.shape[1], real.dtype, x.device, generator)
+        else:
+            noise_k = noise[selected].to(real.dtype)
+        synthetic = spherical_expansion(source.to(real.dtype), proxies[y[selected]].detach().to(real.dtype), n, noise_k)
+        synthetic_labels = y[selected].repeat_interleave(n)
+        loss = real + lam * proxy_anchor_loss(synthetic.reshape(k * n, -1), synthetic_labels, proxies, alpha, margin)
+    else:
+        loss = real
+    if not return_stats:
+        return loss
+    return loss, SEEStats(num_expanded=k, num_synthetic=k * n, mean_positive_cosine=s.mean())
