@@ -1,0 +1,162 @@
+// Per-sample CPU loops of the SEE expansion, forward and backward.
+//
+// One source at a time on raw pointers; the ATen glue runs sources in parallel.
+// The scratch frame is (n + 1) x D; `gs_coef` ((n - 1) x (n + 1)) keeps the
+// Gram-Schmidt coefficients: gs_coef[j][l] = v_j's raw noise projected on f[l]
+// (l < j + 2), and gs_coef[j][j + 2] = the norm that normalised v_j. These are
+// the R factor of the QR decomposition [ŵ, u, noise] = [ŵ, u, V] R that the
+// backward needs.
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+#include "../expansion.h"
+#include "../normalize.h"
+
+namespace see {
+namespace cpu {
+
+template <typename T>
+inline T dot(const T* a, const T* b, int64_t D) {
+  T s = T(0);
+  for (int64_t d = 0; d < D; ++d) s += a[d] * b[d];
+  return s;
+}
+
+template <typename T>
+inline void axpy(T alpha, const T* x, T* y, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) y[d] += alpha * x[d];
+}
+
+// Geometry of one source, as built by build_frame.
+template <typename T>
+struct SourceFrame {
+  T a, rho, z_norm;
+  bool degenerate;  // rho == 0: the source equals its proxy (or its antipode)
+};
+
+// Builds ẑ and the frame of one source; see the file comment for the layout.
+template <typename T>
+SourceFrame<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, int64_t D, T* z_unit, T* frame,
+                           T* gs_coef) {
+  SourceFrame<T> geo;
+  T* w_unit = frame;
+  T* u = frame + D;
+  normalize_row(w, w_unit, D);
+  geo.z_norm = normalize_row(z, z_unit, D);
+  geo.a = dot(z_unit, w_unit, D);
+  for (int64_t d = 0; d < D; ++d) u[d] = z_unit[d] - geo.a * w_unit[d];
+  const T rho_sq = dot(u, u, D);
+  geo.degenerate = !(rho_sq > T(0));
+  if (!geo.degenerate) {
+    geo.rho = std::sqrt(rho_sq);
+    for (int64_t d = 0; d < D; ++d) u[d] = u[d] / geo.rho;
+  } else {  // SEE_METHOD.md §3.6: any unit u ⊥ ŵ
+    geo.rho = T(0);
+    const int64_t axis = least_aligned_axis(w_unit, D);
+    for (int64_t d = 0; d < D; ++d) u[d] = -w_unit[axis] * w_unit[d];
+    u[axis] += T(1);
+    const T norm = std::sqrt(dot(u, u, D));
+    for (int64_t d = 0; d < D; ++d) u[d] = u[d] / norm;
+  }
+  for (int64_t j = 0; j + 1 < n; ++j) {
+    T* v = frame + (j + 2) * D;
+    std::copy(noise + j * D, noise + (j + 1) * D, v);
+    for (int64_t l = 0; l < j + 2; ++l) {
+      const T c = dot(v, frame + l * D, D);
+      axpy(-c, frame + l * D, v, D);
+      gs_coef[j * (n + 1) + l] = c;
+    }
+    const T norm = std::sqrt(dot(v, v, D));
+    for (int64_t d = 0; d < D; ++d) v[d] = v[d] / norm;
+    gs_coef[j * (n + 1) + j + 2] = norm;
+  }
+  return geo;
+}
+
+// The n synthetic points of one source (n x D) from its frame.
+template <typename T>
+void emit_points(const SourceFrame<T>& geo, const T* frame, int64_t n, int64_t D, T* out) {
+  const T* w_unit = frame;
+  for (int64_t k = 0; k < n; ++k) {
+    T* point = out + k * D;
+    std::fill(point, point + D, T(0));
+    for (int64_t j = 0; j < n; ++j) axpy(simplex_coefficient<T>(k, j, n), frame + (j + 1) * D, point, D);
+    for (int64_t d = 0; d < D; ++d) point[d] = geo.a * w_unit[d] + geo.rho * point[d];
+  }
+}
+
+// Gradient w.r.t. the source z of one source, given grad (n x D) w.r.t. its points.
+//
+// With h_j = sum_k Bw[k][j] grad_k, the points depend on r = ẑ - aŵ through
+// rho (d rho/dr = u), through u = r/rho, and through the noise directions V,
+// which Gram-Schmidt makes depend on u. For the last, the QR backward
+// (A = V R22 with A = (I - ŵŵ^T - uu^T) G, dL/dV = rho H):
+//   dL/dA = Y R22^{-T},  Y = H + V copyltu(-H^T V)   (times rho)
+//   dL/du = -dL/dA (G^T u) - G (dL/dA)^T u,  and V^T u = 0 gives
+//   (dL/dA)^T u = R22^{-1} H^T u.
+// The factor rho cancels the 1/rho of du/dr, so nothing divides by rho.
+// Degenerate sources (rho == 0) get no gradient through r, as in the reference.
+template <typename T>
+void source_backward(const SourceFrame<T>& geo, const T* frame, const T* gs_coef, const T* z_unit, const T* noise,
+                     const T* grad, int64_t n, int64_t D, T* h, T* work, T* grad_z) {
+  const T* w_unit = frame;
+  const T* u = frame + D;
+  T a_bar = T(0);
+  for (int64_t k = 0; k < n; ++k) a_bar += dot(grad + k * D, w_unit, D);
+  for (int64_t j = 0; j < n; ++j) {
+    T* hj = h + j * D;
+    std::fill(hj, hj + D, T(0));
+    for (int64_t k = 0; k < n; ++k) axpy(simplex_coefficient<T>(k, j, n), grad + k * D, hj, D);
+  }
+  T* r_bar = work;  // D
+  std::fill(r_bar, r_bar + D, T(0));
+  if (!geo.degenerate) {
+    const int64_t m = n - 1;  // number of noise directions
+    T* u_bar = work + D;      // D: (dL/du) / rho, tangential part taken below
+    std::copy(h, h + D, u_bar);
+    if (m > 0) {
+      const T* V = frame + 2 * D;
+      const T* H = h + D;  // h_1 .. h_{n-1}
+      auto R22 = [&](int64_t l, int64_t j) { return gs_coef[j * (n + 1) + l + 2]; };
+      std::vector<T> M(m * m), t(m), ct(m), q(m), s(m);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t l = 0; l < m; ++l) M[i * m + l] = -dot(H + i * D, V + l * D, D);
+      // t = R22^{-T} c, c_j = noise_j . u (forward substitution).
+      for (int64_t j = 0; j < m; ++j) {
+        T acc = gs_coef[j * (n + 1) + 1];
+        for (int64_t l = 0; l < j; ++l) acc -= R22(l, j) * t[l];
+        t[j] = acc / R22(j, j);
+      }
+      for (int64_t i = 0; i < m; ++i) {  // ct = copyltu(M) t
+        T acc = T(0);
+        for (int64_t l = 0; l < m; ++l) acc += (i >= l ? M[i * m + l] : M[l * m + i]) * t[l];
+        ct[i] = acc;
+      }
+      for (int64_t i = 0; i < m; ++i) q[i] = dot(H + i * D, u, D);
+      for (int64_t j = m - 1; j >= 0; --j) {  // s = R22^{-1} q (back substitution)
+        T acc = q[j];
+        for (int64_t l = j + 1; l < m; ++l) acc -= R22(j, l) * s[l];
+        s[j] = acc / R22(j, j);
+      }
+      for (int64_t i = 0; i < m; ++i) {
+        axpy(-t[i], H + i * D, u_bar, D);
+        axpy(-ct[i], V + i * D, u_bar, D);
+        axpy(-s[i], noise + i * D, u_bar, D);
+      }
+    }
+    T rho_bar = T(0);
+    for (int64_t j = 0; j < n; ++j) rho_bar += dot(h + j * D, frame + (j + 1) * D, D);
+    const T u_bar_along_u = dot(u_bar, u, D);
+    for (int64_t d = 0; d < D; ++d) r_bar[d] = rho_bar * u[d] + u_bar[d] - u_bar_along_u * u[d];
+  }
+  // r = ẑ - (ẑ.ŵ)ŵ and a = ẑ.ŵ, then ẑ = z / |z|.
+  T* z_unit_bar = work + D;
+  const T r_bar_along_w = dot(r_bar, w_unit, D);
+  for (int64_t d = 0; d < D; ++d) z_unit_bar[d] = r_bar[d] + (a_bar - r_bar_along_w) * w_unit[d];
+  normalize_row_backward(z_unit, geo.z_norm, z_unit_bar, grad_z, D);
+}
+
+}  // namespace cpu
+}  // namespace see

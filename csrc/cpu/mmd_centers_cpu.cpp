@@ -1,0 +1,25 @@
+// CPU kernel of the Max-Mahalanobis centers: every entry from its closed form.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "../mmd_centers.h"
+
+namespace see {
+namespace cpu {
+namespace {
+
+void mmd_centers_cpu(at::Tensor& out, double radius) {
+  TORCH_CHECK(out.dim() == 2 && out.scalar_type() == at::kDouble && out.is_contiguous(),
+              "out must be a contiguous 2-D float64 tensor");
+  const int64_t L = out.size(0), dim = out.size(1);
+  double* centers = out.data_ptr<double>();
+  for (int64_t i = 0; i < L; ++i)
+    for (int64_t j = 0; j < dim; ++j) centers[i * dim + j] = radius * mmd_center_entry(i, j, L);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(see_cuda, CPU, m) { m.impl("mmd_centers_", &mmd_centers_cpu); }
+
+}  // namespace cpu
+}  // namespace see

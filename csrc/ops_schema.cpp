@@ -1,0 +1,26 @@
+// Schemas of the see_cuda operators, and the Python module that loads them.
+//
+// The kernels register themselves per backend (cpu/*.cpp, cuda/*.cu); Python
+// reaches them as torch.ops.see_cuda.<name> after `import see_cuda._C`.
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// An empty module: importing it loads this library and runs the registrations.
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module);
+}
+}
+
+TORCH_LIBRARY(see_cuda, m) {
+  m.def("mmd_centers_(Tensor(a!) out, float radius) -> ()");
+  m.def("expansion(Tensor z, Tensor w, Tensor noise) -> Tensor");
+  m.def("expansion_backward(Tensor grad, Tensor z, Tensor w, Tensor noise) -> Tensor");
+  m.def("slerp(Tensor a, Tensor b, Tensor t) -> Tensor");
+  m.def("slerp_backward(Tensor grad, Tensor a, Tensor b, Tensor t) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "proxy_anchor_fused(Tensor x, Tensor labels, Tensor proxies, Tensor synthetic, Tensor synthetic_labels, "
+      "float alpha, float margin, float lam, bool compute_grad, bool synthetic_grad) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
+}
