@@ -1,0 +1,85 @@
+"""Before anything is timed: does each implementation compute the loss it claims to?"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from see_cuda import reference
+from implementations import ALPHA, MARGIN, see_loss_functions
+from problems import Batch, Shape
+
+# float32 results must agree with the reference to this relative error.
+REL_TOL = 1e-4
+HALF_TYPES = (torch.float16, torch.bfloat16)
+
+
+@dataclass
+class Check:
+    against: str
+    loss: float
+    expected: float
+    abs_error: float
+    tolerance: float
+    status: str  # "ok", "reference", "MISMATCH", or "skipped: why"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "MISMATCH"
+
+    @property
+    def timeable(self) -> bool:
+        return not self.status.startswith("skipped")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def float32_batch(batch: Batch) -> Batch:
+    proxies = torch.nn.Parameter(batch.proxies.detach().float())
+    return Batch(batch.embeddings.detach().float(), batch.labels, proxies)
+
+
+def check_losses(shape: Shape, batch: Batch, device: str) -> dict:
+    """name -> Check of every loss function against the reference.
+
+    SEE losses are compared with the reference SEE loss, pml with the reference
+    Proxy-Anchor loss. In float32 the tolerance is REL_TOL relative; in half
+    precision it is 2·|reference in that dtype − reference in float32| plus one
+    unit of rounding, measured from the float32 result of the same inputs.
+    """
+    with torch.no_grad():
+        losses = {name: f().item() for name, f in see_loss_functions(shape, batch, device).items()}
+        expected = {"SEE": losses["reference"], "Proxy-Anchor": _proxy_anchor(batch)}
+        low_precision = batch.embeddings.dtype in HALF_TYPES
+        if low_precision:
+            wide = float32_batch(batch)
+            wide_see = see_loss_functions(shape, wide, device)["reference"]().item()
+            expected_wide = {"SEE": wide_see, "Proxy-Anchor": _proxy_anchor(wide)}
+    checks = {}
+    for name, loss in losses.items():
+        kind = "Proxy-Anchor" if name == "pml" else "SEE"
+        if not low_precision:
+            target, tolerance = expected[kind], REL_TOL * abs(expected[kind])
+        else:
+            target = expected_wide[kind]
+            rounding = torch.finfo(batch.embeddings.dtype).eps * abs(target)
+            tolerance = 2 * abs(expected[kind] - target) + rounding
+        checks[name] = _judge(name, loss, target, tolerance, f"reference {kind} loss", low_precision)
+    return checks
+
+
+def _proxy_anchor(batch: Batch) -> float:
+    return reference.proxy_anchor_loss(batch.embeddings, batch.labels, batch.proxies, ALPHA, MARGIN).item()
+
+
+def _judge(name, loss, target, tolerance, against, low_precision) -> Check:
+    error = abs(loss - target)
+    if name == "reference" and not low_precision:
+        status = "reference"
+    elif name == "original" and low_precision and not math.isfinite(loss):
+        status = "skipped: the original forms exp() directly and overflows in half precision"
+    else:
+        status = "ok" if error <= tolerance else "MISMATCH"
+    return Check(against, loss, target, error, tolerance, status)

@@ -1,0 +1,89 @@
+"""The implementations the benchmark times: a loss function each, plus the matmul floor."""
+from __future__ import annotations
+
+import torch
+
+import see_cuda
+from see_cuda import reference
+from original_see import original_see_loss
+from problems import Batch, Shape
+
+FLOOR = "matmul floor"
+ALL = ("fused", "reference", "original", "pml", FLOOR)
+# The original training script's loss settings.
+LAM, ALPHA, MARGIN = 0.2, 32.0, 0.1
+# Every SEE implementation draws its noise from a generator seeded with this, so
+# that all of them build the same synthetic points and their losses can be compared.
+NOISE_SEED = 1234
+
+
+def fused_available(device: str) -> bool:
+    backends = see_cuda.backends()
+    return backends[device] and (device == "cpu" or backends["cuda_device"])
+
+
+def see_loss_functions(shape: Shape, batch: Batch, device: str) -> dict:
+    """name -> f() returning the 0-d loss of `batch`, with its graph; SEE ones and pml."""
+    x, y, proxies = batch.embeddings, batch.labels, batch.proxies
+    options = dict(n_expansion=shape.n_expansion, lam=LAM, ratio=shape.ratio, alpha=ALPHA, margin=MARGIN)
+
+    def noise_source():
+        return torch.Generator(device=device).manual_seed(NOISE_SEED)
+
+    functions = {}
+    if fused_available(device):
+        functions["fused"] = lambda: see_cuda.fused_see_loss(
+            x, y, proxies, implementation="fused", generator=noise_source(), **options
+        )
+    functions["reference"] = lambda: reference.see_loss(x, y, proxies, generator=noise_source(), **options)
+    functions["original"] = lambda: original_see_loss(x, y, proxies, generator=noise_source(), **options)
+    functions["pml"] = pml_loss_function(shape, batch)
+    return functions
+
+
+def pml_loss_function(shape: Shape, batch: Batch):
+    """pytorch-metric-learning's Proxy-Anchor (no expansion) holding the batch's proxies."""
+    from pytorch_metric_learning.losses import ProxyAnchorLoss  # slow import, only when used
+
+    loss_fn = ProxyAnchorLoss(shape.classes, shape.dim, margin=MARGIN, alpha=ALPHA)
+    loss_fn.proxies = batch.proxies
+    return lambda: loss_fn(batch.embeddings, batch.labels)
+
+
+def fused_loss_products(X, P, E_real, E_syn):
+    """The matrix products the fused SEE loss does, alone; update them if the kernel changes.
+
+    X is N x D (the B real rows, then the m synthetic ones), P is C x D, E_real
+    B x C and E_syn m x C the loss's gradients w.r.t. the cosines. Forward
+    S = X @ P^T; backward E_real @ P, E_real^T @ X_real, E_syn^T @ X_syn.
+    """
+    B = E_real.shape[0]
+    return X @ P.t(), E_real @ P, E_real.t() @ X[:B], E_syn.t() @ X[B:]
+
+
+def floor_step(shape: Shape, dtype: torch.dtype, device: str):
+    """f() running the fused loss's products on random tensors of its shapes."""
+    B, D, C, m = shape.batch, shape.dim, shape.classes, shape.num_synthetic
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def operand(rows, cols):
+        return torch.randn(rows, cols, generator=generator, dtype=dtype, device=device)
+
+    X, P, E_real, E_syn = operand(B + m, D), operand(C, D), operand(B, C), operand(m, C)
+    return lambda: fused_loss_products(X, P, E_real, E_syn)
+
+
+def timed_steps(shape: Shape, batch: Batch, dtype: torch.dtype, device: str, names) -> dict:
+    """name -> f() doing one forward+backward (for the floor: its products), for `names`."""
+    losses = see_loss_functions(shape, batch, device)
+
+    def forward_backward(loss_function):
+        def step():
+            loss_function().backward()
+
+        return step
+
+    steps = {name: forward_backward(f) for name, f in losses.items() if name in names}
+    if FLOOR in names:
+        steps[FLOOR] = floor_step(shape, dtype, device)
+    return steps
