@@ -24,6 +24,8 @@ def machine_info(device: str) -> dict:
         "see_cuda_backends": see_cuda.backends(),
         "gpu_name": torch.cuda.get_device_name() if device == "cuda" else None,
         "git_commit": _git_commit(),
+        # Other work on the machine shows up as spread in the timings.
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -48,7 +50,28 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
-# ---------------------------------------------------------------- table
+# ---------------------------------------------------------------- stdout
+def format_header(machine: dict, settings: dict) -> str:
+    """What ran where and how, printed before the tables."""
+    device = settings["device"]
+    where = f"{machine['cpu_model']}, {machine['torch_threads']} torch threads"
+    if machine["gpu_name"]:
+        where += f", {machine['gpu_name']}"
+    lines = [
+        f"see_cuda throughput on {device} {settings['dtype']}: {where}; load average "
+        f"{machine['load_average_1m_at_start']}; see_cuda.backends() {machine['see_cuda_backends']}",
+    ]
+    if "fused" not in settings["implementations"]:
+        lines.append(f"  fused: no kernels for {device} in this build (or no GPU), not timed")
+    lines += [
+        f"  forward+backward, median of {settings['repeats']} interleaved repeats after {settings['warmup']} warm-up",
+        f"  labels: {settings['label_pattern']}",
+        f"  memory: {settings['memory_method']}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def format_table(result: dict) -> str:
     """The stdout table of one shape's results."""
     s = result["shape"]

@@ -135,33 +135,41 @@ def output_path(args, extension: str) -> str:
     return os.path.join(args.output_dir, f"throughput_{args.device}_{args.dtype}_{date}{suffix}.{extension}")
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    dtype = DTYPES[args.dtype]
-    shapes = selected_shapes(args)
-    machine = report.machine_info(args.device)
-    timed = [name for name in ALL if name != "fused" or fused_available(args.device)]
-    print(f"see_cuda throughput on {args.device} {args.dtype}: {machine['cpu_model']}, {machine['torch_threads']} "
-          f"torch threads{', ' + machine['gpu_name'] if machine['gpu_name'] else ''}; backends {machine['see_cuda_backends']}")
-    if "fused" not in timed:
-        print(f"  fused: no kernels for {args.device} in this build, not timed")
-    print(f"  forward+backward, median of {args.repeats} interleaved repeats after {args.warmup} warm-up; "
-          f"labels: {LABEL_PATTERN}\n  memory: {measure.memory_method(args.device)}\n")
-    results = []
-    total = len(shapes) * (args.warmup + args.repeats) * len(timed)
-    with tqdm(total=total, disable=args.quick, unit="call", leave=False) as progress:
-        for shape in shapes:
-            results.append(run_shape(shape, args, dtype, progress))
-            progress.write(report.format_table(results[-1]) + "\n")
-    failed = [f"{r['name']}/{name}" for r in results for name, entry in r["implementations"].items()
-              if entry.get("check", {}).get("status") == "MISMATCH"]
-    settings = {
+def run_settings(args, timed: list) -> dict:
+    return {
         "device": args.device, "dtype": args.dtype, "repeats": args.repeats, "warmup": args.warmup,
-        "seed": args.seed, "quick": args.quick, "implementations": timed, "timing": "forward+backward per call, "
-        "median/min/max over repeats; each repeat runs every implementation once, in rotating order",
+        "seed": args.seed, "quick": args.quick, "implementations": timed,
+        "timing": "forward+backward per call; median, min and max over the repeats; "
+                  "each repeat runs every implementation once, in rotating order",
         "label_pattern": LABEL_PATTERN, "embedding_pattern": EMBEDDING_PATTERN,
         "memory_method": measure.memory_method(args.device),
     }
+
+
+def run_all(shapes: list, args, num_timed: int) -> list:
+    """Results of every shape, each table printed as soon as it is known."""
+    results = []
+    total = len(shapes) * (args.warmup + args.repeats) * num_timed
+    with tqdm(total=total, disable=args.quick, unit="call", leave=False) as progress:
+        for shape in shapes:
+            results.append(run_shape(shape, args, DTYPES[args.dtype], progress))
+            progress.write(report.format_table(results[-1]) + "\n")
+    return results
+
+
+def mismatches(results: list) -> list:
+    return [f"{r['name']}/{name}" for r in results for name, entry in r["implementations"].items()
+            if entry.get("check", {}).get("status") == "MISMATCH"]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    machine = report.machine_info(args.device)
+    timed = [name for name in ALL if name != "fused" or fused_available(args.device)]
+    settings = run_settings(args, timed)
+    print(report.format_header(machine, settings))
+    results = run_all(selected_shapes(args), args, len(timed))
+    failed = mismatches(results)
     output = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine,
               "settings": settings, "results": results, "checks_passed": not failed}
     os.makedirs(args.output_dir, exist_ok=True)
