@@ -45,4 +45,13 @@ SEE_HD T angle_from_chords(T chord_minus, T chord_plus) {
   return T(2) * atan2(chord_minus, chord_plus);
 }
 
+// One coordinate of the tangent b̂ - cos(θ) â (norm sin θ), from the nearer
+// chord so that it stays accurate relative to its size at both ends:
+// 1 - cos θ = |â-b̂|²/2 when `near` (|â-b̂| <= |â+b̂|), 1 + cos θ = |â+b̂|²/2 otherwise;
+// half_sq is that chord's square over 2.
+template <typename T>
+SEE_HD T slerp_tangent(T a, T b, T half_sq, bool near) {
+  return near ? (b - a) + half_sq * a : (a + b) - half_sq * a;
+}
+
 }  // namespace see

@@ -7,7 +7,14 @@ or functionally `see_cuda.fused_see_loss(embeddings, labels, proxies)`. The pure
 PyTorch statement of the method lives in `see_cuda.reference`.
 """
 from ._extension import backends
-from .functional import fused_see_loss, mmd_centers, proxy_anchor_loss, slerp, spherical_expansion
+from .functional import (
+    fused_see_loss,
+    mmd_centers,
+    proxy_anchor_loss,
+    proxy_anchor_loss_with_synthetic,
+    slerp,
+    spherical_expansion,
+)
 from .losses import SEEProxyAnchorLoss
 from .selection import fraction_schedule, select_for_expansion, threshold_schedule
 from .stats import SEEStats
@@ -20,6 +27,7 @@ __all__ = [
     "fused_see_loss",
     "mmd_centers",
     "proxy_anchor_loss",
+    "proxy_anchor_loss_with_synthetic",
     "select_for_expansion",
     "slerp",
     "spherical_expansion",

@@ -130,6 +130,41 @@ def proxy_anchor_loss(
     return _fused_pa(embeddings, labels, proxies, None, None, alpha, margin, 0.0, dtype)
 
 
+def proxy_anchor_loss_with_synthetic(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    proxies: torch.Tensor,
+    synthetic: torch.Tensor,
+    synthetic_labels: torch.Tensor,
+    lam: float = 0.2,
+    alpha: float = 32.0,
+    margin: float = 0.1,
+    implementation: str = "auto",
+) -> torch.Tensor:
+    """PA(embeddings) + lam·PA(synthetic): Proxy-Anchor with extra (e.g. synthetic) rows.
+
+    synthetic: M x D points with synthetic_labels (M,) in [0, C); M may be 0.
+    The fused kernel forms both similarity blocks with one matrix product and
+    never stores dL/dS. Gradients reach embeddings, proxies and synthetic.
+    """
+    dtype = validation.check_loss_inputs(embeddings, labels, proxies)
+    validation.check_loss_options(alpha, margin)
+    validation.check_real(lam, "lam", low=0.0)
+    validation.check_float_matrix(synthetic, "synthetic", f"(M, {embeddings.shape[1]})")
+    if synthetic.shape[1] != embeddings.shape[1]:
+        raise ValueError(f"synthetic must have shape (M, {embeddings.shape[1]}), got {tuple(synthetic.shape)}")
+    if synthetic.dtype != embeddings.dtype:
+        raise TypeError(f"synthetic must have the dtype of embeddings ({embeddings.dtype}), got {synthetic.dtype}")
+    validation.check_labels(synthetic_labels, synthetic.shape[0], proxies.shape[0], name="synthetic_labels")
+    validation.check_same_device({"embeddings": embeddings, "synthetic": synthetic, "synthetic_labels": synthetic_labels})
+    if not _use_fused(implementation, embeddings.device):
+        return reference.proxy_anchor_loss_with_synthetic(
+            embeddings, labels, proxies, synthetic, synthetic_labels, lam, alpha, margin
+        )
+    return _fused_pa(embeddings, labels, proxies, synthetic, synthetic_labels, alpha, margin, lam, dtype,
+                     synthetic_grad=True)
+
+
 def _fused_pa(x, y, proxies, synthetic, synthetic_labels, alpha, margin, lam, dtype, synthetic_grad=False):
     kd = _kernel_dtype(dtype)
     D = x.shape[1]
@@ -214,7 +249,7 @@ def _fused_see(x, y, proxies, dtype, n_expansion, lam, mode, ratio, threshold, a
     synthetic = ops.expansion(source.contiguous(), proxies_k.contiguous(), noise_k.to(kd).contiguous())
     synthetic_labels = y[selected].repeat_interleave(n)
     loss = _fused_pa(
-        x, y, proxies, synthetic.reshape(k * n, -1), synthetic_labels, alpha, margin, lam, dtype,
+        x, y, proxies, synthetic.reshape(k * n, x.shape[1]), synthetic_labels, alpha, margin, lam, dtype,
         synthetic_grad=not detach_synthetic,
     )
     if not return_stats:

@@ -84,7 +84,7 @@ if HAVE_EXTENSION:
         )
         outputs = _ops.proxy_anchor_fused.default(
             x, labels, proxies, synthetic, synthetic_labels, alpha, margin, lam, compute_grad,
-            compute_grad and synthetic_grad,
+            compute_grad and synthetic_grad and synthetic.requires_grad,
         )
         return outputs[0]
 

@@ -103,12 +103,16 @@ def spherical_expansion(
     degenerate = rho == 0  # §3.6: z equals its proxy; any u ⊥ w will do
     u = torch.where(degenerate, orthogonal_unit(w), r / torch.where(degenerate, torch.ones_like(rho), rho))
 
-    # §3.2 Gram-Schmidt of the noise against w, u and the earlier directions.
+    # §3.2 Gram-Schmidt of the noise against w, u and the earlier directions,
+    # twice: one pass leaves errors of (conditioning x rounding) when a draw lies
+    # close to the span (likely when D is near n + 1); the second pass makes the
+    # frame orthonormal to rounding. Both passes define the same function.
     frame = [w, u]
     for j in range(n - 1):
         g = noise[:, j]
-        for f in frame:
-            g = g - (g * f).sum(-1, keepdim=True) * f
+        for _ in range(2):
+            for f in frame:
+                g = g - (g * f).sum(-1, keepdim=True) * f
         frame.append(g / torch.sqrt((g * g).sum(-1, keepdim=True)))
     f = torch.stack(frame[1:], dim=1)  # k x n x D: f_0 = u, f_j = v_{j+1}
 
@@ -133,11 +137,15 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float) -> torch.Te
     chord_minus = _safe_norm(a - b).unsqueeze(-1)
     chord_plus = _safe_norm(a + b).unsqueeze(-1)
     theta = 2.0 * torch.atan2(chord_minus, chord_plus)  # accurate at both ends
-    cos_theta = torch.cos(theta)
     antipodal = chord_plus == 0
+    # The tangent b - cos(θ)·a, of norm sin θ, from the nearer chord so that it
+    # keeps its relative accuracy at both ends: 1 - cos θ = |a-b|²/2, 1 + cos θ = |a+b|²/2.
+    tangent = torch.where(
+        chord_minus <= chord_plus, (b - a) + 0.5 * chord_minus**2 * a, (a + b) - 0.5 * chord_plus**2 * a
+    )
     # sin(tθ)/sin(θ) written with sinc so that θ → 0 is 0/0-free: t·sinc(tθ)/sinc(θ).
     ratio = t * torch.sinc(t * theta / math.pi) / torch.where(antipodal, torch.ones_like(theta), torch.sinc(theta / math.pi))
-    tangent_part = torch.where(antipodal, torch.sin(t * theta) * orthogonal_unit(a), ratio * (b - cos_theta * a))
+    tangent_part = torch.where(antipodal, torch.sin(t * theta) * orthogonal_unit(a), ratio * tangent)
     return torch.cos(t * theta) * a + tangent_part
 
 
@@ -154,7 +162,12 @@ def _log1p_sum_exp(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     shift = torch.where(has_term, masked.amax(0), torch.zeros_like(masked[0])).detach()
     sum_exp = torch.where(mask, torch.exp(masked - shift), torch.zeros_like(logits)).sum(0)
     lse = shift + torch.log(torch.where(has_term, sum_exp, torch.ones_like(sum_exp)))
-    return torch.where(has_term, torch.nn.functional.softplus(lse), torch.zeros_like(lse))
+    return torch.where(has_term, _softplus(lse), torch.zeros_like(lse))
+
+
+def _softplus(v: torch.Tensor) -> torch.Tensor:
+    """log(1 + e^v) exactly; torch's softplus turns linear above 20, off by 2e-9."""
+    return torch.clamp(v, min=0) + torch.log1p(torch.exp(-v.abs()))
 
 
 def proxy_anchor_loss(
@@ -173,6 +186,26 @@ def proxy_anchor_loss(
     neg_term = _log1p_sum_exp(alpha * (s + margin), ~positive)
     num_positive_classes = positive.any(0).sum()
     return pos_term.sum() / num_positive_classes.clamp(min=1) + neg_term.sum() / C
+
+
+def proxy_anchor_loss_with_synthetic(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    proxies: torch.Tensor,
+    synthetic: torch.Tensor,
+    synthetic_labels: torch.Tensor,
+    lam: float,
+    alpha: float = 32.0,
+    margin: float = 0.1,
+) -> torch.Tensor:
+    """PA(x, y, P) + λ·PA(synthetic, synthetic_labels, P) (§4), the second term 0 without rows.
+
+    Gradients reach x, proxies and synthetic; SEE passes detached synthetic points.
+    """
+    loss = proxy_anchor_loss(x, y, proxies, alpha, margin)
+    if synthetic.shape[0] == 0:
+        return loss
+    return loss + lam * proxy_anchor_loss(synthetic, synthetic_labels, proxies, alpha, margin)
 
 
 # ---------------------------------------------------------------- §2 + §4 SEE loss
@@ -221,22 +254,21 @@ def see_loss(
     proxies; without it, gradients also flow back to x through the expansion.
     Returns the loss, or (loss, SEEStats) with `return_stats`.
     """
-    real = proxy_anchor_loss(x, y, proxies, alpha, margin)
+    dtype = torch.promote_types(x.dtype, proxies.dtype)
     s = positive_cosines(x, y, proxies)
     selected = select_for_expansion(s, mode, ratio, threshold)
     k = selected.numel()
     n = n_expansion
-    if k > 0:
-        source = x[selected] if not detach_synthetic else x[selected].detach()
-        if noise is None:
-            noise_k = expansion_noise(k, n, x.shape[1], real.dtype, x.device, generator)
-        else:
-            noise_k = noise[selected].to(real.dtype)
-        synthetic = spherical_expansion(source.to(real.dtype), proxies[y[selected]].detach().to(real.dtype), n, noise_k)
-        synthetic_labels = y[selected].repeat_interleave(n)
-        loss = real + lam * proxy_anchor_loss(synthetic.reshape(k * n, -1), synthetic_labels, proxies, alpha, margin)
+    source = x[selected] if not detach_synthetic else x[selected].detach()
+    if noise is None:
+        noise_k = expansion_noise(k, n, x.shape[1], dtype, x.device, generator)
     else:
-        loss = real
+        noise_k = noise[selected].to(dtype)
+    synthetic = spherical_expansion(source.to(dtype), proxies[y[selected]].detach().to(dtype), n, noise_k)
+    synthetic_labels = y[selected].repeat_interleave(n)
+    loss = proxy_anchor_loss_with_synthetic(
+        x, y, proxies, synthetic.reshape(k * n, x.shape[1]), synthetic_labels, lam, alpha, margin
+    )
     if not return_stats:
         return loss
     return loss, SEEStats(num_expanded=k, num_synthetic=k * n, mean_positive_cosine=s.mean())

@@ -63,10 +63,15 @@ SourceFrame<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, in
   for (int64_t j = 0; j + 1 < n; ++j) {
     T* v = frame + (j + 2) * D;
     std::copy(noise + j * D, noise + (j + 1) * D, v);
-    for (int64_t l = 0; l < j + 2; ++l) {
-      const T c = dot(v, frame + l * D, D);
-      axpy(-c, frame + l * D, v, D);
-      gs_coef[j * (n + 1) + l] = c;
+    // Two passes ("twice is enough"): orthonormal to rounding even for draws
+    // close to the span. The coefficients of both passes add up to R's column.
+    for (int64_t l = 0; l < j + 2; ++l) gs_coef[j * (n + 1) + l] = T(0);
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int64_t l = 0; l < j + 2; ++l) {
+        const T c = dot(v, frame + l * D, D);
+        axpy(-c, frame + l * D, v, D);
+        gs_coef[j * (n + 1) + l] += c;
+      }
     }
     const T norm = std::sqrt(dot(v, v, D));
     for (int64_t d = 0; d < D; ++d) v[d] = v[d] / norm;

@@ -22,7 +22,7 @@ constexpr int64_t kRowGrain = 16;
 template <typename T>
 struct SlerpRow {
   std::vector<T> a_unit, b_unit, e;  // e: the fallback tangent at the antipode
-  T a_norm, b_norm, theta, e_raw_norm;
+  T a_norm, b_norm, theta, e_raw_norm, chord_minus, chord_plus;
   int64_t axis;
   bool antipodal;
 
@@ -38,7 +38,9 @@ struct SlerpRow {
       plus_sq += p * p;
     }
     antipodal = !(plus_sq > T(0));
-    theta = angle_from_chords(std::sqrt(minus_sq), std::sqrt(plus_sq));
+    chord_minus = std::sqrt(minus_sq);
+    chord_plus = std::sqrt(plus_sq);
+    theta = angle_from_chords(chord_minus, chord_plus);
     if (antipodal) {  // the great circle through the best-conditioned axis
       axis = least_aligned_axis(a_unit.data(), D);
       for (int64_t d = 0; d < D; ++d) e[d] = -a_unit[axis] * a_unit[d];
@@ -59,9 +61,13 @@ void slerp_row(const SlerpRow<T>& row, T t, int64_t D, T* out) {
     return;
   }
   const T ratio = t * sinc(tt) / sinc(row.theta);
-  const T cos_theta = std::cos(row.theta);
-  for (int64_t d = 0; d < D; ++d)
-    out[d] = std::cos(tt) * row.a_unit[d] + ratio * (row.b_unit[d] - cos_theta * row.a_unit[d]);
+  const T cos_tt = std::cos(tt);
+  const bool near = row.chord_minus <= row.chord_plus;
+  const T half_sq = T(0.5) * (near ? row.chord_minus * row.chord_minus : row.chord_plus * row.chord_plus);
+  for (int64_t d = 0; d < D; ++d) {
+    const T a = row.a_unit[d], b = row.b_unit[d];
+    out[d] = cos_tt * a + ratio * slerp_tangent(a, b, half_sq, near);
+  }
 }
 
 // Gradients w.r.t. the unit rows and t; see slerp.h for the weights.
