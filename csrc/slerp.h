@@ -20,13 +20,19 @@ SEE_HD T sinc(T x) {
   return x == T(0) ? T(1) : sin(x) / x;
 }
 
-// q(x) = (sin x - x cos x) / x^3; its Taylor series below 0.2, where the
-// difference would cancel (the first omitted term is below 1e-16).
+// q(x) = (sin x - x cos x) / x^3; its Taylor series below 0.5, where the
+// difference would cancel (the first omitted term is below 3e-18 there).
 template <typename T>
 SEE_HD T sinc_slope(T x) {
   const T x2 = x * x;
-  if (fabs(x) < T(0.2)) {
-    return T(1.0 / 3) + x2 * (T(-1.0 / 30) + x2 * (T(1.0 / 840) + x2 * (T(-1.0 / 45360) + x2 * T(1.0 / 3991680))));
+  if (fabs(x) < T(0.5)) {
+    T q = T(1.0 / 93405312000.0);
+    q = q * x2 - T(1.0 / 518918400.0);
+    q = q * x2 + T(1.0 / 3991680.0);
+    q = q * x2 - T(1.0 / 45360.0);
+    q = q * x2 + T(1.0 / 840.0);
+    q = q * x2 - T(1.0 / 30.0);
+    return q * x2 + T(1.0 / 3.0);
   }
   return (sin(x) - x * cos(x)) / (x2 * x);
 }
