@@ -8,6 +8,7 @@ public API (`see_cuda.validation`).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -68,6 +69,12 @@ def mmd_centers(num_centers: int, dim: int, radius: float = 1.0) -> torch.Tensor
     return centers * radius
 
 
+@functools.lru_cache(maxsize=None)
+def _simplex_coefficients(n: int) -> torch.Tensor:
+    """Bw[1:, :n] of §3.3, built once per n (the recursion is a Python loop)."""
+    return mmd_centers(n + 1, n + 1)[1:, :n]
+
+
 # ---------------------------------------------------------------- §3 expansion
 def spherical_expansion(
     z: torch.Tensor,
@@ -117,7 +124,7 @@ def spherical_expansion(
     f = torch.stack(frame[1:], dim=1)  # k x n x D: f_0 = u, f_j = v_{j+1}
 
     # §3.3-3.4 rows 1..n of the simplex coefficients; row 0 would give z back.
-    Bw = mmd_centers(n + 1, n + 1)[1:, :n].to(dtype=z.dtype, device=z.device)
+    Bw = _simplex_coefficients(n).to(dtype=z.dtype, device=z.device)
     return M.unsqueeze(1) + rho.unsqueeze(1) * torch.einsum("kj,ijd->ikd", Bw, f)
 
 

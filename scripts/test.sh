@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up (scripts/setup.sh), then runs every test: the C++ core under
+# AddressSanitizer and UndefinedBehaviorSanitizer (ctest), and the Python suite.
+# Tests that need a GPU skip themselves on a machine without one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+bash scripts/setup.sh
+# The fused kernels must have been built: without them the fused tests would skip.
+"$VENV/bin/python" -c "import see_cuda, sys; sys.exit(0 if see_cuda.backends()['cpu'] else 'see_cuda._C has no CPU kernels')"
+cmake -S . -B build/cmake-sanitize -DSEE_SANITIZE=ON > /dev/null
+cmake --build build/cmake-sanitize -j 2 > /dev/null
+ctest --test-dir build/cmake-sanitize --output-on-failure
+"$VENV/bin/python" -m pytest -q "$@"
