@@ -26,8 +26,23 @@ def check_float_matrix(t, name: str, shape_doc: str) -> None:
         raise TypeError(f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), got {t.dtype}")
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D with shape {shape_doc}, got shape {tuple(t.shape)}")
-    if _reads_values(t) and not bool(torch.isfinite(t).all()):
+    if _reads_values(t) and not all_finite(t):
         raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry is finite, in one pass over t for the common case.
+
+    A finite float64 sum proves all entries finite; for float32 and narrower the
+    sum cannot overflow in float64, so a non-finite sum proves the opposite.
+    Only a float64 tensor whose sum overflowed needs the entry-wise check.
+    """
+    total = t.sum(dtype=torch.float64)
+    if bool(torch.isfinite(total)):
+        return True
+    if t.dtype != torch.float64:
+        return False
+    return bool(torch.isfinite(t).all())
 
 
 def check_labels(labels, batch_size: int, num_classes: int, name: str = "labels") -> None:
@@ -103,7 +118,7 @@ def check_noise(noise, rows: int, n_expansion: int, dim: int, name: str = "noise
         raise TypeError(f"{name} must be a floating-point tensor, got {noise.dtype}")
     if tuple(noise.shape) != expected:
         raise ValueError(f"{name} must have shape {expected} (rows, n_expansion - 1, D), got {tuple(noise.shape)}")
-    if _reads_values(noise) and not bool(torch.isfinite(noise).all()):
+    if _reads_values(noise) and not all_finite(noise):
         raise ValueError(f"{name} contains NaN or infinite values")
 
 

@@ -108,23 +108,62 @@ double finish_part(PartState<T>& part, int64_t C, double alpha, double margin, d
                         part.pos_scale.template data_ptr<T>());
 }
 
-// dL/d(unit rows) of one part: E (neg_scale ⊙ P̂) plus each row's positive term.
+// The gradient of a row's positive entry, pos_scale[y_i] * pos_exp[i].
 template <typename T>
-Tensor unit_row_grad(const Tensor& E, const Tensor& proxies_unit, const PartState<T>& part, const Tensor& labels) {
-  Tensor grad = at::mm(E, proxies_unit * part.neg_scale.unsqueeze(1));
-  Tensor pos_grad = part.pos_exp * part.pos_scale.index_select(0, labels);
-  grad.add_(proxies_unit.index_select(0, labels) * pos_grad.unsqueeze(1));
+T positive_grad(const PartState<T>& part, int64_t i) {
+  return part.pos_scale.template const_data_ptr<T>()[part.labels[i]] * part.pos_exp.template const_data_ptr<T>()[i];
+}
+
+// dL/d(input rows) of one part: E (neg_scale ⊙ P̂) from one product, then, per
+// row, its positive term and the normalisation backward in one pass.
+template <typename T>
+Tensor rows_grad(const Tensor& E, const Tensor& proxies_unit, const PartState<T>& part, const Tensor& rows_unit,
+                 const Tensor& row_norms) {
+  Tensor unit_grad = at::mm(E, proxies_unit * part.neg_scale.unsqueeze(1));
+  Tensor grad = at::empty_like(unit_grad);
+  const int64_t D = rows_unit.size(1);
+  const T* p_unit = proxies_unit.const_data_ptr<T>();
+  const T* unit = rows_unit.const_data_ptr<T>();
+  const T* norms = row_norms.const_data_ptr<T>();
+  T* ug = unit_grad.data_ptr<T>();
+  T* out = grad.data_ptr<T>();
+  at::parallel_for(0, rows_unit.size(0), kRowGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const T g = positive_grad(part, i);
+      const T* proxy = p_unit + part.labels[i] * D;
+      T* row = ug + i * D;
+      for (int64_t d = 0; d < D; ++d) row[d] += g * proxy[d];
+      normalize_row_backward(unit + i * D, norms[i], row, out + i * D, D);
+    }
+  });
   return grad;
 }
 
-// Adds one part's dL/dP̂: neg_scale ⊙ (E^T X̂) plus the positives scattered to their classes.
+// dL/dproxies: neg_scale ⊙ (E^T X̂) of each part, the positives scattered to
+// their classes, then the normalisation backward, with one product per part.
 template <typename T>
-void add_proxy_grad(Tensor& grad, const Tensor& E, const Tensor& rows_unit, const PartState<T>& part,
-                    const Tensor& labels) {
-  if (E.size(0) == 0) return;
-  grad.addcmul_(at::mm(E.t(), rows_unit), part.neg_scale.unsqueeze(1));
-  Tensor pos_grad = part.pos_exp * part.pos_scale.index_select(0, labels);
-  grad.index_add_(0, labels, rows_unit * pos_grad.unsqueeze(1));
+Tensor proxies_grad(const Tensor& proxies_unit, const Tensor& proxy_norms,
+                    std::initializer_list<std::tuple<const Tensor*, const Tensor*, const PartState<T>*>> parts) {
+  const int64_t C = proxies_unit.size(0), D = proxies_unit.size(1);
+  Tensor unit_grad = at::zeros_like(proxies_unit);
+  T* ug = unit_grad.data_ptr<T>();
+  for (const auto& [E, rows_unit, part] : parts) {
+    if (E->size(0) == 0) continue;
+    Tensor product = at::mm(E->t(), *rows_unit);  // C x D
+    const T* prod = product.const_data_ptr<T>();
+    const T* scale = part->neg_scale.template const_data_ptr<T>();
+    at::parallel_for(0, C, kRowGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c)
+        for (int64_t d = 0; d < D; ++d) ug[c * D + d] += scale[c] * prod[c * D + d];
+    });
+    const T* unit = rows_unit->template const_data_ptr<T>();
+    for (int64_t i = 0; i < rows_unit->size(0); ++i) {  // serial: rows of one class collide
+      const T g = positive_grad(*part, i);
+      T* target = ug + part->labels[i] * D;
+      for (int64_t d = 0; d < D; ++d) target[d] += g * unit[i * D + d];
+    }
+  }
+  return normalize_backward<T>(proxies_unit, proxy_norms, unit_grad);
 }
 
 template <typename T>
@@ -157,17 +196,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> fused_loss(const Tensor& x, const Ten
   Tensor grad_x = empty, grad_proxies = empty, grad_synthetic = empty;
   if (compute_grad) {
     Tensor E_real = S.narrow(0, 0, B), E_syn = S.narrow(0, B, m);
-    grad_x = normalize_backward<T>(real_unit, real_norms, unit_row_grad(E_real, proxies_unit, real, labels));
-    Tensor proxies_unit_grad = at::zeros_like(proxies);
-    add_proxy_grad(proxies_unit_grad, E_real, real_unit, real, labels);
-    add_proxy_grad(proxies_unit_grad, E_syn, synthetic_unit, syn, synthetic_labels);
-    grad_proxies = normalize_backward<T>(proxies_unit, proxy_norms, proxies_unit_grad);
-    if (synthetic_grad && m > 0) {
-      Tensor syn_unit_grad = unit_row_grad(E_syn, proxies_unit, syn, synthetic_labels);
-      grad_synthetic = normalize_backward<T>(synthetic_unit, synthetic_norms, syn_unit_grad);
-    } else if (synthetic_grad) {
-      grad_synthetic = at::empty_like(synthetic);
-    }
+    grad_x = rows_grad(E_real, proxies_unit, real, real_unit, real_norms);
+    grad_proxies = proxies_grad<T>(proxies_unit, proxy_norms,
+                                   {{&E_real, &real_unit, &real}, {&E_syn, &synthetic_unit, &syn}});
+    if (synthetic_grad) grad_synthetic = rows_grad(E_syn, proxies_unit, syn, synthetic_unit, synthetic_norms);
   }
   return {at::scalar_tensor(loss, x.options()), grad_x, grad_proxies, grad_synthetic};
 }
