@@ -10,6 +10,16 @@
 #define SEE_HD inline
 #endif
 
+// Marks a loop that accumulates into `var` as reorderable, so that the compiler
+// vectorises the sum (OpenMP SIMD; builds pass -fopenmp or -fopenmp-simd). The
+// order of a sum then depends on the vector width, never on the thread count.
+#define SEE_PRAGMA(text) _Pragma(#text)
+#if defined(__CUDA_ARCH__)
+#define SEE_SIMD_SUM(var)
+#else
+#define SEE_SIMD_SUM(var) SEE_PRAGMA(omp simd reduction(+ : var))
+#endif
+
 namespace see {
 
 // Added to the squared norm before the square root, as the original code does.
