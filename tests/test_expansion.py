@@ -1,7 +1,7 @@
 """The SEE expansion (SEE_METHOD.md §3): invariants, oracles, fused vs reference, gradients."""
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 
 import see_cuda
 from see_cuda import reference
@@ -39,10 +39,23 @@ def test_synthetic_points_keep_the_invariants(implementation, problem):
     torch.testing.assert_close((offsets * r.unsqueeze(1)).sum(-1), (-rho_sq / n).unsqueeze(1).expand(-1, n), **tol)
 
 
+def frame_condition(z, w, noise):
+    """Largest condition number over samples of [ŵ, ẑ, noise] with unit columns.
+
+    Single-pass classical Gram-Schmidt (the original's) loses about this factor
+    of accuracy; the reference's two passes do not, so the two are compared
+    only where the original can be trusted."""
+    columns = torch.cat([reference.l2_normalize(w).unsqueeze(1), reference.l2_normalize(z).unsqueeze(1),
+                         reference.l2_normalize(noise)], dim=1)
+    singular = torch.linalg.svdvals(columns)
+    return (singular[:, 0] / singular[:, -1]).max().item()
+
+
 @settings(max_examples=30, deadline=None)
 @given(problem=expansion_problems())
 def test_reference_matches_the_per_sample_original(problem):
     z, w, noise, n = problem
+    assume(frame_condition(z, w, noise) < 1e3)
     torch.testing.assert_close(
         reference.spherical_expansion(z, w, n, noise), original_expansion(z, w, n, noise), rtol=0, atol=1e-10
     )
