@@ -91,7 +91,9 @@ def extension():
     sources = sorted(glob.glob(os.path.join(CSRC, "*.cpp"))) + sorted(glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
     # -fno-trapping-math lets the compiler vectorise the branch-free exp of the
     # loss loops (compares may then be speculated); it changes no result.
-    cxx = ["-O3", "-std=c++17", "-fopenmp", "-fno-trapping-math"] + cpu_flags()
+    # No -std flag: torch's build adds the standard its headers need (torch
+    # 2.14's ATen refuses anything below C++20).
+    cxx = ["-O3", "-fopenmp", "-fno-trapping-math"] + cpu_flags()
     if want_cuda():
         sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
         arch = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
@@ -100,7 +102,7 @@ def extension():
             "see_cuda._C",
             sources,
             include_dirs=[os.path.join(ROOT, CSRC)] + wheel_cuda_includes(),
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17", "--use_fast_math"]},
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--use_fast_math"]},
             extra_link_args=["-fopenmp"],
             py_limited_api=False,
         )

@@ -3,7 +3,7 @@
 // The math and its order are those of cpu/expansion_kernels.h (read its
 // comments for the frame layout and the QR backward): the same normalisations,
 // the same modified Gram-Schmidt sequence (each projection uses the vector as
-// updated by the previous one), the same triangular solves. Thread j owns the
+// updated by the previous one, two passes), the same triangular solves. Thread j owns the
 // coordinates d = j, j + blockDim, ... of every D-vector, so the elementwise
 // steps need no barrier; every dot product is a block reduction whose result
 // all threads share, and the O(n^2) dots of the backward go one per warp.
@@ -90,13 +90,19 @@ __device__ SourceGeometry<T> build_frame(const T* z, const T* w, const T* noise,
     T* v = frame + (j + 2) * D;
     const T* g = noise + j * D;
     for (int64_t d = tid; d < D; d += stride) v[d] = g[d];
-    for (int64_t l = 0; l < j + 2; ++l) {
-      const T* f = frame + l * D;
-      T part = T(0);
-      for (int64_t d = tid; d < D; d += stride) part += v[d] * f[d];
-      const T c = block_sum(part);
-      for (int64_t d = tid; d < D; d += stride) v[d] -= c * f[d];
-      if (tid == 0) gs_coef[j * (n + 1) + l] = c;
+    // Two passes, as the CPU: the coefficients of both add up to R's column.
+    if (tid == 0) {
+      for (int64_t l = 0; l < j + 2; ++l) gs_coef[j * (n + 1) + l] = T(0);
+    }
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int64_t l = 0; l < j + 2; ++l) {
+        const T* f = frame + l * D;
+        T part = T(0);
+        for (int64_t d = tid; d < D; d += stride) part += v[d] * f[d];
+        const T c = block_sum(part);
+        for (int64_t d = tid; d < D; d += stride) v[d] -= c * f[d];
+        if (tid == 0) gs_coef[j * (n + 1) + l] += c;
+      }
     }
     T v_sq = T(0);
     for (int64_t d = tid; d < D; d += stride) v_sq += v[d] * v[d];

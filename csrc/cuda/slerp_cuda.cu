@@ -31,7 +31,7 @@ struct SlerpRow {
   const T* a;
   const T* b;
   int64_t D;
-  T a_norm, b_norm;
+  T a_norm, b_norm, chord_minus, chord_plus;  // chords |â - b̂|, |â + b̂|
   double theta;
   bool antipodal;
   int64_t axis;
@@ -70,7 +70,9 @@ __device__ SlerpRow<T> load_row(const T* a, const T* b, int64_t D) {
   minus_sq = warp_sum(minus_sq);
   plus_sq = warp_sum(plus_sq);
   row.antipodal = !(plus_sq > T(0));
-  row.theta = angle_from_chords(sqrt(static_cast<double>(minus_sq)), sqrt(static_cast<double>(plus_sq)));
+  row.chord_minus = sqrt(minus_sq);
+  row.chord_plus = sqrt(plus_sq);
+  row.theta = angle_from_chords(static_cast<double>(row.chord_minus), static_cast<double>(row.chord_plus));
   row.axis = 0;
   row.a_axis = T(0);
   row.e_raw_norm = T(1);
@@ -104,10 +106,12 @@ __global__ void slerp_kernel(const T* a, const T* b, const T* t, int64_t R, int6
     return;
   }
   const T ratio = static_cast<T>(static_cast<double>(t[i]) * sinc(tt) / sinc(row.theta));
-  const T cos_theta = static_cast<T>(cos(row.theta));
+  // The tangent b̂ - cos(θ) â from the nearer chord (slerp_tangent).
+  const bool near = row.chord_minus <= row.chord_plus;
+  const T half_sq = T(0.5) * (near ? row.chord_minus * row.chord_minus : row.chord_plus * row.chord_plus);
   for (int64_t d = lane; d < D; d += kWarpSize) {
     const T au = row.a_unit(d);
-    o[d] = cos_tt * au + ratio * (row.b_unit(d) - cos_theta * au);
+    o[d] = cos_tt * au + ratio * slerp_tangent(au, row.b_unit(d), half_sq, near);
   }
 }
 
