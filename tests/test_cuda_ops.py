@@ -26,10 +26,11 @@ def draw(*shape, seed, dtype=torch.float64):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
-def assert_close_scaled(got, expected, rtol):
-    """Entrywise rtol, plus rtol times the largest entry: single entries can come from cancelling sums."""
+def assert_close_scaled(got, expected, rtol, min_scale=0.0):
+    """Entrywise rtol, plus rtol times the largest entry (at least min_scale): single
+    entries can come from cancelling sums, whose error follows the summands' size."""
     got, expected = got.detach().double().cpu(), expected.detach().double().cpu()
-    scale = expected.abs().max().item() if expected.numel() else 0.0
+    scale = max(expected.abs().max().item() if expected.numel() else 0.0, min_scale)
     torch.testing.assert_close(got, expected, rtol=rtol, atol=rtol * scale + 1e-300)
 
 
@@ -150,9 +151,11 @@ def slerp_with_grads(device, dtype, a, b, t, upstream, implementation="fused"):
     return (out, *torch.autograd.grad((out * upstream.to(device, dtype)).sum(), inputs))
 
 
+# D = 3 rather than 2: random pairs in the plane come close to the antipode,
+# where float32 angles lose digits as 1/(π - θ) (exact antipodes are a case of their own).
 @pytest.mark.parametrize("case", ["random", "close", "antipodal", "equal"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("D", [2, 9, 300])
+@pytest.mark.parametrize("D", [3, 9, 300])
 def test_slerp_matches_reference_and_cpu(case, dtype, D):
     rows = 37
     a, b, t = (v.to(dtype) for v in slerp_problem(rows, D, seed=D, case=case))
@@ -163,8 +166,9 @@ def test_slerp_matches_reference_and_cpu(case, dtype, D):
     # At θ = 0 exactly the angle is not differentiable: compare the values only.
     compared = 1 if case == "equal" else 4
     for mine, truth, theirs in list(zip(got, expected, cpu))[:compared]:
-        assert_close_scaled(mine, truth, RTOL[dtype])
-        assert_close_scaled(mine, theirs, RTOL[dtype])
+        # Unit scale: for close pairs dL/dt = g.(b̂ - â) + O(θ²) cancels between terms of size |g|.
+        assert_close_scaled(mine, truth, RTOL[dtype], min_scale=1.0)
+        assert_close_scaled(mine, theirs, RTOL[dtype], min_scale=1.0)
 
 
 def test_slerp_gradcheck():
@@ -205,6 +209,8 @@ PA_CASES = [(size, torch.float64, alpha) for size in PA_SIZES for alpha in (32.0
 @pytest.mark.parametrize("size, dtype, alpha", PA_CASES)
 def test_proxy_anchor_matches_reference_and_cpu(size, dtype, alpha):
     B, C, D, unused = size
+    # float32 cosines carry their rounding into the exponents times alpha.
+    rtol = RTOL[dtype] * max(1.0, alpha / 32.0) if dtype == torch.float32 else RTOL[dtype]
     x, y, proxies = loss_problem(B, C, D, seed=B + C, unused_classes=unused)
     got = pa_with_grads("cuda", dtype, x, y, proxies, alpha=alpha)
     assert got[0].device.type == "cuda" and got[0].dtype == dtype and got[0].dim() == 0
@@ -212,8 +218,8 @@ def test_proxy_anchor_matches_reference_and_cpu(size, dtype, alpha):
     expected = pa_with_grads("cuda", torch.float64, x_r, y, p_r, implementation="reference", alpha=alpha)
     cpu = pa_with_grads("cpu", dtype, x, y, proxies, alpha=alpha)
     for mine, truth, theirs in zip(got, expected, cpu):
-        assert_close_scaled(mine, truth, RTOL[dtype])
-        assert_close_scaled(mine, theirs, RTOL[dtype])
+        assert_close_scaled(mine, truth, rtol)
+        assert_close_scaled(mine, theirs, rtol)
 
 
 def test_proxy_anchor_gradcheck():
