@@ -25,8 +25,8 @@ void check_expansion_inputs(const Tensor& z, const Tensor& w, const Tensor& nois
 // Scratch of one source: its frame, ẑ and the Gram-Schmidt coefficients.
 template <typename T>
 struct FrameScratch {
-  std::vector<T> frame, z_unit, gs_coef;
-  FrameScratch(int64_t n, int64_t D) : frame((n + 1) * D), z_unit(D), gs_coef((n + 1) * (n + 1)) {}
+  std::vector<T> frame, z_unit, gs_coef, pass_coef;
+  FrameScratch(int64_t n, int64_t D) : frame((n + 1) * D), z_unit(D), gs_coef((n + 1) * (n + 1)), pass_coef(n + 1) {}
 };
 
 Tensor expansion_cpu(const Tensor& z, const Tensor& w, const Tensor& noise) {
@@ -41,7 +41,7 @@ Tensor expansion_cpu(const Tensor& z, const Tensor& w, const Tensor& noise) {
       FrameScratch<scalar_t> scratch(n, D);
       for (int64_t i = begin; i < end; ++i) {
         const auto geo = build_frame(zp + i * D, wp + i * D, np + i * (n - 1) * D, n, D, scratch.z_unit.data(),
-                                     scratch.frame.data(), scratch.gs_coef.data());
+                                     scratch.frame.data(), scratch.gs_coef.data(), scratch.pass_coef.data());
         emit_points(geo, scratch.frame.data(), n, D, op + i * n * D);
       }
     });
@@ -64,7 +64,7 @@ Tensor expansion_backward_cpu(const Tensor& grad, const Tensor& z, const Tensor&
       for (int64_t i = begin; i < end; ++i) {
         const scalar_t* source_noise = np + i * (n - 1) * D;
         const auto geo = build_frame(zp + i * D, wp + i * D, source_noise, n, D, scratch.z_unit.data(),
-                                     scratch.frame.data(), scratch.gs_coef.data());
+                                     scratch.frame.data(), scratch.gs_coef.data(), scratch.pass_coef.data());
         source_backward(geo, scratch.frame.data(), scratch.gs_coef.data(), scratch.z_unit.data(), source_noise,
                         gp + i * n * D, n, D, h.data(), work.data(), out + i * D);
       }

@@ -30,6 +30,36 @@ inline void axpy(T alpha, const T* x, T* y, int64_t D) {
   for (int64_t d = 0; d < D; ++d) y[d] += alpha * x[d];
 }
 
+// c[l] = f_l . v for the first `rows` frame rows (four at a time, so that the
+// sums run side by side), then v -= sum_l c[l] f_l; c is added to coef.
+template <typename T>
+void project_out(const T* frame, int64_t rows, int64_t D, T* v, T* coef, T* c) {
+  int64_t l = 0;
+  for (; l + 4 <= rows; l += 4) {
+    const T *f0 = frame + l * D, *f1 = f0 + D, *f2 = f1 + D, *f3 = f2 + D;
+    T s0 = T(0), s1 = T(0), s2 = T(0), s3 = T(0);
+    SEE_PRAGMA(omp simd reduction(+ : s0, s1, s2, s3))
+    for (int64_t d = 0; d < D; ++d) {
+      s0 += f0[d] * v[d];
+      s1 += f1[d] * v[d];
+      s2 += f2[d] * v[d];
+      s3 += f3[d] * v[d];
+    }
+    c[l] = s0, c[l + 1] = s1, c[l + 2] = s2, c[l + 3] = s3;
+  }
+  for (; l < rows; ++l) c[l] = dot(frame + l * D, v, D);
+  for (l = 0; l + 4 <= rows; l += 4) {
+    const T *f0 = frame + l * D, *f1 = f0 + D, *f2 = f1 + D, *f3 = f2 + D;
+    const T c0 = c[l], c1 = c[l + 1], c2 = c[l + 2], c3 = c[l + 3];
+    for (int64_t d = 0; d < D; ++d) v[d] -= (c0 * f0[d] + c1 * f1[d]) + (c2 * f2[d] + c3 * f3[d]);
+  }
+  for (; l < rows; ++l) axpy(-c[l], frame + l * D, v, D);
+  for (l = 0; l < rows; ++l) coef[l] += c[l];
+}
+
+// Most Gram-Schmidt passes for one draw (two suffice unless it is dependent).
+constexpr int kMaxProjections = 4;
+
 // Geometry of one source, as built by build_frame.
 template <typename T>
 struct SourceFrame {
@@ -40,7 +70,7 @@ struct SourceFrame {
 // Builds ẑ and the frame of one source; see the file comment for the layout.
 template <typename T>
 SourceFrame<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, int64_t D, T* z_unit, T* frame,
-                           T* gs_coef) {
+                           T* gs_coef, T* pass_coef) {
   SourceFrame<T> geo;
   T* w_unit = frame;
   T* u = frame + D;
@@ -64,15 +94,21 @@ SourceFrame<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, in
   for (int64_t j = 0; j + 1 < n; ++j) {
     T* v = frame + (j + 2) * D;
     std::copy(noise + j * D, noise + (j + 1) * D, v);
-    // Two passes ("twice is enough"): orthonormal to rounding even for draws
-    // close to the span. The coefficients of both passes add up to R's column.
-    for (int64_t l = 0; l < j + 2; ++l) gs_coef[j * (n + 1) + l] = T(0);
-    for (int pass = 0; pass < 2; ++pass) {
-      for (int64_t l = 0; l < j + 2; ++l) {
-        const T c = dot(v, frame + l * D, D);
-        axpy(-c, frame + l * D, v, D);
-        gs_coef[j * (n + 1) + l] += c;
-      }
+    // Classical Gram-Schmidt, repeated: each pass is a block of independent dot
+    // products, which pipeline. Two passes ("twice is enough") leave the draw
+    // orthogonal to rounding unless it lay (nearly) in the span, which shows as
+    // a pass shrinking it by more than half: then it is projected again. The
+    // same frame as the reference's two-pass modified Gram-Schmidt, to rounding;
+    // the passes' coefficients add up to R.
+    T* coef = gs_coef + j * (n + 1);
+    for (int64_t l = 0; l < j + 2; ++l) coef[l] = T(0);
+    T norm_sq = dot(v, v, D);
+    for (int pass = 0; pass < kMaxProjections; ++pass) {
+      project_out(frame, j + 2, D, v, coef, pass_coef);
+      const T shrunk_sq = dot(v, v, D);
+      const bool settled = pass >= 1 && shrunk_sq > T(0.25) * norm_sq;
+      norm_sq = shrunk_sq;
+      if (settled) break;
     }
     const T norm = std::sqrt(dot(v, v, D));
     for (int64_t d = 0; d < D; ++d) v[d] = v[d] / norm;
