@@ -42,7 +42,7 @@ Tensor expansion_cpu(const Tensor& z, const Tensor& w, const Tensor& noise) {
       for (int64_t i = begin; i < end; ++i) {
         const auto geo = build_frame(zp + i * D, wp + i * D, np + i * (n - 1) * D, n, D, scratch.z_unit.data(),
                                      scratch.frame.data(), scratch.gs_coef.data(), scratch.pass_coef.data());
-        emit_points(geo, scratch.frame.data(), n, D, op + i * n * D);
+        emit_points(geo, scratch.frame.data(), n, D, op + i * n * D, scratch.z_unit.data());  // ẑ is spent
       }
     });
   });

@@ -118,14 +118,20 @@ SourceFrame<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, in
 }
 
 // The n synthetic points of one source (n x D) from its frame.
+//
+// The simplex rows are a staircase (mmd_centers.h): below the diagonal, column j
+// holds one value in every row. So point k is a running sum over the frame plus
+// one diagonal term, O(n D) instead of O(n^2 D). `prefix` is D of scratch.
 template <typename T>
-void emit_points(const SourceFrame<T>& geo, const T* frame, int64_t n, int64_t D, T* out) {
+void emit_points(const SourceFrame<T>& geo, const T* frame, int64_t n, int64_t D, T* out, T* prefix) {
   const T* w_unit = frame;
+  std::fill(prefix, prefix + D, T(0));
   for (int64_t k = 0; k < n; ++k) {
+    axpy(simplex_coefficient<T>(n - 1, k, n), frame + (k + 1) * D, prefix, D);  // below-diagonal entry of column k
+    const T diagonal = k + 1 < n ? simplex_coefficient<T>(k, k + 1, n) : T(0);
+    const T* next = frame + (k + 2 < n + 1 ? k + 2 : 0) * D;  // f[k + 2], unused when diagonal == 0
     T* point = out + k * D;
-    std::fill(point, point + D, T(0));
-    for (int64_t j = 0; j < n; ++j) axpy(simplex_coefficient<T>(k, j, n), frame + (j + 1) * D, point, D);
-    for (int64_t d = 0; d < D; ++d) point[d] = geo.a * w_unit[d] + geo.rho * point[d];
+    for (int64_t d = 0; d < D; ++d) point[d] = geo.a * w_unit[d] + geo.rho * (prefix[d] + diagonal * next[d]);
   }
 }
 
@@ -147,10 +153,17 @@ void source_backward(const SourceFrame<T>& geo, const T* frame, const T* gs_coef
   const T* u = frame + D;
   T a_bar = T(0);
   for (int64_t k = 0; k < n; ++k) a_bar += dot(grad + k * D, w_unit, D);
-  for (int64_t j = 0; j < n; ++j) {
+  // h_j = lower_j * sum_{k >= j} grad_k + diag_j * grad_{j-1}: the staircase again,
+  // as a running suffix sum (in work, free until r_bar below).
+  T* suffix = work;
+  std::fill(suffix, suffix + D, T(0));
+  for (int64_t j = n - 1; j >= 0; --j) {
+    axpy(T(1), grad + j * D, suffix, D);
+    const T lower = simplex_coefficient<T>(n - 1, j, n);
+    const T diagonal = j >= 1 ? simplex_coefficient<T>(j - 1, j, n) : T(0);
+    const T* previous = grad + (j >= 1 ? j - 1 : 0) * D;
     T* hj = h + j * D;
-    std::fill(hj, hj + D, T(0));
-    for (int64_t k = 0; k < n; ++k) axpy(simplex_coefficient<T>(k, j, n), grad + k * D, hj, D);
+    for (int64_t d = 0; d < D; ++d) hj[d] = lower * suffix[d] + diagonal * previous[d];
   }
   T* r_bar = work;  // D
   std::fill(r_bar, r_bar + D, T(0));

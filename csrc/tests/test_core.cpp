@@ -61,9 +61,9 @@ void test_mmd_centers() {
 
 struct Expansion {
   int64_t n, D;
-  std::vector<double> z, w, noise, frame, z_unit, coef, pass_coef, out;
+  std::vector<double> z, w, noise, frame, z_unit, coef, pass_coef, out, prefix;
   Expansion(int64_t n_, int64_t D_, std::mt19937_64& rng)
-      : n(n_), D(D_), z(D), w(D), noise((n - 1) * D), frame((n + 1) * D), z_unit(D), coef((n + 1) * (n + 1)), pass_coef(n + 1), out(n * D) {
+      : n(n_), D(D_), z(D), w(D), noise((n - 1) * D), frame((n + 1) * D), z_unit(D), coef((n + 1) * (n + 1)), pass_coef(n + 1), out(n * D), prefix(D) {
     std::normal_distribution<double> normal;
     for (auto* v : {&z, &w, &noise})
       for (auto& e : *v) e = normal(rng);
@@ -71,7 +71,7 @@ struct Expansion {
   see::cpu::SourceFrame<double> run(const std::vector<double>& source) {
     auto geo = see::cpu::build_frame(source.data(), w.data(), noise.data(), n, D, z_unit.data(), frame.data(), coef.data(),
                                      pass_coef.data());
-    see::cpu::emit_points(geo, frame.data(), n, D, out.data());
+    see::cpu::emit_points(geo, frame.data(), n, D, out.data(), prefix.data());
     return geo;
   }
 };
