@@ -102,7 +102,7 @@ def extension():
             "see_cuda._C",
             sources,
             include_dirs=[os.path.join(ROOT, CSRC)] + wheel_cuda_includes(),
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--use_fast_math"]},
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]},
             extra_link_args=["-fopenmp"],
             py_limited_api=False,
         )
