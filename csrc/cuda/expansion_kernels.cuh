@@ -2,11 +2,11 @@
 //
 // The math and its order are those of cpu/expansion_kernels.h (read its
 // comments for the frame layout and the QR backward): the same normalisations,
-// the same modified Gram-Schmidt sequence (each projection uses the vector as
-// updated by the previous one, two passes), the same triangular solves. Thread j owns the
-// coordinates d = j, j + blockDim, ... of every D-vector, so the elementwise
-// steps need no barrier; every dot product is a block reduction whose result
-// all threads share, and the O(n^2) dots of the backward go one per warp.
+// the same two passes of Gram-Schmidt, the same triangular solves. Thread j
+// owns the coordinates d = j, j + blockDim, ... of every D-vector, so the
+// elementwise steps need no barrier; a lone dot product is a block reduction
+// whose result all threads share, and batches of independent dots (a
+// Gram-Schmidt pass, the O(n^2) dots of the backward) go one per warp.
 //
 // The simplex rows have a staircase structure (mmd_centers.h): the entry of
 // column j is `lower[j]` in every row below the diagonal and `diag[j]` on it.
@@ -44,7 +44,7 @@ __device__ void fill_simplex_columns(int64_t n, T* lower, T* diag) {
 // ŵ, u and the Gram-Schmidt noise directions of one source (build_frame on the CPU).
 template <typename T>
 __device__ SourceGeometry<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, int64_t D, T* frame,
-                                         T* gs_coef) {
+                                         T* gs_coef, T* pass_coef) {
   const int64_t tid = threadIdx.x, stride = blockDim.x;
   T* w_unit = frame;
   T* u = frame + D;
@@ -86,29 +86,39 @@ __device__ SourceGeometry<T> build_frame(const T* z, const T* w, const T* noise,
     const T norm = sqrt(block_sum(u_sq));
     for (int64_t d = tid; d < D; d += stride) u[d] = u[d] / norm;
   }
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  const int num_warps = blockDim.x / kWarpSize;
   for (int64_t j = 0; j + 1 < n; ++j) {
     T* v = frame + (j + 2) * D;
+    T* coef = gs_coef + j * (n + 1);
     const T* g = noise + j * D;
     for (int64_t d = tid; d < D; d += stride) v[d] = g[d];
-    // Two passes, as the CPU: the coefficients of both add up to R's column.
     if (tid == 0) {
-      for (int64_t l = 0; l < j + 2; ++l) gs_coef[j * (n + 1) + l] = T(0);
+      for (int64_t l = 0; l < j + 2; ++l) coef[l] = T(0);
     }
+    // Two passes of classical Gram-Schmidt, as the CPU: the dots of a pass are
+    // independent (one warp each), and their sums over both passes are R's column.
     for (int pass = 0; pass < 2; ++pass) {
-      for (int64_t l = 0; l < j + 2; ++l) {
-        const T* f = frame + l * D;
-        T part = T(0);
-        for (int64_t d = tid; d < D; d += stride) part += v[d] * f[d];
-        const T c = block_sum(part);
-        for (int64_t d = tid; d < D; d += stride) v[d] -= c * f[d];
-        if (tid == 0) gs_coef[j * (n + 1) + l] += c;
+      __syncthreads();  // v complete before the warps read all of it
+      for (int64_t l = warp; l < j + 2; l += num_warps) {
+        const T c = warp_dot(v, frame + l * D, D);
+        if (lane == 0) pass_coef[l] = c;
+      }
+      __syncthreads();
+      for (int64_t d = tid; d < D; d += stride) {
+        T along = T(0);
+        for (int64_t l = 0; l < j + 2; ++l) along += pass_coef[l] * frame[l * D + d];
+        v[d] -= along;
+      }
+      if (tid == 0) {
+        for (int64_t l = 0; l < j + 2; ++l) coef[l] += pass_coef[l];
       }
     }
     T v_sq = T(0);
     for (int64_t d = tid; d < D; d += stride) v_sq += v[d] * v[d];
     const T norm = sqrt(block_sum(v_sq));
     for (int64_t d = tid; d < D; d += stride) v[d] = v[d] / norm;
-    if (tid == 0) gs_coef[j * (n + 1) + j + 2] = norm;
+    if (tid == 0) coef[j + 2] = norm;
   }
   __syncthreads();  // gs_coef, written by thread 0, is read by all
   return geo;
@@ -261,7 +271,8 @@ __global__ void expansion_forward_kernel(const T* z, const T* w, const T* noise,
       carve_scratch(sizes, src, reinterpret_cast<T*>(shared_raw), placement.large_global, placement.small_global);
   fill_simplex_columns(n, scratch.lower, scratch.diag);
   const SourceGeometry<T> geo =
-      build_frame(z + src * D, w + src * D, noise + src * (n - 1) * D, n, D, scratch.frame, scratch.gs_coef);
+      build_frame(z + src * D, w + src * D, noise + src * (n - 1) * D, n, D, scratch.frame, scratch.gs_coef,
+                  scratch.pass_coef);
   emit_points(geo, scratch.frame, scratch.lower, scratch.diag, n, D, out + src * n * D);
 }
 
@@ -275,7 +286,7 @@ __global__ void expansion_backward_kernel(const T* grad, const T* z, const T* w,
   fill_simplex_columns(n, scratch.lower, scratch.diag);
   const T* source_noise = noise + src * (n - 1) * D;
   const SourceGeometry<T> geo = build_frame(z + src * D, w + src * D, source_noise, n, D, scratch.frame,
-                                            scratch.gs_coef);
+                                            scratch.gs_coef, scratch.pass_coef);
   source_backward(geo, scratch, z + src * D, source_noise, grad + src * n * D, n, D, grad_z + src * D);
 }
 

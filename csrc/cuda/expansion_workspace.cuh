@@ -3,8 +3,8 @@
 // Each thread block expands one source and needs two kinds of scratch:
 //   large, O(n D): the frame ((n + 1) x D), and for the backward the sums
 //     h_j = sum_k Bw[k][j] grad_k (n x D) and the gradient w.r.t. u (D);
-//   small, O(n^2): the Gram-Schmidt coefficients ((n - 1) x (n + 1)), the
-//     simplex coefficients, and for the backward the lower triangle of
+//   small, O(n^2): the Gram-Schmidt coefficients ((n - 1) x (n + 1), and one
+//     pass's n + 1), the simplex coefficients, and for the backward the lower triangle of
 //     M = -H^T V and the vectors of the two triangular solves.
 // Both live in shared memory when they fit the device's per-block budget;
 // otherwise the large part, and if need be the small part too, moves to a
@@ -23,7 +23,7 @@ struct ExpansionSizes {
   __host__ __device__ int64_t m() const { return n - 1; }  // noise directions
   __host__ __device__ int64_t large_elems() const { return (n + 1) * D + (backward ? n * D + D : 0); }
   __host__ __device__ int64_t small_elems() const {
-    const int64_t gs = m() * (n + 1), simplex = n + (n + 1);
+    const int64_t gs = m() * (n + 1) + (n + 1), simplex = n + (n + 1);
     return gs + simplex + (backward ? m() * (m() + 1) / 2 + 4 * m() : 0);
   }
 };
@@ -33,6 +33,7 @@ template <typename T>
 struct SourceScratch {
   T* frame;      // (n + 1) x D: ŵ, u, v_1 .. v_{n-1}
   T* gs_coef;    // (n - 1) x (n + 1), the layout of cpu/expansion_kernels.h
+  T* pass_coef;  // n + 1: one Gram-Schmidt pass's coefficients
   T* lower;      // n: the entry of column j below the diagonal of the simplex rows
   T* diag;       // n + 1: the diagonal entry of column j (diag[0] unused)
   // backward only
@@ -56,7 +57,8 @@ __device__ SourceScratch<T> carve_scratch(const ExpansionSizes& sizes, int64_t s
                           : shared + (small_global ? 0 : sizes.small_elems());
   SourceScratch<T> s{};
   s.gs_coef = small;
-  s.lower = s.gs_coef + m * (n + 1);
+  s.pass_coef = s.gs_coef + m * (n + 1);
+  s.lower = s.pass_coef + (n + 1);
   s.diag = s.lower + n;
   s.frame = large;
   if (sizes.backward) {
