@@ -1,10 +1,12 @@
-// CPU loops of the fused Proxy-Anchor loss over the N x C similarity matrix.
+// CPU loops of the fused Proxy-Anchor loss, one proxy at a time.
 //
 // Plain C++ on raw pointers (no ATen), so that the C++ tests and sanitizers can
-// run them; the ATen glue in proxy_anchor_cpu.cpp splits the columns among
-// threads. Each row has exactly one positive column (its label), so every loop
-// runs over the two column ranges either side of it, which keeps the inner
-// loops branch-free and vectorisable.
+// run them; the ATen glue in proxy_anchor_cpu.cpp hands proxies to threads.
+// The similarities are stored transposed, S^T (C x N), so that everything the
+// loss needs of proxy c, the cosines of all N rows with it, is one contiguous
+// row: its sums stream through memory and its gradient is written while the
+// row is still in cache. Rows [0, B) are the real part of the batch, rows
+// [B, N) the synthetic part; each part has its own sums and weight.
 #pragma once
 
 #include <algorithm>
@@ -16,98 +18,108 @@
 namespace see {
 namespace cpu {
 
-// Column range [c0, c1) of one row split around the positive column y.
-struct NegativeRanges {
-  int64_t lo_end, hi_begin;
-  NegativeRanges(int64_t y, int64_t c0, int64_t c1)
-      : lo_end(std::min(std::max(y, c0), c1)), hi_begin(std::max(std::min(y + 1, c1), c0)) {}
+// What all proxies share: the matrix, the rows of each class and the loss settings.
+template <typename T>
+struct LossProblem {
+  T* ST;                            // C x N, row-major; becomes (dL/dS)^T when grads are wanted
+  int64_t C, B, N;                  // rows [0, B) real, [B, N) synthetic
+  const int64_t* positives_begin;   // C + 1 offsets into positives: the rows of each class
+  const int64_t* positives;         // row indices grouped by label, ascending within a class
+  T alpha, margin;
+  double weight[2];                 // 1 and lambda
+  int64_t num_positive_classes[2];  // per part, classes with at least one positive row
+  bool exact_refs;                  // alpha too large for the fixed references (proxy_anchor.h)
 };
 
-// Exact column extrema of rows [r0, r1): the largest negative cosine and the
-// smallest positive cosine of each column in [c0, c1). Used as references when
-// alpha is too large for the fixed ones (see proxy_anchor.h).
-template <typename T>
-void column_extrema(const T* S, int64_t C, const int64_t* labels, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
-                    T* neg_max, T* pos_min) {
-  for (int64_t c = c0; c < c1; ++c) {
-    neg_max[c] = -std::numeric_limits<T>::infinity();
-    pos_min[c] = std::numeric_limits<T>::infinity();
+// Calls f(begin, end) on the maximal ranges of [r0, r1) between the positive
+// rows [first, last) (ascending, all inside [r0, r1)): the negatives, as
+// contiguous runs that vectorise without a per-entry label test.
+template <typename F>
+inline void for_negative_runs(int64_t r0, int64_t r1, const int64_t* first, const int64_t* last, F&& f) {
+  int64_t begin = r0;
+  for (const int64_t* q = first; q < last; ++q) {
+    f(begin, *q);
+    begin = *q + 1;
   }
-  for (int64_t i = r0; i < r1; ++i) {
-    const T* row = S + i * C;
-    const int64_t y = labels[i - r0];
-    const NegativeRanges neg(y, c0, c1);
-    for (int64_t c = c0; c < neg.lo_end; ++c) neg_max[c] = std::max(neg_max[c], row[c]);
-    for (int64_t c = neg.hi_begin; c < c1; ++c) neg_max[c] = std::max(neg_max[c], row[c]);
-    if (y >= c0 && y < c1) pos_min[y] = std::min(pos_min[y], row[y]);
+  f(begin, r1);
+}
+
+// Per-proxy loss terms, arrays of length C per part.
+struct ColumnTerms {
+  double* positive[2];
+  double* negative[2];
+};
+
+// The loss terms of proxy c and, with `write_grad`, dL/ds_ic in place of s_ic.
+template <typename T>
+void loss_proxy_row(const LossProblem<T>& p, int64_t c, bool write_grad, const ColumnTerms& terms) {
+  T* row = p.ST + c * p.N;
+  const int64_t* pos_first = p.positives + p.positives_begin[c];
+  const int64_t* pos_last = p.positives + p.positives_begin[c + 1];
+  for (int part = 0; part < 2; ++part) {
+    const int64_t r0 = part == 0 ? 0 : p.B, r1 = part == 0 ? p.B : p.N;
+    // This part's positives of class c: a sub-range of the ascending list.
+    const int64_t* part_first = std::lower_bound(pos_first, pos_last, r0);
+    const int64_t* part_last = std::lower_bound(part_first, pos_last, r1);
+    T neg_ref = T(1), pos_ref = T(-1);  // cosines lie in [-1, 1] ...
+    if (p.exact_refs) {                 // ... unless alpha is too large for that bound
+      neg_ref = -std::numeric_limits<T>::infinity();
+      for_negative_runs(r0, r1, part_first, part_last, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) neg_ref = std::max(neg_ref, row[i]);
+      });
+      pos_ref = std::numeric_limits<T>::infinity();
+      for (const int64_t* q = part_first; q < part_last; ++q) pos_ref = std::min(pos_ref, row[*q]);
+    }
+    double neg_sum = 0.0;
+    for_negative_runs(r0, r1, part_first, part_last, [&](int64_t begin, int64_t end) {
+      double run_sum = 0.0;
+      SEE_SIMD_SUM(run_sum)
+      for (int64_t i = begin; i < end; ++i) {
+        const T e = fast_exp(negative_exponent(row[i], neg_ref, p.alpha));
+        run_sum += e;
+        row[i] = e;
+      }
+      neg_sum += run_sum;
+    });
+    double pos_sum = 0.0;
+    for (const int64_t* q = part_first; q < part_last; ++q) {
+      const T e = fast_exp(positive_exponent(row[*q], pos_ref, p.alpha));
+      pos_sum += e;
+      row[*q] = e;
+    }
+    const double alpha = p.alpha, margin = p.margin;
+    const double neg_lse = neg_sum > 0 ? negative_lse<double>(neg_sum, neg_ref, alpha, margin) : 0.0;
+    const double pos_lse = pos_sum > 0 ? positive_lse<double>(pos_sum, pos_ref, alpha, margin) : 0.0;
+    terms.negative[part][c] = column_term(neg_sum, neg_lse);
+    terms.positive[part][c] = column_term(pos_sum, pos_lse);
+    if (!write_grad) continue;
+    const int64_t positives = p.num_positive_classes[part];
+    const double pos_weight = positives > 0 ? p.weight[part] / static_cast<double>(positives) : 0.0;
+    const double neg_weight = p.weight[part] / static_cast<double>(p.C);
+    const T neg_scale = static_cast<T>(column_grad_scale(neg_sum, neg_lse, alpha, neg_weight, 1.0));
+    const T pos_scale = static_cast<T>(column_grad_scale(pos_sum, pos_lse, alpha, pos_weight, -1.0));
+    for_negative_runs(r0, r1, part_first, part_last, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) row[i] *= neg_scale;
+    });
+    for (const int64_t* q = part_first; q < part_last; ++q) row[*q] *= pos_scale;
   }
 }
 
-// Replaces the entries of rows [r0, r1), columns [c0, c1) of S by their shifted
-// exponentials and adds them to the column sums. Negative entries become
-// exp(alpha (s - neg_ref[c])); a positive entry becomes 0 in S and its
-// exp(-alpha (s - pos_ref[y])) goes to pos_exp[i - r0], so that S then holds
-// the negatives' part of dL/dS up to a per-column scale.
+// The loss from the per-proxy terms, summed in proxy order (so it does not
+// depend on how the proxies were split among threads).
 template <typename T>
-void exponentiate_rows(T* S, int64_t C, const int64_t* labels, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
-                       T alpha, const T* neg_ref, const T* pos_ref, double* neg_sum, double* pos_sum, T* pos_exp) {
-  for (int64_t i = r0; i < r1; ++i) {
-    T* row = S + i * C;
-    const int64_t y = labels[i - r0];
-    const NegativeRanges neg(y, c0, c1);
-    for (int64_t c = c0; c < neg.lo_end; ++c) {
-      const T e = fast_exp(negative_exponent(row[c], neg_ref[c], alpha));
-      neg_sum[c] += e;
-      row[c] = e;
+double total_loss(const LossProblem<T>& p, const ColumnTerms& terms) {
+  double loss = 0.0;
+  for (int part = 0; part < 2; ++part) {
+    if (p.num_positive_classes[part] == 0) continue;  // a part without rows
+    double pos = 0.0, neg = 0.0;
+    for (int64_t c = 0; c < p.C; ++c) {
+      pos += terms.positive[part][c];
+      neg += terms.negative[part][c];
     }
-    for (int64_t c = neg.hi_begin; c < c1; ++c) {
-      const T e = fast_exp(negative_exponent(row[c], neg_ref[c], alpha));
-      neg_sum[c] += e;
-      row[c] = e;
-    }
-    if (y >= c0 && y < c1) {
-      const T e = fast_exp(positive_exponent(row[y], pos_ref[y], alpha));
-      pos_sum[y] += e;
-      pos_exp[i - r0] = e;
-      row[y] = T(0);
-    }
+    loss += p.weight[part] * (pos / p.num_positive_classes[part] + neg / p.C);
   }
-}
-
-// Per-column results of one part (the real or the synthetic rows) of the loss.
-template <typename T>
-struct ColumnPart {
-  const double* neg_sum;
-  const double* pos_sum;
-  const T* neg_ref;
-  const T* pos_ref;
-  const char* has_positive;  // per column: nonzero when some row is a positive
-  int64_t num_positive_classes;
-  double weight;  // 1 for the real rows, lambda for the synthetic ones
-};
-
-// The part's loss, and its per-column gradient scales (see column_grad_scale).
-template <typename T>
-double finish_columns(const ColumnPart<T>& part, int64_t C, double alpha, double margin, T* neg_scale, T* pos_scale) {
-  if (part.num_positive_classes == 0) {  // a part without rows
-    std::fill(neg_scale, neg_scale + C, T(0));
-    std::fill(pos_scale, pos_scale + C, T(0));
-    return 0.0;
-  }
-  const double pos_weight = part.weight / static_cast<double>(part.num_positive_classes);
-  const double neg_weight = part.weight / static_cast<double>(C);
-  double pos_total = 0.0, neg_total = 0.0;
-  for (int64_t c = 0; c < C; ++c) {
-    const double nsum = part.neg_sum[c];
-    const double nlse = nsum > 0 ? negative_lse<double>(nsum, part.neg_ref[c], alpha, margin) : 0.0;
-    neg_total += column_term(nsum, nlse);
-    neg_scale[c] = static_cast<T>(column_grad_scale(nsum, nlse, alpha, neg_weight, 1.0));
-    const double psum = part.has_positive[c] ? part.pos_sum[c] : 0.0;
-    const double plse = psum > 0 ? positive_lse<double>(psum, part.pos_ref[c], alpha, margin) : 0.0;
-    pos_total += column_term(psum, plse);
-    pos_scale[c] = static_cast<T>(column_grad_scale(psum, plse, alpha, pos_weight, -1.0));
-  }
-  return part.weight * (pos_total / part.num_positive_classes + neg_total / C);
+  return loss;
 }
 
 }  // namespace cpu
