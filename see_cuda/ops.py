@@ -99,9 +99,12 @@ if HAVE_EXTENSION:
     def _proxy_anchor_setup(ctx, inputs, output):
         _, grad_x, grad_proxies, grad_synthetic = output
         ctx.save_for_backward(grad_x, grad_proxies, grad_synthetic)
+        ctx.set_materialize_grads(False)  # the gradient outputs get no incoming gradient: skip their zeros
 
     def _proxy_anchor_backward(ctx, grad_loss, *_unused):
         grad_x, grad_proxies, grad_synthetic = ctx.saved_tensors
+        if grad_loss is None:
+            return (None,) * 10
         if grad_x.numel() == 0 and (ctx.needs_input_grad[0] or ctx.needs_input_grad[2]):
             raise RuntimeError("see_cuda: the fused loss was computed without gradients (grad mode was off)")
 

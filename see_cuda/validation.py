@@ -31,18 +31,13 @@ def check_float_matrix(t, name: str, shape_doc: str) -> None:
 
 
 def all_finite(t: torch.Tensor) -> bool:
-    """Whether every entry is finite, in one pass over t for the common case.
+    """Whether every entry is finite, in one read of t for the common case.
 
-    A finite float64 sum proves all entries finite; for float32 and narrower the
-    sum cannot overflow in float64, so a non-finite sum proves the opposite.
-    Only a float64 tensor whose sum overflowed needs the entry-wise check.
+    A finite sum proves every entry finite (a NaN or an infinity would make it
+    NaN or infinite); only a non-finite sum, which large finite values can also
+    give, needs the entry-wise check.
     """
-    total = t.sum(dtype=torch.float64)
-    if bool(torch.isfinite(total)):
-        return True
-    if t.dtype != torch.float64:
-        return False
-    return bool(torch.isfinite(t).all())
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def check_labels(labels, batch_size: int, num_classes: int, name: str = "labels") -> None:
