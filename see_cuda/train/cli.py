@@ -1,0 +1,54 @@
+"""Command line of `python -m see_cuda.train`: flags map one to one onto TrainConfig."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from .config import AMP_DTYPES, BACKBONES, DATASETS, LOSSES, TrainConfig
+
+CHOICES = {"dataset": DATASETS, "loss": LOSSES, "backbone": BACKBONES, "amp": AMP_DTYPES,
+           "implementation": ("auto", "fused", "reference")}
+HELP = {
+    "data_root": "dataset folder (CUB/Cars/SOP/In-Shop); Glyphs renders into ~/.cache/see_cuda/glyphs",
+    "backbone_weights": "local state dict for the backbone; nothing is downloaded",
+    "proxy_lr": "AdamW learning rate of the proxies",
+    "resume": "continue from OUT_DIR/checkpoint.pt (same result as an uninterrupted run)",
+    "stop_after": "stop after this epoch; --resume continues",
+    "threads": "torch.set_num_threads (default: torch's choice)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m see_cuda.train",
+                                     description="Train an embedding network with Proxy-Anchor (pa) or SEE (see).")
+    defaults = TrainConfig()
+    for spec in fields(TrainConfig):
+        if spec.name == "extra":
+            continue
+        flag = "--" + spec.name.replace("_", "-")
+        default = getattr(defaults, spec.name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=HELP.get(spec.name))
+        elif spec.name == "ks":
+            parser.add_argument(flag, type=int, nargs="+", default=list(default), help="K of Recall@K")
+        else:
+            kind = type(default) if default is not None else (str if spec.name in ("data_root", "backbone_weights") else int)
+            parser.add_argument(flag, type=kind, default=default, choices=CHOICES.get(spec.name), help=HELP.get(spec.name))
+    return parser
+
+
+def parse_config(argv=None) -> TrainConfig:
+    values = vars(build_parser().parse_args(argv))
+    values["ks"] = tuple(values["ks"])
+    return TrainConfig(**values)
+
+
+def main(argv=None) -> None:
+    from .run import train
+
+    config = parse_config(argv)
+    history = train(config)
+    if history:
+        last = history[-1]
+        print(" ".join(f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
+                       for key, value in last.items()))

@@ -1,0 +1,88 @@
+"""Training batches and evaluation sets of every dataset, in one shape: (images, labels).
+
+Batches come from `ClassBalancedBatchSampler`, whose batches depend only on the
+seed and the epoch. With several processes every rank draws the same global
+batch and keeps its own slice, so the union of the ranks' slices is the batch
+one process would train on.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import torch
+
+from ..data import CUB200, IMAGENET_MEAN, IMAGENET_STD, Cars196, ClassBalancedBatchSampler, InShop, ResizeToTensor
+from ..data import StanfordOnlineProducts
+from ..data.glyphs import DEFAULT_PROTOCOL, Glyphs
+
+IMAGE_DATASETS = {"cub": CUB200, "cars": Cars196, "sop": StanfordOnlineProducts, "inshop": InShop}
+
+
+@dataclasses.dataclass
+class EvalSet:
+    """Query images and labels; a separate gallery for In-Shop, else queries search each other."""
+    queries: torch.utils.data.Dataset
+    gallery: torch.utils.data.Dataset | None = None
+
+
+def glyphs_protocol(config):
+    changes = {}
+    if config.glyphs_train_classes:
+        changes["num_train_classes"] = config.glyphs_train_classes
+    if config.glyphs_test_classes:
+        changes["num_test_classes"] = config.glyphs_test_classes
+    return dataclasses.replace(DEFAULT_PROTOCOL, **changes) if changes else DEFAULT_PROTOCOL
+
+
+def build_datasets(config):
+    """(train dataset, EvalSet, input channels)."""
+    if config.dataset == "glyphs":
+        protocol = glyphs_protocol(config)
+        return Glyphs("train", protocol), EvalSet(Glyphs("test", protocol)), 1
+    transform = ResizeToTensor(config.image_size, IMAGENET_MEAN, IMAGENET_STD)
+    loader = IMAGE_DATASETS[config.dataset]
+    train_set = loader(config.data_root, "train", transform)
+    if config.dataset == "inshop":
+        evaluation = EvalSet(loader(config.data_root, "query", transform), loader(config.data_root, "gallery", transform))
+    else:
+        evaluation = EvalSet(loader(config.data_root, "test", transform))
+    return train_set, evaluation, 3
+
+
+class TrainBatches:
+    """Per epoch, this rank's slices of the class-balanced batches, as (images, labels)."""
+
+    def __init__(self, dataset, config, rank: int = 0, world_size: int = 1):
+        if config.batch_size % world_size:
+            raise ValueError(f"batch_size ({config.batch_size}) must be divisible by the {world_size} processes")
+        self.dataset, self.rank, self.world_size = dataset, rank, world_size
+        self.sampler = ClassBalancedBatchSampler(dataset.labels, config.m_per_class, config.batch_size,
+                                                 seed=config.seed, num_batches=config.batches_per_epoch)
+        self.workers = config.workers
+        # Draws of the Glyphs augmentation; saved in checkpoints for an exact resume.
+        self.generator = torch.Generator().manual_seed(config.seed + 1_000_003)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.sampler.set_epoch(epoch)
+        local = self.sampler.batch_size // self.world_size
+        if isinstance(self.dataset, Glyphs):
+            for batch in self.sampler:
+                # The whole batch is augmented, so the draws match a single process.
+                images, labels = self.dataset.batch(batch, self.generator)
+                yield images[self.rank * local:(self.rank + 1) * local], labels[self.rank * local:(self.rank + 1) * local]
+            return
+        slices = [batch[self.rank * local:(self.rank + 1) * local] for batch in self.sampler]
+        yield from torch.utils.data.DataLoader(self.dataset, batch_sampler=slices, num_workers=self.workers)
+
+
+def eval_batches(dataset, batch_size: int):
+    """The dataset in order, as (images, labels) batches, without augmentation."""
+    if isinstance(dataset, Glyphs):
+        for start in range(0, len(dataset), batch_size):
+            yield dataset.batch(torch.arange(start, min(start + batch_size, len(dataset))))
+        return
+    yield from torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)

@@ -1,0 +1,45 @@
+"""One training epoch: embed the local batch, gather, loss, backward, reduce, step."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from tqdm import tqdm
+
+from .distributed import gather, gather_with_grad, reduce_gradients
+from .loss import compute_loss
+
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def autocast(amp: str, device: torch.device):
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[amp])
+
+
+def train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch: int, config, device, show_progress: bool) -> dict:
+    model.train()
+    loss_sum, expanded_sum, steps = 0.0, 0, 0
+    progress = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_progress,
+                    leave=False, dynamic_ncols=True)
+    for images, labels in batches.epoch(epoch):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with autocast(config.amp, device):
+            local_embeddings = model(images)
+        # The loss runs outside autocast: the kernels take half embeddings with float32 proxies.
+        embeddings, all_labels = gather_with_grad(local_embeddings), gather(labels)
+        loss, expanded = compute_loss(loss_fn, embeddings, all_labels, config.loss, config.implementation)
+        optimizer.zero_grad(set_to_none=True)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        reduce_gradients(model.parameters(), loss_fn.parameters())
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        loss_sum, expanded_sum, steps = loss_sum + float(loss.detach()), expanded_sum + expanded, steps + 1
+        progress.update(1)
+        progress.set_postfix(loss=f"{float(loss.detach()):.3f}")
+    progress.close()
+    return {"loss": loss_sum / max(steps, 1), "expanded_per_batch": expanded_sum / max(steps, 1)}

@@ -1,0 +1,70 @@
+"""`train(config)`: build everything, then per epoch train, evaluate, log and checkpoint."""
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .data import TrainBatches, build_datasets
+from .distributed import barrier, broadcast_parameters, init_from_environment, rank_and_world
+from .evaluate import evaluate
+from .loop import train_one_epoch
+from .loss import build_loss
+from .metrics_log import write_metrics
+from .model import build_model
+from .optim import build_optimizer
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def train(config) -> list[dict]:
+    """Trains as `config` says; returns the per-epoch history (also in out_dir/metrics.json)."""
+    config.check()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    init_from_environment(config.device)
+    rank, world = rank_and_world()
+    device = torch.device(config.device if not config.device.startswith("cuda") or world == 1
+                          else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    seed_everything(config.seed)
+    train_set, eval_set, channels = build_datasets(config)
+    model = build_model(config.backbone, config.embedding_size, channels, config.cnn_width, config.backbone_weights).to(device)
+    loss_fn = build_loss(config, len(set(train_set.labels))).to(device)
+    broadcast_parameters(model)
+    broadcast_parameters(loss_fn)
+    optimizer = build_optimizer(model, loss_fn.proxies, config.lr, config.proxy_lr, config.weight_decay)
+    scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
+    batches = TrainBatches(train_set, config, rank, world)
+
+    start, history = 0, []
+    if config.resume and checkpoint.exists(config.out_dir):
+        start, history = checkpoint.load(config.out_dir, model, loss_fn, optimizer, scaler, batches)
+    if rank == 0:
+        os.makedirs(config.out_dir, exist_ok=True)
+    for epoch in range(start, config.epochs):
+        loss_fn.step_epoch(epoch)
+        began = time.perf_counter()
+        row = {"epoch": epoch + 1}
+        row.update(train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch, config, device,
+                                   show_progress=config.progress and rank == 0))
+        row["train_seconds"] = time.perf_counter() - began
+        if rank == 0:
+            row.update(evaluate(model, eval_set, config.eval_batch_size, device, config.ks))
+            history.append(row)
+            write_metrics(config.out_dir, config.as_dict(), history)
+            checkpoint.save(config.out_dir, epoch + 1, model, loss_fn, optimizer, scaler, batches, history)
+            if config.progress:
+                print(f"epoch {epoch + 1}: loss {row['loss']:.4f} R@1 {row.get('recall@1', float('nan')):.4f} "
+                      f"MAP@R {row['map@r']:.4f}", flush=True)
+        barrier()
+        if config.stop_after is not None and epoch + 1 >= config.stop_after:
+            break
+    return history
