@@ -50,15 +50,15 @@ def pml_loss_function(shape: Shape, batch: Batch):
     return lambda: loss_fn(batch.embeddings, batch.labels)
 
 
-def fused_loss_products(X, P, E_real, E_syn):
+def fused_loss_products(X, P, G_T, B):
     """The matrix products the fused SEE loss does, alone; update them if the kernel changes.
 
-    X is N x D (the B real rows, then the m synthetic ones), P is C x D, E_real
-    B x C and E_syn m x C the loss's gradients w.r.t. the cosines. Forward
-    S = X @ P^T; backward E_real @ P, E_real^T @ X_real, E_syn^T @ X_syn.
+    X is N x D (the B real rows, then the m synthetic ones), P is C x D and G_T
+    C x N the loss's gradient w.r.t. the cosines, transposed (the CPU kernel
+    keeps S^T; the CUDA kernel the same products transposed). Forward
+    S^T = P @ X^T; backward G_real @ P and G^T @ X over all N rows at once.
     """
-    B = E_real.shape[0]
-    return X @ P.t(), E_real @ P, E_real.t() @ X[:B], E_syn.t() @ X[B:]
+    return P @ X.t(), G_T[:, :B].t() @ P, G_T @ X
 
 
 def floor_step(shape: Shape, dtype: torch.dtype, device: str):
@@ -69,8 +69,8 @@ def floor_step(shape: Shape, dtype: torch.dtype, device: str):
     def operand(rows, cols):
         return torch.randn(rows, cols, generator=generator, dtype=dtype, device=device)
 
-    X, P, E_real, E_syn = operand(B + m, D), operand(C, D), operand(B, C), operand(m, C)
-    return lambda: fused_loss_products(X, P, E_real, E_syn)
+    X, P, G_T = operand(B + m, D), operand(C, D), operand(C, B + m)
+    return lambda: fused_loss_products(X, P, G_T, B)
 
 
 def timed_steps(shape: Shape, batch: Batch, dtype: torch.dtype, device: str, names) -> dict:
