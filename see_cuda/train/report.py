@@ -1,0 +1,78 @@
+"""The PA vs SEE comparison as a markdown table, a JSON file and a plot of R@1 per epoch."""
+from __future__ import annotations
+
+import json
+import os
+
+from .metrics_log import write_atomically
+from .paired_stats import paired_difference, summarize
+
+METRICS = ("recall@1", "recall@2", "recall@4", "map@r")
+NAMES = {"recall@1": "R@1", "recall@2": "R@2", "recall@4": "R@4", "map@r": "MAP@R"}
+
+
+def summarize_runs(histories: dict[str, dict[int, list[dict]]]) -> dict:
+    """histories[loss][seed] = per-epoch rows; the last epoch of each run is scored (in %)."""
+    seeds = sorted(set(histories["pa"]) & set(histories["see"]))
+    final = {loss: {seed: histories[loss][seed][-1] for seed in seeds} for loss in ("pa", "see")}
+    table = {}
+    for metric in METRICS:
+        values = {loss: [100 * final[loss][seed][metric] for seed in seeds] for loss in ("pa", "see")}
+        table[metric] = {"pa": summarize(values["pa"]), "see": summarize(values["see"]),
+                         "see_minus_pa": paired_difference(values["see"], values["pa"]),
+                         "per_seed": {"pa": values["pa"], "see": values["see"]}}
+    return {"seeds": seeds, "metrics": table}
+
+
+def markdown(summary: dict, title: str, notes: list[str]) -> str:
+    lines = [f"# {title}", "", *notes, "",
+             f"Last epoch, {len(summary['seeds'])} paired seeds {summary['seeds']} (same seed: same initial weights, "
+             "batches and augmentations for PA and SEE); %, mean ± std over seeds; SEE − PA is the mean paired "
+             "difference with its 95% t interval.", "",
+             "| metric | PA | PA + SEE | SEE − PA [95% CI] |", "| --- | --- | --- | --- |"]
+    for metric, row in summary["metrics"].items():
+        diff = row["see_minus_pa"]
+        lines.append(f"| {NAMES[metric]} | {row['pa']['mean']:.2f} ± {row['pa']['std']:.2f} | "
+                     f"{row['see']['mean']:.2f} ± {row['see']['std']:.2f} | "
+                     f"{diff['mean']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}] |")
+    lines += ["", "Per seed, R@1 (%):", "", "| seed | PA | PA + SEE | SEE − PA |", "| --- | --- | --- | --- |"]
+    r1 = summary["metrics"]["recall@1"]["per_seed"]
+    for seed, pa, see in zip(summary["seeds"], r1["pa"], r1["see"]):
+        lines.append(f"| {seed} | {pa:.2f} | {see:.2f} | {see - pa:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_recall_at_1(histories: dict, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for loss, colour, label in (("pa", "tab:blue", "PA"), ("see", "tab:red", "PA + SEE")):
+        runs = [rows for _, rows in sorted(histories[loss].items())]
+        for index, rows in enumerate(runs):
+            axes.plot([r["epoch"] for r in rows], [100 * r["recall@1"] for r in rows], color=colour, alpha=0.35,
+                      linewidth=1, label=f"{label} (each seed)" if index == 0 else None)
+        length = min(len(rows) for rows in runs)
+        mean = [sum(100 * rows[e]["recall@1"] for rows in runs) / len(runs) for e in range(length)]
+        axes.plot(range(1, length + 1), mean, color=colour, linewidth=2.5, label=f"{label} (mean)")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("R@1 (%)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    temporary = path + ".tmp.png"
+    figure.savefig(temporary, dpi=120)
+    plt.close(figure)
+    os.replace(temporary, path)
+
+
+def write_report(out_dir: str, histories: dict, title: str, notes: list[str], extra: dict) -> dict:
+    summary = summarize_runs(histories)
+    summary.update(extra)
+    write_atomically(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=1))
+    write_atomically(os.path.join(out_dir, "summary.md"), markdown(summary, title, notes))
+    plot_recall_at_1(histories, os.path.join(out_dir, "recall_at_1.png"), title)
+    return summary
