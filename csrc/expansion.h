@@ -2,7 +2,7 @@
 //
 // Frame of one source: f[0] = ŵ (the proxy axis), f[1] = u (the unit residual of
 // ẑ off ŵ), f[2 + j] = v_j, the j-th noise vector orthonormalised against all
-// earlier frame vectors (modified Gram-Schmidt, two passes; see reference.py). Synthetic point k (k = 1..n):
+// earlier frame vectors by Gram-Schmidt (reorthogonalised where it cancels). Synthetic point k (k = 1..n):
 //   z_k = a ŵ + rho * sum_{j<n} Bw[k][j] f[1 + j],
 // with a = ẑ.ŵ, rho = |ẑ - a ŵ| and Bw the unit MMD centers of n + 1 points.
 #pragma once

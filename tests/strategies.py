@@ -43,7 +43,11 @@ def expansion_problems(draw, max_k=6, max_dim=20, dtype=torch.float64, scales=(1
     D = draw(st.integers(n + 1, max(n + 1, max_dim)))
     k = draw(st.integers(1, max_k))
     g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
-    z = torch.randn(k, D, generator=g, dtype=dtype) * draw(st.sampled_from(scales))
+    # Random directions at a chosen norm: a short vector is visibly short of
+    # unit after x/sqrt(|x|^2 + 1e-12), which the invariant tests must not see.
+    z = torch.randn(k, D, generator=g, dtype=dtype)
+    z = z / z.norm(dim=-1, keepdim=True) * draw(st.sampled_from(scales))
     w = torch.randn(k, D, generator=g, dtype=dtype)
+    w = w / w.norm(dim=-1, keepdim=True) * 3.0
     noise = torch.randn(k, n - 1, D, generator=g, dtype=dtype)
     return z, w, noise, n

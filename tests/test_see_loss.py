@@ -92,9 +92,11 @@ def test_see_gradient_is_that_of_its_synthetic_points_held_fixed(implementation)
     noise = torch.randn(12, 3, 9, dtype=torch.float64)
     got = see_and_grads(implementation, x, y, proxies, n_expansion=4, lam=0.4, ratio=0.5, noise=noise)
     selected = see_cuda.select_for_expansion(reference.positive_cosines(x, y, proxies), "fraction", 0.5, 0.0)
-    Z = reference.spherical_expansion(x[selected], proxies[y[selected]], 4, noise[selected]).reshape(-1, 9)
+    Z = see_cuda.spherical_expansion(x[selected], proxies[y[selected]], 4, noise=noise[selected],
+                                     implementation=implementation).reshape(-1, 9)
     xx, pp = x.clone().requires_grad_(), proxies.clone().requires_grad_()
-    fixed = reference.proxy_anchor_loss_with_synthetic(xx, y, pp, Z, y[selected].repeat_interleave(4), 0.4)
+    fixed = see_cuda.proxy_anchor_loss_with_synthetic(xx, y, pp, Z, y[selected].repeat_interleave(4), 0.4,
+                                                      implementation=implementation)
     expected = (fixed, *torch.autograd.grad(fixed, (xx, pp)))
     for mine, theirs in zip(got, expected):
         torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-14)

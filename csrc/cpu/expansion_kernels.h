@@ -57,7 +57,7 @@ void project_out(const T* frame, int64_t rows, int64_t D, T* v, T* coef, T* c) {
   for (l = 0; l < rows; ++l) coef[l] += c[l];
 }
 
-// Most Gram-Schmidt passes for one draw (two suffice unless it is dependent).
+// Most Gram-Schmidt passes for one draw (one is the rule, two when it cancels).
 constexpr int kMaxProjections = 4;
 
 // Geometry of one source, as built by build_frame.
@@ -94,19 +94,20 @@ SourceFrame<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, in
   for (int64_t j = 0; j + 1 < n; ++j) {
     T* v = frame + (j + 2) * D;
     std::copy(noise + j * D, noise + (j + 1) * D, v);
-    // Classical Gram-Schmidt, repeated: each pass is a block of independent dot
-    // products, which pipeline. Two passes ("twice is enough") leave the draw
-    // orthogonal to rounding unless it lay (nearly) in the span, which shows as
-    // a pass shrinking it by more than half: then it is projected again. The
-    // same frame as the reference's two-pass modified Gram-Schmidt, to rounding;
-    // the passes' coefficients add up to R.
+    // Classical Gram-Schmidt, each pass a block of independent dot products,
+    // which pipeline, repeated while a pass shrinks the draw below 1/sqrt(2) of
+    // its length (Daniel-Gragg-Kaufman-Stewart): then cancellation may have left
+    // it off orthogonal, and the next pass restores it. A Gaussian draw in
+    // D >> n dimensions keeps ~all its length, so one pass is the rule. The same
+    // frame as the reference's two-pass modified Gram-Schmidt, to rounding; the
+    // passes' coefficients add up to R.
     T* coef = gs_coef + j * (n + 1);
     for (int64_t l = 0; l < j + 2; ++l) coef[l] = T(0);
     T norm_sq = dot(v, v, D);
     for (int pass = 0; pass < kMaxProjections; ++pass) {
       project_out(frame, j + 2, D, v, coef, pass_coef);
       const T shrunk_sq = dot(v, v, D);
-      const bool settled = pass >= 1 && shrunk_sq > T(0.25) * norm_sq;
+      const bool settled = shrunk_sq > T(0.5) * norm_sq;
       norm_sq = shrunk_sq;
       if (settled) break;
     }
