@@ -18,15 +18,17 @@ import time
 import torch
 
 from .cli import parse_config
+from .data import glyphs_protocol
 from .pretrain import pretrain_backbone
 from .report import write_report
 from .run import train
 
-# Budgets sized for a 2-core CPU: a regime's whole comparison in about 10-15 minutes.
+# Budgets sized for a shared 2-core CPU (~0.6 s per batch of 120 at width 8):
+# a regime's whole comparison in about 10-15 minutes.
 REGIMES = {
-    "scratch": {"flags": ["--epochs", "10", "--cnn-width", "16", "--lr", "1e-3"],
+    "scratch": {"flags": ["--epochs", "5", "--cnn-width", "8", "--lr", "1e-3"],
                 "title": "Glyphs, small CNN from scratch: PA vs PA + SEE"},
-    "pretrained": {"flags": ["--epochs", "6", "--cnn-width", "16", "--lr", "3e-4"],
+    "pretrained": {"flags": ["--epochs", "3", "--cnn-width", "8", "--lr", "5e-4"],
                    "title": "Glyphs, small CNN pretrained on disjoint characters: PA vs PA + SEE"},
 }
 
@@ -37,7 +39,7 @@ def parse(argv=None):
     parser.add_argument("--seeds", type=int, default=3, help="paired seeds 0..N-1 (from --first-seed)")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="default results/glyphs/<regime>")
-    parser.add_argument("--pretrain-epochs", type=int, default=4)
+    parser.add_argument("--pretrain-epochs", type=int, default=3)
     parser.add_argument("--pretrain-characters", type=int, default=2000)
     options, train_flags = parser.parse_known_args(argv)
     options.out = options.out or os.path.join("results", "glyphs", options.regime)
@@ -76,7 +78,8 @@ def main(argv=None) -> None:
                  f"lr {base.lr}, proxy lr {base.proxy_lr}; SEE n={base.n_expansion}, λ={base.lam}, "
                  f"ρ {base.rho_min}→{base.rho_max}. Wall time of this comparison: {wall / 60:.1f} min on "
                  f"{torch.get_num_threads()} thread(s) (this invocation; resumed runs count only what was left).")
-    extra.update({"config": base.as_dict(), "wall_seconds": wall, "regime": options.regime})
+    extra.update({"config": base.as_dict(), "wall_seconds": wall, "regime": options.regime,
+                  "glyphs_protocol": repr(glyphs_protocol(base))})
     summary = write_report(options.out, histories, regime["title"], notes, extra)
     r1 = summary["metrics"]["recall@1"]
     print(f"R@1 PA {r1['pa']['mean']:.2f} SEE {r1['see']['mean']:.2f} SEE-PA {r1['see_minus_pa']['mean']:+.2f} "

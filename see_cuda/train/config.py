@@ -29,7 +29,7 @@ class TrainConfig:
     m_per_class: int = 2
     batches_per_epoch: int | None = None
     lr: float = 1e-3
-    proxy_lr: float = 1e-1  # Proxy-Anchor's proxies learn ~100x faster than the network
+    proxy_lr: float = 1e-2  # the proxies learn 10x faster than the network (Proxy-Anchor: 100x a 1e-4 rate)
     weight_decay: float = 1e-4
     alpha: float = 32.0
     margin: float = 0.1

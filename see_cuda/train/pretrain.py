@@ -2,7 +2,7 @@
 
 The offline stand-in for the paper's ImageNet-pretrained backbones: cross-entropy
 over characters disjoint from the Glyphs train and test classes, drawn in the
-Sans faces only (the retrieval test faces are Serif), then the backbone's
+retrieval training faces and two middle weights (never a test face), then the backbone's
 weights are saved for `--backbone-weights`.
 """
 from __future__ import annotations
@@ -19,8 +19,9 @@ from ..data.glyphs import DEFAULT_PROTOCOL, Glyphs, GlyphsProtocol
 from .metrics_log import write_atomically
 from .model import SmallCNN
 
-PRETRAIN_FACES = ("Sans-Regular-JP", "Sans-Bold-JP", "Sans-Light-JP", "Sans-Medium-JP", "Sans-Black-JP",
-                  "Sans-DemiLight-JP")
+# The retrieval training faces plus two middle weights; never a retrieval test face.
+PRETRAIN_FACES = DEFAULT_PROTOCOL.train_faces + ("Sans-Medium-JP", "Serif-SemiBold-JP")
+assert not set(PRETRAIN_FACES) & set(DEFAULT_PROTOCOL.test_faces)
 
 
 class DisjointGlyphs:
