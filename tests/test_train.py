@@ -79,3 +79,12 @@ def test_config_errors_name_the_option():
         TrainConfig(amp="fp16").check()
     with pytest.raises(ValueError, match="multiple of m_per_class"):
         TrainConfig(batch_size=41).check()
+
+
+def test_paired_interval_uses_the_t_quantile():
+    from see_cuda.train.paired_stats import _t_cdf, paired_difference
+
+    assert abs(_t_cdf(4.302652729911275, 2) - 0.975) < 1e-6  # t(0.975, 2 dof), the fallback without scipy
+    diff = paired_difference([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+    assert diff["mean"] == 2.0
+    assert abs(diff["high"] - (2.0 + 4.302652729911275 / 3**0.5)) < 1e-6
