@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import time
 
@@ -19,6 +20,7 @@ import torch
 
 from .cli import parse_config
 from .data import glyphs_protocol
+from .metrics_log import write_atomically
 from .pretrain import pretrain_backbone
 from .report import write_report
 from .run import train
@@ -44,6 +46,14 @@ def parse(argv=None):
     options, train_flags = parser.parse_known_args(argv)
     options.out = options.out or os.path.join("results", "glyphs", options.regime)
     return options, train_flags
+
+
+def accumulated_wall_seconds(out_dir: str, elapsed: float) -> float:
+    """Wall time over every invocation on out_dir (an interrupted comparison resumes)."""
+    path = os.path.join(out_dir, "wall_seconds.json")
+    total = elapsed + (json.load(open(path))["wall_seconds"] if os.path.exists(path) else 0.0)
+    write_atomically(path, json.dumps({"wall_seconds": total}))
+    return total
 
 
 def main(argv=None) -> None:
@@ -72,12 +82,12 @@ def main(argv=None) -> None:
             histories[loss][seed] = train(config)
             print(f"{loss} seed {seed}: R@1 {100 * histories[loss][seed][-1]['recall@1']:.2f} "
                   f"({time.perf_counter() - run_began:.0f} s)", flush=True)
-    wall = time.perf_counter() - began
-    notes.append(f"Budget per run: {base.epochs} epochs of {base.batch_size} images "
-                 f"({base.m_per_class} per class), small CNN width {base.cnn_width}, {base.embedding_size}-d, "
-                 f"lr {base.lr}, proxy lr {base.proxy_lr}; SEE n={base.n_expansion}, λ={base.lam}, "
-                 f"ρ {base.rho_min}→{base.rho_max}. Wall time of this comparison: {wall / 60:.1f} min on "
-                 f"{torch.get_num_threads()} thread(s) (this invocation; resumed runs count only what was left).")
+    wall = accumulated_wall_seconds(options.out, time.perf_counter() - began)
+    notes.append(f"Budget per run: {base.epochs} epochs, each a pass's worth of class-balanced batches of "
+                 f"{base.batch_size} images ({base.m_per_class} per class); small CNN width {base.cnn_width}, "
+                 f"{base.embedding_size}-d, lr {base.lr}, proxy lr {base.proxy_lr}; SEE n={base.n_expansion}, "
+                 f"λ={base.lam}, ρ {base.rho_min}→{base.rho_max}. Wall time of the whole comparison: "
+                 f"{wall / 60:.1f} min, one thread per run, on a shared 2-core CPU.")
     extra.update({"config": base.as_dict(), "wall_seconds": wall, "regime": options.regime,
                   "glyphs_protocol": repr(glyphs_protocol(base))})
     summary = write_report(options.out, histories, regime["title"], notes, extra)
