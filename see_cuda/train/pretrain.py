@@ -49,8 +49,8 @@ def retrieval_characters(protocol: GlyphsProtocol = DEFAULT_PROTOCOL) -> set[str
     return set(Glyphs("train", protocol, augment=False).characters) | set(Glyphs("test", protocol).characters)
 
 
-def pretrain_backbone(out_path: str, num_characters: int = 2000, epochs: int = 4, width: int = 16,
-                      batch_size: int = 128, lr: float = 2e-3, seed: int = 0, progress: bool = True) -> dict:
+def pretrain_backbone(out_path: str, num_characters: int = 560, epochs: int = 12, width: int = 16,
+                      batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> dict:
     """Trains SmallCNN + a linear classifier; saves {"backbone": state_dict} to out_path and returns a summary."""
     began = time.perf_counter()
     torch.manual_seed(seed)
