@@ -24,6 +24,7 @@ class TrainConfig:
     backbone_weights: str | None = None  # a local state dict (resnet50 / vit_small / a pretrained small_cnn)
     embedding_size: int = 128
     cnn_width: int = 32
+    cnn_stem_stride: int = 1  # 2: a strided first convolution, a quarter of the compute
     epochs: int = 10
     batch_size: int = 120
     m_per_class: int = 2

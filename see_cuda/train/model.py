@@ -18,15 +18,19 @@ class BackboneUnavailableError(RuntimeError):
 
 
 class SmallCNN(nn.Module):
-    """Four conv-BN-ReLU stages, each halving the image; global average + max pooling."""
+    """Four conv-BN-ReLU stages, each halving the image; global average + max pooling.
 
-    def __init__(self, in_channels: int = 1, width: int = 32):
+    `stem_stride` 2 makes the first convolution strided: a quarter of the compute.
+    """
+
+    def __init__(self, in_channels: int = 1, width: int = 32, stem_stride: int = 1):
         super().__init__()
         stages, channels = [], in_channels
         for multiple in (1, 2, 4, 8):
             out = width * multiple
-            stages += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
+            stride = stem_stride if multiple == 1 else 1
+            stages += [nn.Conv2d(channels, out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(out),
+                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             channels = out
         self.features = nn.Sequential(*stages)
         self.feature_size = channels
@@ -56,9 +60,9 @@ class EmbeddingNet(nn.Module):
 
 
 def build_model(backbone: str, embedding_size: int, in_channels: int, cnn_width: int = 32,
-                weights: str | None = None) -> EmbeddingNet:
+                weights: str | None = None, stem_stride: int = 1) -> EmbeddingNet:
     if backbone == "small_cnn":
-        net = SmallCNN(in_channels, cnn_width)
+        net = SmallCNN(in_channels, cnn_width, stem_stride)
         if weights:
             net.load_state_dict(_load_weights(weights, backbone))
         return EmbeddingNet(net, net.feature_size, embedding_size, in_channels, wants_rgb=False)

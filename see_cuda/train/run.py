@@ -36,7 +36,8 @@ def train(config) -> list[dict]:
                           else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     seed_everything(config.seed)
     train_set, eval_set, channels = build_datasets(config)
-    model = build_model(config.backbone, config.embedding_size, channels, config.cnn_width, config.backbone_weights).to(device)
+    model = build_model(config.backbone, config.embedding_size, channels, config.cnn_width, config.backbone_weights,
+                        config.cnn_stem_stride).to(device)
     loss_fn = build_loss(config, len(set(train_set.labels))).to(device)
     broadcast_parameters(model)
     broadcast_parameters(loss_fn)
