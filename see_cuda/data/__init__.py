@@ -6,6 +6,7 @@ within its split, and exposes `labels` (a list of ints) for samplers.
 """
 from .cars import Cars196
 from .cub import CUB200
+from .glyphs import Glyphs, GlyphsProtocol
 from .image_list import ImageListDataset
 from .inshop import InShop
 from .sampler import ClassBalancedBatchSampler
@@ -16,6 +17,8 @@ __all__ = [
     "CUB200",
     "Cars196",
     "ClassBalancedBatchSampler",
+    "Glyphs",
+    "GlyphsProtocol",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ImageListDataset",
