@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "../op_checks.h"
 #include "expansion_kernels.h"
 
 namespace see {
@@ -12,15 +13,6 @@ namespace cpu {
 namespace {
 
 using at::Tensor;
-
-void check_expansion_inputs(const Tensor& z, const Tensor& w, const Tensor& noise) {
-  TORCH_CHECK(z.dim() == 2 && w.sizes() == z.sizes(), "z and w must be k x D");
-  TORCH_CHECK(noise.dim() == 3 && noise.size(0) == z.size(0) && noise.size(2) == z.size(1),
-              "noise must be k x (n-1) x D");
-  TORCH_CHECK(z.scalar_type() == w.scalar_type() && z.scalar_type() == noise.scalar_type(), "one dtype expected");
-  TORCH_CHECK(z.is_contiguous() && w.is_contiguous() && noise.is_contiguous(), "inputs must be contiguous");
-  TORCH_CHECK(z.size(1) >= noise.size(1) + 2, "the frame needs D >= n + 1");
-}
 
 // Scratch of one source: its frame, ẑ and the Gram-Schmidt coefficients.
 template <typename T>
@@ -30,7 +22,7 @@ struct FrameScratch {
 };
 
 Tensor expansion_cpu(const Tensor& z, const Tensor& w, const Tensor& noise) {
-  check_expansion_inputs(z, w, noise);
+  check_expansion_args(z, w, noise);
   const int64_t k = z.size(0), D = z.size(1), n = noise.size(1) + 1;
   Tensor out = at::empty({k, n, D}, z.options());
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "expansion_cpu", [&] {
@@ -50,9 +42,9 @@ Tensor expansion_cpu(const Tensor& z, const Tensor& w, const Tensor& noise) {
 }
 
 Tensor expansion_backward_cpu(const Tensor& grad, const Tensor& z, const Tensor& w, const Tensor& noise) {
-  check_expansion_inputs(z, w, noise);
+  check_expansion_args(z, w, noise);
   const int64_t k = z.size(0), D = z.size(1), n = noise.size(1) + 1;
-  TORCH_CHECK(grad.sizes() == at::IntArrayRef({k, n, D}) && grad.is_contiguous(), "grad must be k x n x D");
+  check_expansion_grad(grad, z, noise);
   Tensor grad_z = at::empty_like(z);
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "expansion_backward_cpu", [&] {
     const scalar_t *zp = z.const_data_ptr<scalar_t>(), *wp = w.const_data_ptr<scalar_t>();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../normalize.h"
+#include "../op_checks.h"
 #include "proxy_anchor_kernels.h"
 
 namespace see {
@@ -123,16 +124,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> proxy_anchor_fused_cpu(const Tensor& 
                                                                   const Tensor& synthetic_labels, double alpha,
                                                                   double margin, double lam, bool compute_grad,
                                                                   bool synthetic_grad) {
-  TORCH_CHECK(x.dim() == 2 && proxies.dim() == 2 && synthetic.dim() == 2, "x, proxies, synthetic must be 2-D");
-  TORCH_CHECK(proxies.size(1) == x.size(1) && synthetic.size(1) == x.size(1), "feature sizes differ");
-  TORCH_CHECK(x.scalar_type() == proxies.scalar_type() && x.scalar_type() == synthetic.scalar_type(),
-              "x, proxies and synthetic must share one dtype");
-  TORCH_CHECK(labels.scalar_type() == at::kLong && synthetic_labels.scalar_type() == at::kLong, "labels must be int64");
-  TORCH_CHECK(labels.numel() == x.size(0) && synthetic_labels.numel() == synthetic.size(0), "one label per row");
-  TORCH_CHECK(x.is_contiguous() && proxies.is_contiguous() && synthetic.is_contiguous() && labels.is_contiguous() &&
-                  synthetic_labels.is_contiguous(),
-              "inputs must be contiguous");
-  // Labels index per-column arrays: out-of-range values would write out of bounds.
+  check_proxy_anchor_args(x, labels, proxies, synthetic, synthetic_labels);
+  // Labels index per-proxy arrays: out-of-range values would write out of bounds.
   check_labels_in_range(labels, proxies.size(0), "labels");
   check_labels_in_range(synthetic_labels, proxies.size(0), "synthetic_labels");
   std::tuple<Tensor, Tensor, Tensor, Tensor> result;

@@ -8,6 +8,7 @@
 
 #include "../expansion.h"
 #include "../normalize.h"
+#include "../op_checks.h"
 #include "../slerp.h"
 
 namespace see {
@@ -104,15 +105,8 @@ T slerp_row_backward(const SlerpRow<T>& row, T t, const T* g, int64_t D, T* a_un
   return (-std::cos(s * theta) * P + std::cos(tt) * Q) / st;
 }
 
-void check_slerp_inputs(const Tensor& a, const Tensor& b, const Tensor& t) {
-  TORCH_CHECK(a.dim() == 2 && b.sizes() == a.sizes() && t.dim() == 1 && t.size(0) == a.size(0),
-              "a, b must be R x D and t of length R");
-  TORCH_CHECK(a.scalar_type() == b.scalar_type() && a.scalar_type() == t.scalar_type(), "one dtype expected");
-  TORCH_CHECK(a.is_contiguous() && b.is_contiguous() && t.is_contiguous(), "inputs must be contiguous");
-}
-
 Tensor slerp_cpu(const Tensor& a, const Tensor& b, const Tensor& t) {
-  check_slerp_inputs(a, b, t);
+  check_slerp_args(a, b, t);
   const int64_t R = a.size(0), D = a.size(1);
   Tensor out = at::empty_like(a);
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "slerp_cpu", [&] {
@@ -132,8 +126,8 @@ Tensor slerp_cpu(const Tensor& a, const Tensor& b, const Tensor& t) {
 
 std::tuple<Tensor, Tensor, Tensor> slerp_backward_cpu(const Tensor& grad, const Tensor& a, const Tensor& b,
                                                       const Tensor& t) {
-  check_slerp_inputs(a, b, t);
-  TORCH_CHECK(grad.sizes() == a.sizes() && grad.is_contiguous(), "grad must be R x D");
+  check_slerp_args(a, b, t);
+  check_slerp_grad(grad, a);
   const int64_t R = a.size(0), D = a.size(1);
   Tensor grad_a = at::empty_like(a), grad_b = at::empty_like(b), grad_t = at::empty_like(t);
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "slerp_backward_cpu", [&] {

@@ -5,6 +5,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "../op_checks.h"
+
 #include <algorithm>
 
 #include "expansion_kernels.cuh"
@@ -19,17 +21,6 @@ using at::Tensor;
 // room for their static reduction buffers.
 constexpr int64_t kStaticSharedReserve = 2048;
 constexpr int64_t kDefaultSharedLimit = 48 * 1024;
-
-void check_expansion_inputs(const Tensor& z, const Tensor& w, const Tensor& noise) {
-  TORCH_CHECK(z.dim() == 2 && w.sizes() == z.sizes(), "z and w must be k x D");
-  TORCH_CHECK(noise.dim() == 3 && noise.size(0) == z.size(0) && noise.size(2) == z.size(1),
-              "noise must be k x (n-1) x D");
-  TORCH_CHECK(z.scalar_type() == w.scalar_type() && z.scalar_type() == noise.scalar_type(), "one dtype expected");
-  TORCH_CHECK(z.is_contiguous() && w.is_contiguous() && noise.is_contiguous(), "inputs must be contiguous");
-  TORCH_CHECK(z.is_cuda() && w.device() == z.device() && noise.device() == z.device(),
-              "inputs must be on one CUDA device");
-  TORCH_CHECK(z.size(1) >= noise.size(1) + 2, "the frame needs D >= n + 1");
-}
 
 // Threads per source: one coordinate per thread up to 256, and at least two
 // warps (the backward runs its two triangular solves on different warps).
@@ -68,7 +59,7 @@ int64_t place_scratch(Kernel kernel, const ExpansionSizes& sizes, int64_t k, con
 }
 
 Tensor expansion_cuda(const Tensor& z, const Tensor& w, const Tensor& noise) {
-  check_expansion_inputs(z, w, noise);
+  check_expansion_args(z, w, noise);
   const c10::cuda::CUDAGuard guard(z.device());
   const int64_t k = z.size(0), D = z.size(1), n = noise.size(1) + 1;
   Tensor out = at::empty({k, n, D}, z.options());
@@ -88,11 +79,9 @@ Tensor expansion_cuda(const Tensor& z, const Tensor& w, const Tensor& noise) {
 }
 
 Tensor expansion_backward_cuda(const Tensor& grad, const Tensor& z, const Tensor& w, const Tensor& noise) {
-  check_expansion_inputs(z, w, noise);
+  check_expansion_args(z, w, noise);
   const int64_t k = z.size(0), D = z.size(1), n = noise.size(1) + 1;
-  TORCH_CHECK(grad.sizes() == at::IntArrayRef({k, n, D}) && grad.is_contiguous() &&
-                  grad.scalar_type() == z.scalar_type() && grad.device() == z.device(),
-              "grad must be a contiguous k x n x D tensor like z");
+  check_expansion_grad(grad, z, noise);
   const c10::cuda::CUDAGuard guard(z.device());
   Tensor grad_z = at::empty_like(z);
   if (k == 0) return grad_z;

@@ -18,6 +18,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "../op_checks.h"
+
 #include <algorithm>
 
 #include "proxy_anchor_kernels.cuh"
@@ -157,21 +159,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> proxy_anchor_fused_cuda(const Tensor&
                                                                    const Tensor& synthetic_labels, double alpha,
                                                                    double margin, double lam, bool compute_grad,
                                                                    bool synthetic_grad) {
-  TORCH_CHECK(x.dim() == 2 && proxies.dim() == 2 && synthetic.dim() == 2, "x, proxies, synthetic must be 2-D");
-  TORCH_CHECK(proxies.size(1) == x.size(1) && synthetic.size(1) == x.size(1), "feature sizes differ");
-  TORCH_CHECK(x.scalar_type() == proxies.scalar_type() && x.scalar_type() == synthetic.scalar_type(),
-              "x, proxies and synthetic must share one dtype");
-  TORCH_CHECK(labels.scalar_type() == at::kLong && synthetic_labels.scalar_type() == at::kLong, "labels must be int64");
-  TORCH_CHECK(labels.dim() == 1 && synthetic_labels.dim() == 1 && labels.numel() == x.size(0) &&
-                  synthetic_labels.numel() == synthetic.size(0),
-              "one label per row");
-  TORCH_CHECK(x.is_contiguous() && proxies.is_contiguous() && synthetic.is_contiguous() && labels.is_contiguous() &&
-                  synthetic_labels.is_contiguous(),
-              "inputs must be contiguous");
-  // The kernels dereference every pointer on the device.
-  TORCH_CHECK(x.is_cuda() && labels.device() == x.device() && proxies.device() == x.device() &&
-                  synthetic.device() == x.device() && synthetic_labels.device() == x.device(),
-              "x, labels, proxies, synthetic and synthetic_labels must be on one CUDA device");
+  check_proxy_anchor_args(x, labels, proxies, synthetic, synthetic_labels);
   const c10::cuda::CUDAGuard guard(x.device());
   std::tuple<Tensor, Tensor, Tensor, Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "proxy_anchor_fused_cuda", [&] {

@@ -10,6 +10,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "../op_checks.h"
+
 #include "../see_common.h"
 #include "../slerp.h"
 #include "block_reduce.cuh"
@@ -193,18 +195,10 @@ __global__ void slerp_backward_kernel(const T* grad, const T* a, const T* b, con
   if (lane == 0) grad_t[i] = static_cast<T>(t_bar);
 }
 
-void check_slerp_inputs(const Tensor& a, const Tensor& b, const Tensor& t) {
-  TORCH_CHECK(a.dim() == 2 && b.sizes() == a.sizes() && t.dim() == 1 && t.size(0) == a.size(0),
-              "a, b must be R x D and t of length R");
-  TORCH_CHECK(a.scalar_type() == b.scalar_type() && a.scalar_type() == t.scalar_type(), "one dtype expected");
-  TORCH_CHECK(a.is_contiguous() && b.is_contiguous() && t.is_contiguous(), "inputs must be contiguous");
-  TORCH_CHECK(a.is_cuda() && b.device() == a.device() && t.device() == a.device(), "inputs must be on one CUDA device");
-}
-
 int64_t row_blocks(int64_t R) { return ceil_div(R, kRowsPerBlock); }
 
 Tensor slerp_cuda(const Tensor& a, const Tensor& b, const Tensor& t) {
-  check_slerp_inputs(a, b, t);
+  check_slerp_args(a, b, t);
   const c10::cuda::CUDAGuard guard(a.device());
   const int64_t R = a.size(0), D = a.size(1);
   Tensor out = at::empty_like(a);
@@ -220,10 +214,8 @@ Tensor slerp_cuda(const Tensor& a, const Tensor& b, const Tensor& t) {
 
 std::tuple<Tensor, Tensor, Tensor> slerp_backward_cuda(const Tensor& grad, const Tensor& a, const Tensor& b,
                                                        const Tensor& t) {
-  check_slerp_inputs(a, b, t);
-  TORCH_CHECK(grad.sizes() == a.sizes() && grad.is_contiguous() && grad.scalar_type() == a.scalar_type() &&
-                  grad.device() == a.device(),
-              "grad must be a contiguous R x D tensor like a");
+  check_slerp_args(a, b, t);
+  check_slerp_grad(grad, a);
   const c10::cuda::CUDAGuard guard(a.device());
   const int64_t R = a.size(0), D = a.size(1);
   Tensor grad_a = at::empty_like(a), grad_b = at::empty_like(b), grad_t = at::empty_like(t);

@@ -1,0 +1,62 @@
+// The argument checks every backend's kernels make before touching memory:
+// shapes, dtypes, contiguity and one device. User-facing validation, with
+// messages that name the argument, happens once in Python (validation.py);
+// these guard the raw pointers against calls that bypass it.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace see {
+
+inline void check_one_device(std::initializer_list<const at::Tensor*> tensors) {
+  const at::Device device = (*tensors.begin())->device();
+  for (const at::Tensor* t : tensors) TORCH_CHECK(t->device() == device, "all inputs must be on one device");
+}
+
+inline void check_proxy_anchor_args(const at::Tensor& x, const at::Tensor& labels, const at::Tensor& proxies,
+                                    const at::Tensor& synthetic, const at::Tensor& synthetic_labels) {
+  TORCH_CHECK(x.dim() == 2 && proxies.dim() == 2 && synthetic.dim() == 2, "x, proxies, synthetic must be 2-D");
+  TORCH_CHECK(proxies.size(1) == x.size(1) && synthetic.size(1) == x.size(1), "feature sizes differ");
+  TORCH_CHECK(x.scalar_type() == proxies.scalar_type() && x.scalar_type() == synthetic.scalar_type(),
+              "x, proxies and synthetic must share one dtype");
+  TORCH_CHECK(labels.scalar_type() == at::kLong && synthetic_labels.scalar_type() == at::kLong, "labels must be int64");
+  TORCH_CHECK(labels.dim() == 1 && synthetic_labels.dim() == 1 && labels.numel() == x.size(0) &&
+                  synthetic_labels.numel() == synthetic.size(0),
+              "one label per row");
+  TORCH_CHECK(x.is_contiguous() && proxies.is_contiguous() && synthetic.is_contiguous() && labels.is_contiguous() &&
+                  synthetic_labels.is_contiguous(),
+              "inputs must be contiguous");
+  check_one_device({&x, &labels, &proxies, &synthetic, &synthetic_labels});
+}
+
+inline void check_expansion_args(const at::Tensor& z, const at::Tensor& w, const at::Tensor& noise) {
+  TORCH_CHECK(z.dim() == 2 && w.sizes() == z.sizes(), "z and w must be k x D");
+  TORCH_CHECK(noise.dim() == 3 && noise.size(0) == z.size(0) && noise.size(2) == z.size(1),
+              "noise must be k x (n-1) x D");
+  TORCH_CHECK(z.scalar_type() == w.scalar_type() && z.scalar_type() == noise.scalar_type(), "one dtype expected");
+  TORCH_CHECK(z.is_contiguous() && w.is_contiguous() && noise.is_contiguous(), "inputs must be contiguous");
+  TORCH_CHECK(z.size(1) >= noise.size(1) + 2, "the frame needs D >= n + 1");
+  check_one_device({&z, &w, &noise});
+}
+
+inline void check_expansion_grad(const at::Tensor& grad, const at::Tensor& z, const at::Tensor& noise) {
+  TORCH_CHECK(grad.sizes() == at::IntArrayRef({z.size(0), noise.size(1) + 1, z.size(1)}) && grad.is_contiguous() &&
+                  grad.scalar_type() == z.scalar_type() && grad.device() == z.device(),
+              "grad must be a contiguous k x n x D tensor like z");
+}
+
+inline void check_slerp_args(const at::Tensor& a, const at::Tensor& b, const at::Tensor& t) {
+  TORCH_CHECK(a.dim() == 2 && b.sizes() == a.sizes() && t.dim() == 1 && t.size(0) == a.size(0),
+              "a, b must be R x D and t of length R");
+  TORCH_CHECK(a.scalar_type() == b.scalar_type() && a.scalar_type() == t.scalar_type(), "one dtype expected");
+  TORCH_CHECK(a.is_contiguous() && b.is_contiguous() && t.is_contiguous(), "inputs must be contiguous");
+  check_one_device({&a, &b, &t});
+}
+
+inline void check_slerp_grad(const at::Tensor& grad, const at::Tensor& a) {
+  TORCH_CHECK(grad.sizes() == a.sizes() && grad.is_contiguous() && grad.scalar_type() == a.scalar_type() &&
+                  grad.device() == a.device(),
+              "grad must be a contiguous R x D tensor like a");
+}
+
+}  // namespace see
