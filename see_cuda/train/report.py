@@ -59,7 +59,7 @@ def plot_recall_at_1(histories: dict, path: str, title: str) -> None:
         axes.plot(range(1, length + 1), mean, color=colour, linewidth=2.5, label=f"{label} (mean)")
     axes.set_xlabel("epoch")
     axes.set_ylabel("R@1 (%)")
-    axes.set_title(title)
+    axes.set_title(title, fontsize=9)
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
