@@ -88,3 +88,17 @@ def test_paired_interval_uses_the_t_quantile():
     diff = paired_difference([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
     assert diff["mean"] == 2.0
     assert abs(diff["high"] - (2.0 + 4.302652729911275 / 3**0.5)) < 1e-6
+
+
+@needs_fonts
+def test_comparison_writes_table_json_and_plot(tmp_path):
+    from see_cuda.train import compare
+
+    out = tmp_path / "compare"
+    compare.main(["--regime", "scratch", "--seeds", "2", "--out", str(out), "--epochs", "1"] + TINY[:-1]
+                 + ["--cnn-stem-stride", "2"])
+    summary = json.loads((out / "summary.json").read_text())
+    r1 = summary["metrics"]["recall@1"]
+    assert summary["seeds"] == [0, 1] and len(r1["see_minus_pa"]["differences"]) == 2
+    assert r1["see_minus_pa"]["low"] <= r1["see_minus_pa"]["mean"] <= r1["see_minus_pa"]["high"]
+    assert "SEE − PA" in (out / "summary.md").read_text() and (out / "recall_at_1.png").stat().st_size > 0
