@@ -2,7 +2,9 @@
 //
 // The math and its order are those of cpu/expansion_kernels.h (read its
 // comments for the frame layout and the QR backward): the same normalisations,
-// the same two passes of Gram-Schmidt, the same triangular solves. Thread j
+// classical Gram-Schmidt (here always two passes, where the CPU repeats a pass
+// only when one cancels: the same frame to rounding), the same triangular
+// solves. Thread j
 // owns the coordinates d = j, j + blockDim, ... of every D-vector, so the
 // elementwise steps need no barrier; a lone dot product is a block reduction
 // whose result all threads share, and batches of independent dots (a
