@@ -217,9 +217,14 @@ def proxy_anchor_loss_with_synthetic(
 
 # ---------------------------------------------------------------- §2 + §4 SEE loss
 def positive_cosines(x: torch.Tensor, y: torch.Tensor, proxies: torch.Tensor) -> torch.Tensor:
-    """s_i = x̂_i · p̂_{y_i}, detached (§2)."""
+    """s_i = x̂_i · p̂_{y_i}, detached (§2).
+
+    In float32 at least: half precision would tie cosines that differ, and the
+    selection would then hinge on how ties are broken.
+    """
+    dtype = torch.promote_types(torch.promote_types(x.dtype, proxies.dtype), torch.float32)
     with torch.no_grad():
-        return (l2_normalize(x) * l2_normalize(proxies[y].to(x.dtype))).sum(-1)
+        return (l2_normalize(x.to(dtype)) * l2_normalize(proxies[y].to(dtype))).sum(-1)
 
 
 def expansion_noise(

@@ -30,10 +30,12 @@ def num_selected_by_fraction(batch_size: int, ratio: float) -> int:
 def select_for_expansion(scores: torch.Tensor, mode: str, ratio: float, threshold: float) -> torch.Tensor:
     """Indices of the samples to expand, given their detached positive cosines.
 
-    fraction: the round(B·ratio) largest scores, largest first.
+    fraction: the round(B·ratio) largest scores, largest first; equal scores
+        in batch order (torch.topk leaves ties unordered, and the order decides
+        which noise each sample gets).
     threshold: every sample whose score is >= threshold, in batch order.
     """
     if mode == "fraction":
         k = num_selected_by_fraction(scores.numel(), ratio)
-        return torch.topk(scores, k, sorted=True).indices
+        return torch.sort(scores, descending=True, stable=True).indices[:k]
     return torch.nonzero(scores >= threshold).flatten()
