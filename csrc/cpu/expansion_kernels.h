@@ -67,15 +67,13 @@ struct SourceFrame {
   bool degenerate;  // rho == 0: the source equals its proxy (or its antipode)
 };
 
-// Builds ẑ and the frame of one source; see the file comment for the layout.
+// Rows 0 and 1 of the frame, ŵ and u, from the unit source and unit proxy.
 template <typename T>
-SourceFrame<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, int64_t D, T* z_unit, T* frame,
-                           T* gs_coef, T* pass_coef) {
-  SourceFrame<T> geo;
-  T* w_unit = frame;
+SourceFrame<T> frame_axes(const T* z_unit, const T* w_unit, int64_t D, T* frame) {
+  SourceFrame<T> geo{};
+  geo.z_norm = T(1);
   T* u = frame + D;
-  normalize_row(w, w_unit, D);
-  geo.z_norm = normalize_row(z, z_unit, D);
+  if (frame != w_unit) std::copy(w_unit, w_unit + D, frame);
   geo.a = dot(z_unit, w_unit, D);
   for (int64_t d = 0; d < D; ++d) u[d] = z_unit[d] - geo.a * w_unit[d];
   const T rho_sq = dot(u, u, D);
@@ -91,6 +89,13 @@ SourceFrame<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, in
     const T norm = std::sqrt(dot(u, u, D));
     for (int64_t d = 0; d < D; ++d) u[d] = u[d] / norm;
   }
+  return geo;
+}
+
+// Rows 2..n of the frame: the draws (n - 1 rows of D) orthonormalised against
+// the rows before them; see the file comment for gs_coef.
+template <typename T>
+void gram_schmidt_draws(const T* noise, int64_t n, int64_t D, T* frame, T* gs_coef, T* pass_coef) {
   for (int64_t j = 0; j + 1 < n; ++j) {
     T* v = frame + (j + 2) * D;
     std::copy(noise + j * D, noise + (j + 1) * D, v);
@@ -115,6 +120,17 @@ SourceFrame<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, in
     for (int64_t d = 0; d < D; ++d) v[d] = v[d] / norm;
     gs_coef[j * (n + 1) + j + 2] = norm;
   }
+}
+
+// Builds ẑ and the frame of one source; see the file comment for the layout.
+template <typename T>
+SourceFrame<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, int64_t D, T* z_unit, T* frame,
+                           T* gs_coef, T* pass_coef) {
+  normalize_row(w, frame, D);
+  const T z_norm = normalize_row(z, z_unit, D);
+  SourceFrame<T> geo = frame_axes(z_unit, frame, D, frame);
+  geo.z_norm = z_norm;
+  gram_schmidt_draws(noise, n, D, frame, gs_coef, pass_coef);
   return geo;
 }
 
