@@ -23,4 +23,10 @@ TORCH_LIBRARY(see_cuda, m) {
       "proxy_anchor_fused(Tensor x, Tensor labels, Tensor proxies, Tensor synthetic, Tensor synthetic_labels, "
       "float alpha, float margin, float lam, bool compute_grad, bool synthetic_grad) "
       "-> (Tensor, Tensor, Tensor, Tensor)");
+  // The whole SEE loss with detached synthetic points: (loss, dL/dx, dL/dproxies,
+  // number expanded, mean positive cosine); num_selected < 0 selects by threshold.
+  m.def(
+      "see_loss_fused(Tensor x, Tensor labels, Tensor proxies, Tensor? noise, Tensor seed, int n_expansion, "
+      "int num_selected, float threshold, float lam, float alpha, float margin, bool compute_grad) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

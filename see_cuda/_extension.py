@@ -14,11 +14,15 @@ except ImportError:  # a source checkout without a build: the reference path ser
 _PROBE_OP = "see_cuda::proxy_anchor_fused"
 
 
-def has_kernel(device_type: str) -> bool:
-    """Whether the fused kernels were compiled for this device type ("cpu", "cuda")."""
-    if not HAVE_EXTENSION:
-        return False
-    return torch._C._dispatch_has_kernel_for_dispatch_key(_PROBE_OP, device_type.upper())
+_KERNELS_FOUND: dict = {}  # registrations are made once, at import: ask the dispatcher once
+
+
+def has_kernel(device_type: str, op: str = _PROBE_OP) -> bool:
+    """Whether the fused kernels (or the one op `op`) were compiled for this device type ("cpu", "cuda")."""
+    key = (device_type, op)
+    if key not in _KERNELS_FOUND:
+        _KERNELS_FOUND[key] = HAVE_EXTENSION and torch._C._dispatch_has_kernel_for_dispatch_key(op, device_type.upper())
+    return _KERNELS_FOUND[key]
 
 
 def backends() -> dict:

@@ -10,10 +10,14 @@ import torch
 
 from . import ops, reference, validation
 from ._extension import has_kernel
-from .selection import select_for_expansion
+from .noise import draw_seed
+from .selection import num_selected_by_fraction, select_for_expansion
 from .stats import SEEStats
 
 IMPLEMENTATIONS = ("auto", "fused", "reference")
+_NO_SEED = torch.zeros((), dtype=torch.int64)  # the fused loss's seed when the draws are given
+# The whole SEE loss in one kernel call; where it is missing, the loss is composed of the other ops.
+_WHOLE_LOSS_OP = "see_cuda::see_loss_fused"
 
 
 def _use_fused(implementation: str, device: torch.device) -> bool:
@@ -215,7 +219,7 @@ def fused_see_loss(
         The 0-d loss (in the promoted dtype of embeddings and proxies), or
         (loss, SEEStats).
     """
-    dtype = validation.check_loss_inputs(embeddings, labels, proxies)
+    dtype = validation.check_loss_inputs(embeddings, labels, proxies, read_values=False)
     validation.check_loss_options(alpha, margin)
     B, D = embeddings.shape
     validation.check_see_options(n_expansion, lam, mode, ratio, threshold, D)
@@ -226,7 +230,10 @@ def fused_see_loss(
         n_expansion=n_expansion, lam=lam, mode=mode, ratio=ratio, threshold=threshold, alpha=alpha, margin=margin,
         detach_synthetic=detach_synthetic, generator=generator, noise=noise, return_stats=return_stats,
     )
-    if not _use_fused(implementation, embeddings.device):
+    fused = _use_fused(implementation, embeddings.device)
+    if not (fused and detach_synthetic and has_kernel(embeddings.device.type, _WHOLE_LOSS_OP)):
+        validation.check_loss_values(embeddings, labels, proxies)  # else the kernel checks them
+    if not fused:
         return reference.see_loss(embeddings, labels, proxies, **options)
     return _fused_see(embeddings, labels, proxies, dtype, **options)
 
@@ -235,6 +242,18 @@ def _fused_see(x, y, proxies, dtype, n_expansion, lam, mode, ratio, threshold, a
                detach_synthetic, generator, noise, return_stats):
     kd = _kernel_dtype(dtype)
     n = n_expansion
+    if detach_synthetic and has_kernel(x.device.type, _WHOLE_LOSS_OP):
+        num_selected = num_selected_by_fraction(x.shape[0], ratio) if mode == "fraction" else -1
+        seed = draw_seed(generator, x.device) if noise is None else _NO_SEED
+        loss, k, mean_cosine = ops.see_loss_fused(
+            x.to(kd).contiguous(), y.to(torch.int64).contiguous(), proxies.to(kd).contiguous(),
+            None if noise is None else noise.to(kd).contiguous(), seed, n, num_selected, float(threshold),
+            float(lam), float(alpha), float(margin),
+        )
+        loss = loss.to(dtype)
+        if not return_stats:
+            return loss
+        return loss, SEEStats(num_expanded=int(k), num_synthetic=int(k) * n, mean_positive_cosine=mean_cosine)
     s = reference.positive_cosines(x, y, proxies)
     selected = select_for_expansion(s, mode, ratio, threshold)
     k = selected.numel()

@@ -119,3 +119,28 @@ if HAVE_EXTENSION:
     torch.library.register_autograd(
         "see_cuda::proxy_anchor_fused", _proxy_anchor_backward, setup_context=_proxy_anchor_setup
     )
+
+    # ------------------------------------------------------------ the whole SEE loss
+    def see_loss_fused(x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin):
+        """(loss, number expanded, mean positive cosine) of the SEE loss with detached synthetic points.
+
+        num_selected >= 0 expands that many best-fitted rows; -1 expands those
+        with cosine >= threshold. The draws come from `noise` (B x (n-1) x D)
+        or, when it is None, from the Philox stream of `seed` (0-d int64).
+        Gradients are formed in the forward pass, as in proxy_anchor_fused; the
+        autograd formula is registered in C++ (csrc/see_loss_autograd.cpp).
+        """
+        compute_grad = torch.is_grad_enabled() and (x.requires_grad or proxies.requires_grad)
+        loss, _, _, num_expanded, mean_cosine = _ops.see_loss_fused.default(
+            x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin, compute_grad
+        )
+        return loss, num_expanded, mean_cosine.detach()
+
+    @torch.library.register_fake("see_cuda::see_loss_fused")
+    def _see_loss_fake(x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin,
+                       compute_grad):
+        def grad_like(t):
+            return torch.empty_like(t) if compute_grad else t.new_empty(0)
+
+        return (x.new_empty(()), grad_like(x), grad_like(proxies), x.new_empty((), dtype=torch.int64),
+                x.new_empty(()))

@@ -7,6 +7,8 @@ stall the stream, and the fused CUDA path promises not to.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .selection import MODES
@@ -19,13 +21,18 @@ def _reads_values(t: torch.Tensor) -> bool:
     return t.device.type == "cpu"
 
 
-def check_float_matrix(t, name: str, shape_doc: str) -> None:
+def check_float_matrix(t, name: str, shape_doc: str, read_values: bool = True) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape {shape_doc}, got {type(t).__name__}")
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), got {t.dtype}")
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D with shape {shape_doc}, got shape {tuple(t.shape)}")
+    if read_values:
+        check_finite(t, name)
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
     if _reads_values(t) and not all_finite(t):
         raise ValueError(f"{name} contains NaN or infinite values")
 
@@ -37,16 +44,21 @@ def all_finite(t: torch.Tensor) -> bool:
     NaN or infinite); only a non-finite sum, which large finite values can also
     give, needs the entry-wise check.
     """
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+    return math.isfinite(t.sum().item()) or bool(torch.isfinite(t).all())
 
 
-def check_labels(labels, batch_size: int, num_classes: int, name: str = "labels") -> None:
+def check_labels(labels, batch_size: int, num_classes: int, name: str = "labels", read_values: bool = True) -> None:
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (B,), got {type(labels).__name__}")
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer tensor (e.g. torch.int64), got {labels.dtype}")
     if labels.dim() != 1 or labels.shape[0] != batch_size:
         raise ValueError(f"{name} must have shape ({batch_size},) to match embeddings, got {tuple(labels.shape)}")
+    if read_values:
+        check_label_range(labels, num_classes, name)
+
+
+def check_label_range(labels: torch.Tensor, num_classes: int, name: str = "labels") -> None:
     if _reads_values(labels) and labels.numel() > 0:
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= num_classes:
@@ -140,10 +152,14 @@ def check_see_options(n_expansion, lam, mode, ratio, threshold, dim: int) -> Non
     check_real(threshold, "threshold")
 
 
-def check_loss_inputs(embeddings, labels, proxies) -> torch.dtype:
-    """Shapes, dtypes, devices and values of a loss call; returns the compute dtype."""
-    check_float_matrix(embeddings, "embeddings", "(B, D)")
-    check_float_matrix(proxies, "proxies", "(C, D)")
+def check_loss_inputs(embeddings, labels, proxies, read_values: bool = True) -> torch.dtype:
+    """Shapes, dtypes, devices and values of a loss call; returns the compute dtype.
+
+    read_values=False leaves the value checks (check_loss_values) to a kernel
+    that makes them itself, so that the batch is not read an extra time.
+    """
+    check_float_matrix(embeddings, "embeddings", "(B, D)", read_values)
+    check_float_matrix(proxies, "proxies", "(C, D)", read_values)
     B, D = embeddings.shape
     C, D_p = proxies.shape
     if B == 0:
@@ -152,6 +168,13 @@ def check_loss_inputs(embeddings, labels, proxies) -> torch.dtype:
         raise ValueError("proxies must hold at least one class, got shape (0, D)")
     if D_p != D:
         raise ValueError(f"proxies must have shape (C, {D}) to match embeddings' D = {D}, got {tuple(proxies.shape)}")
-    check_labels(labels, B, C)
+    check_labels(labels, B, C, read_values=read_values)
     check_same_device({"embeddings": embeddings, "labels": labels, "proxies": proxies})
     return compute_dtype(embeddings, proxies)
+
+
+def check_loss_values(embeddings, labels, proxies) -> None:
+    """The value checks that check_loss_inputs(read_values=False) left out."""
+    check_finite(embeddings, "embeddings")
+    check_finite(proxies, "proxies")
+    check_label_range(labels, proxies.shape[0])

@@ -25,6 +25,11 @@ def op_samples():
         (ops.proxy_anchor_fused.default, (x.requires_grad_(), y, proxies.requires_grad_(), synthetic, synthetic_labels,
                                           32.0, 0.1, 0.2, True, False)),
         (ops.mmd_centers_.default, (torch.empty(5, 6, dtype=torch.float64), 1.0)),
+        (ops.see_loss_fused.default, (x.clone().requires_grad_(), y, proxies.clone().requires_grad_(), None,
+                                      torch.tensor(7), 3, 4, 0.0, 0.2, 32.0, 0.1, True)),
+        (ops.see_loss_fused.default, (x.clone().requires_grad_(), y, proxies.clone().requires_grad_(),
+                                      torch.randn(8, 2, 10, generator=g, dtype=torch.float64), torch.tensor(0), 3,
+                                      -1, 0.1, 0.2, 32.0, 0.1, True)),
     ]
 
 

@@ -98,8 +98,10 @@ def test_see_gradient_is_that_of_its_synthetic_points_held_fixed(implementation)
     fixed = see_cuda.proxy_anchor_loss_with_synthetic(xx, y, pp, Z, y[selected].repeat_interleave(4), 0.4,
                                                       implementation=implementation)
     expected = (fixed, *torch.autograd.grad(fixed, (xx, pp)))
+    # The fused loss rebuilds Z itself (its frames by Cholesky QR), equal to Z to
+    # rounding; a gradient leaking through Z would differ at order 1.
     for mine, theirs in zip(got, expected):
-        torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -112,6 +114,38 @@ def test_gradcheck_wrt_embeddings_through_the_expansion(implementation):
 
 
 @requires_cpu_kernels
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_draws_that_defeat_cholesky_qr_fall_back_to_gram_schmidt(dtype):
+    """Draws that lose most of their length to the frame before them trip the
+    Cholesky QR guard; the kernel then reorthogonalises by Gram-Schmidt and still
+    matches the reference. (What is left of each draw stays well above rounding,
+    so that the frame is well defined in both precisions.)"""
+    x, y, proxies = batch(B=10, D=12, C=3, seed=7)
+    noise = torch.randn(10, 3, 12, dtype=torch.float64)
+    noise[:, 1] = 5.0 * x + 0.3 * noise[:, 1]  # mostly in span{w, u}
+    noise[:, 2] = noise[:, 0] + 0.1 * noise[:, 2]  # mostly along the first draw
+    expected = see_and_grads("reference", x, y, proxies, n_expansion=4, ratio=1.0, noise=noise)
+    fused = see_and_grads("fused", x.to(dtype), y, proxies.to(dtype), n_expansion=4, ratio=1.0, noise=noise.to(dtype))
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    for mine, theirs in zip(fused, expected):
+        torch.testing.assert_close(mine.double(), theirs, rtol=tol, atol=tol * theirs.abs().max().item())
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_equal_cosines_are_selected_in_batch_order(implementation):
+    """Rows with one cosine: the first ones in the batch are expanded, each with its own draws."""
+    x, y, proxies = batch(B=8, D=6, C=2, seed=8)
+    x = x[:1].expand(8, -1).clone()
+    y = torch.zeros(8, dtype=torch.int64)
+    noise = torch.randn(8, 2, 6, dtype=torch.float64)
+    got = see_and_grads(implementation, x, y, proxies, n_expansion=3, ratio=0.25, noise=noise)
+    synthetic = see_cuda.spherical_expansion(x[:2], proxies[y[:2]], 3, noise=noise[:2], implementation="reference")
+    fixed = see_cuda.proxy_anchor_loss_with_synthetic(x, y, proxies, synthetic.reshape(6, 6), y[:6], 0.2,
+                                                      implementation="reference")
+    torch.testing.assert_close(got[0], fixed, rtol=1e-10, atol=1e-12)
+
+
+@requires_cpu_kernels
 @settings(max_examples=50, deadline=None)
 @given(problem=loss_problems())
 def test_fused_matches_reference_float64(problem):
@@ -119,8 +153,10 @@ def test_fused_matches_reference_float64(problem):
     kwargs = dict(n_expansion=n, ratio=ratio, lam=0.3)
     expected = see_and_grads("reference", x, y, proxies, generator=torch.Generator().manual_seed(5), **kwargs)
     fused = see_and_grads("fused", x, y, proxies, generator=torch.Generator().manual_seed(5), **kwargs)
+    # Relative to each tensor's scale: a gradient entry that is a near-cancelling
+    # sum of terms exp(alpha s) carries their rounding, ~1e-16 of the largest.
     for mine, theirs in zip(fused, expected):
-        torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-10 * theirs.abs().max().item())
 
 
 @requires_cpu_kernels

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cpu/expansion_kernels.h"
+#include "cpu/see_loss_kernels.h"
 #include "cpu/proxy_anchor_kernels.h"
 #include "fast_exp.h"
 #include "mmd_centers.h"
@@ -107,6 +108,52 @@ void test_expansion_invariants_and_gradient() {
   }
 }
 
+// Cholesky QR gives Gram-Schmidt's frame (to rounding) on well-conditioned
+// draws, and refuses draws that lose most of their length to earlier rows.
+void test_cholesky_frame() {
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> normal;
+  for (int64_t n : {1, 2, 6, 9}) {
+    const int64_t D = 3 * n + 10, rows = n + 1;
+    std::vector<double> z(D), w(D), noise((n - 1) * D);
+    for (auto* v : {&z, &w, &noise})
+      for (auto& e : *v) e = normal(rng);
+    see::normalize_row(z.data(), z.data(), D);
+    see::normalize_row(w.data(), w.data(), D);
+    std::vector<double> by_cholesky(rows * D), by_gram_schmidt(rows * D), gram(rows * rows), coef(rows * rows),
+        pass(rows);
+    see::cpu::frame_axes(z.data(), w.data(), D, by_gram_schmidt.data());
+    see::cpu::gram_schmidt_draws(noise.data(), n, D, by_gram_schmidt.data(), coef.data(), pass.data());
+    see::cpu::frame_axes(z.data(), w.data(), D, by_cholesky.data());
+    std::copy(noise.begin(), noise.end(), by_cholesky.begin() + 2 * D);
+    expect(see::cpu::cholesky_frame(by_cholesky.data(), 2, rows, D, gram.data()), "Cholesky QR accepts Gaussian draws",
+           0, 1);
+    for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t j = 0; j < rows; ++j)
+        expect_close(see::cpu::dot(by_cholesky.data() + i * D, by_cholesky.data() + j * D, D), i == j ? 1.0 : 0.0,
+                     1e-12, "Cholesky QR frame is orthonormal");
+      for (int64_t d = 0; d < D; ++d)
+        expect_close(by_cholesky[i * D + d], by_gram_schmidt[i * D + d], 1e-13, "Cholesky QR frame is Gram-Schmidt's");
+    }
+    if (n < 3) continue;
+    // The second draw: the first plus a tenth of a fresh direction.
+    for (int64_t d = 0; d < D; ++d) by_cholesky[3 * D + d] = by_cholesky[2 * D + d] + 0.1 * normal(rng);
+    std::vector<double> before(by_cholesky);
+    expect(!see::cpu::cholesky_frame(by_cholesky.data(), 2, rows, D, gram.data()), "the guard refuses a cancelling draw",
+           1, 0);
+    expect(before == by_cholesky, "a refused frame is left untouched", 0, 0);
+  }
+}
+
+// Fraction mode takes the largest cosines, equal ones in batch order.
+void test_select_rows() {
+  const std::vector<double> s = {0.5, 0.9, 0.5, 0.1, 0.9, 0.5};
+  const auto top = see::cpu::select_rows(s.data(), 6, 4, 0.0);
+  expect(top == std::vector<int64_t>({1, 4, 0, 2}), "fraction selection order", top.size(), 4);
+  const auto above = see::cpu::select_rows(s.data(), 6, -1, 0.5);
+  expect(above == std::vector<int64_t>({0, 1, 2, 4, 5}), "threshold selection in batch order", above.size(), 5);
+}
+
 // Direct log(1 + sum exp) of a small problem: rows [0, B) real, the rest
 // synthetic with weight lam; classes with no positive row drop out of 1/|P+|.
 double direct_loss(const std::vector<double>& S, const std::vector<int64_t>& labels, int64_t B, int64_t C,
@@ -194,6 +241,8 @@ int main() {
   test_fast_exp();
   test_mmd_centers();
   test_expansion_invariants_and_gradient();
+  test_cholesky_frame();
+  test_select_rows();
   test_proxy_anchor_blocks(false);
   test_proxy_anchor_blocks(true);
   test_slerp_weights();

@@ -1,0 +1,118 @@
+// CPU kernel of the whole SEE loss (SEE_METHOD.md §2-4) with detached synthetic points.
+//
+// One call does what the reference does in many: normalise the batch and the
+// proxies, pick the rows to expand, build their synthetic points straight into
+// the rows of the one matrix that the loss multiplies (each row's random draws
+// made inside the per-row loop from a counter-based stream, so none are stored),
+// then the shared loss on unit rows and the gradients w.r.t. x and the proxies.
+// The synthetic points are detached: their normalisation has no backward.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "proxy_anchor_core.h"
+#include "see_loss_kernels.h"
+
+namespace see {
+namespace cpu {
+namespace {
+
+using at::Tensor;
+
+void check_see_loss_args(const Tensor& x, const Tensor& labels, const Tensor& proxies,
+                         const c10::optional<Tensor>& noise, const Tensor& seed, int64_t n) {
+  TORCH_CHECK(x.dim() == 2 && proxies.dim() == 2 && proxies.size(1) == x.size(1), "x and proxies must be B x D, C x D");
+  TORCH_CHECK(x.scalar_type() == proxies.scalar_type(), "x and proxies must share one dtype");
+  TORCH_CHECK(labels.scalar_type() == at::kLong && labels.dim() == 1 && labels.numel() == x.size(0),
+              "labels must be B int64");
+  TORCH_CHECK(x.is_contiguous() && proxies.is_contiguous() && labels.is_contiguous(), "inputs must be contiguous");
+  TORCH_CHECK(n >= 1 && x.size(1) >= n + 1, "the expansion needs n >= 1 and D >= n + 1");
+  TORCH_CHECK(seed.scalar_type() == at::kLong && seed.numel() == 1, "seed must be one int64");
+  if (noise.has_value()) {
+    TORCH_CHECK(noise->dim() == 3 && noise->size(0) == x.size(0) && noise->size(1) == n - 1 &&
+                    noise->size(2) == x.size(1) && noise->scalar_type() == x.scalar_type() && noise->is_contiguous(),
+                "noise must be a contiguous B x (n-1) x D tensor of x's dtype");
+  }
+}
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, const Tensor& labels,
+                                                            const Tensor& proxies, const c10::optional<Tensor>& noise,
+                                                            const Tensor& seed, int64_t n, int64_t num_selected,
+                                                            double threshold, double lam, double alpha, double margin,
+                                                            bool compute_grad) {
+  const int64_t B = x.size(0), C = proxies.size(0), D = x.size(1);
+  const int64_t* y = labels.const_data_ptr<int64_t>();
+  check_labels_in_range(y, B, C, "labels");
+
+  Tensor proxies_unit = at::empty_like(proxies);
+  Tensor proxy_norms = at::empty({C}, x.options());
+  normalize_rows_into<T>(proxies, proxies_unit, proxy_norms);
+  check_finite_rows(proxies.const_data_ptr<T>(), proxy_norms.const_data_ptr<T>(), C, D, "proxies");
+  const T* p_unit = proxies_unit.const_data_ptr<T>();
+
+  // Room for every row to be expanded (k is known only after the cosines);
+  // pages of rows that stay unused are never touched.
+  Tensor rows_all = at::empty({B + B * n, D}, x.options());
+  Tensor x_unit = rows_all.narrow(0, 0, B);
+  Tensor x_norms = at::empty({B}, x.options());
+  normalize_rows_into<T>(x, x_unit, x_norms);
+  check_finite_rows(x.const_data_ptr<T>(), x_norms.const_data_ptr<T>(), B, D, "embeddings");
+  T* rows = rows_all.data_ptr<T>();
+  std::vector<T> positive_cosine(B);
+  for (int64_t i = 0; i < B; ++i) positive_cosine[i] = static_cast<T>(dot_row(rows + i * D, p_unit + y[i] * D, D));
+  const std::vector<int64_t> expanded = select_rows(positive_cosine.data(), B, num_selected, threshold);
+  const int64_t k = static_cast<int64_t>(expanded.size()), N = B + k * n;
+  Tensor rows_unit = rows_all.narrow(0, 0, N);
+
+  std::vector<int64_t> row_labels(N);
+  std::copy(y, y + B, row_labels.begin());
+  for (int64_t j = 0; j < k; ++j) std::fill_n(row_labels.begin() + B + j * n, n, y[expanded[j]]);
+
+  const T* given = noise.has_value() ? noise->const_data_ptr<T>() : nullptr;
+  const uint64_t stream = static_cast<uint64_t>(seed.item<int64_t>());
+  at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
+    ExpansionScratch<T> scratch(n, D);
+    for (int64_t j = begin; j < end; ++j) {
+      const int64_t row = expanded[j];
+      const DrawSource<T> draws{given != nullptr ? given + row * (n - 1) * D : nullptr, stream,
+                                static_cast<uint64_t>(j * (n - 1) * D)};
+      expand_unit_source(rows + row * D, p_unit + y[row] * D, n, D, draws, scratch, rows + (B + j * n) * D);
+    }
+  });
+
+  const UnitRowsLoss result = loss_on_unit_rows<T>(rows_unit, row_labels.data(), B, proxies_unit, alpha, margin, lam,
+                                                   compute_grad, false);
+  Tensor grad_x = at::empty({0}, x.options()), grad_proxies = at::empty({0}, x.options());
+  if (compute_grad) {
+    grad_x = normalize_backward<T>(x_unit, x_norms, result.grad_real);
+    grad_proxies = normalize_backward<T>(proxies_unit, proxy_norms, result.grad_proxies);
+  }
+  double cosine_sum = 0.0;
+  for (int64_t i = 0; i < B; ++i) cosine_sum += positive_cosine[i];
+  return {at::scalar_tensor(result.loss, x.options()), grad_x, grad_proxies,
+          at::scalar_tensor(k, x.options().dtype(at::kLong)),
+          at::scalar_tensor(B > 0 ? cosine_sum / B : 0.0, x.options())};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss_fused_cpu(
+    const Tensor& x, const Tensor& labels, const Tensor& proxies, const c10::optional<Tensor>& noise,
+    const Tensor& seed, int64_t n, int64_t num_selected, double threshold, double lam, double alpha, double margin,
+    bool compute_grad) {
+  check_see_loss_args(x, labels, proxies, noise, seed, n);
+  std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> result;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "see_loss_fused_cpu", [&] {
+    result = see_loss<scalar_t>(x, labels, proxies, noise, seed, n, num_selected, threshold, lam, alpha, margin,
+                                compute_grad);
+  });
+  return result;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(see_cuda, CPU, m) { m.impl("see_loss_fused", &see_loss_fused_cpu); }
+
+}  // namespace cpu
+}  // namespace see
