@@ -90,10 +90,11 @@ def want_cuda():
 def extension():
     sources = sorted(glob.glob(os.path.join(CSRC, "*.cpp"))) + sorted(glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
     # -fno-trapping-math lets the compiler vectorise the branch-free exp of the
-    # loss loops (compares may then be speculated); it changes no result.
-    # No -std flag: torch's build adds the standard its headers need (torch
-    # 2.14's ATen refuses anything below C++20).
-    cxx = ["-O3", "-fopenmp", "-fno-trapping-math"] + cpu_flags()
+    # loss loops (compares may then be speculated); -fno-math-errno lets it
+    # vectorise sqrt (which then sets no errno for negative arguments). Neither
+    # changes a result. No -std flag: torch's build adds the standard its
+    # headers need (torch 2.14's ATen refuses anything below C++20).
+    cxx = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"] + cpu_flags()
     if want_cuda():
         sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
         arch = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")

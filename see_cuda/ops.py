@@ -21,6 +21,22 @@ if HAVE_EXTENSION:
         _ops.mmd_centers_.default(out, radius)
         return out
 
+    # ------------------------------------------------------------ counter-based noise
+    def philox_normal(seed: torch.Tensor, shape, dtype: torch.dtype, device=None) -> torch.Tensor:
+        """Elements 0 .. numel-1 of the normal stream `seed` (see_cuda.noise), in row-major order.
+
+        seed: 0-d int64 tensor on `device` (default: the seed's device); dtype:
+        float32 or float64.
+        """
+        out = torch.empty(shape, dtype=dtype, device=seed.device if device is None else device)
+        _ops.philox_normal_.default(out, seed)
+        return out
+
+    @torch.library.register_fake("see_cuda::philox_normal_")
+    def _philox_normal_fake(out, seed):
+        torch._check(out.dtype in (torch.float32, torch.float64), lambda: "out must be float32 or float64")
+        torch._check(seed.dim() == 0 and seed.dtype == torch.int64, lambda: "seed must be a 0-d int64 tensor")
+
     # ------------------------------------------------------------ expansion
     def expansion(z: torch.Tensor, w: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """k x n x D synthetic points of k sources z about proxies w; noise is k x (n-1) x D."""

@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from .noise import draw_seed, philox_normal
 from .selection import select_for_expansion
 from .stats import SEEStats
 
@@ -98,7 +99,7 @@ def spherical_expansion(
     n = n_expansion
     k, D = z.shape
     if noise is None:
-        noise = torch.randn(k, n - 1, D, generator=generator, dtype=z.dtype, device=z.device)
+        noise = expansion_noise(k, n, D, z.dtype, z.device, generator)
     z = l2_normalize(z)
     w = l2_normalize(w)
 
@@ -235,11 +236,13 @@ def expansion_noise(
     One function for every implementation, so that the same generator state gives
     the same synthetic points in the reference and in the fused kernels. Drawn in
     float64 for float64 work and in float32 otherwise, so that a half-precision
-    run sees the same draws as its float32 counterpart.
+    run sees the same draws as its float32 counterpart. One draw of `generator`
+    gives the seed of a counter-based stream (see_cuda.noise), so that kernels
+    can produce any sample's draws where they need them.
     """
     draw_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    noise = torch.randn(num_selected, n_expansion - 1, dim, generator=generator, dtype=draw_dtype, device=device)
-    return noise.to(dtype)
+    seed = draw_seed(generator, device)
+    return philox_normal(seed, (num_selected, n_expansion - 1, dim), draw_dtype).to(dtype)
 
 
 def see_loss(

@@ -12,6 +12,7 @@
 #include "cpu/proxy_anchor_kernels.h"
 #include "fast_exp.h"
 #include "mmd_centers.h"
+#include "philox_normal.h"
 #include "slerp.h"
 
 namespace {
@@ -235,6 +236,59 @@ void test_slerp_weights() {
   }
 }
 
+// Random123's known-answer vectors (tests/kat_vectors); the stream's element
+// 0..3 of seed 0 come from the first; fills of any range equal the scalar form;
+// float32 draws within 1 ulp of the double formula of their 24-bit uniforms.
+void test_philox_normal() {
+  struct KnownAnswer {
+    see::PhiloxWords counter;
+    uint32_t key0, key1;
+    see::PhiloxWords expected;
+  };
+  const KnownAnswer answers[] = {
+      {{0, 0, 0, 0}, 0, 0, {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}},
+      {{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, 0xffffffffu, 0xffffffffu,
+       {0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}},
+      {{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}, 0xa4093822u, 0x299f31d0u,
+       {0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}},
+  };
+  for (const KnownAnswer& answer : answers) {
+    const see::PhiloxWords got = see::philox4x32_10(answer.counter, answer.key0, answer.key1);
+    expect(got.w0 == answer.expected.w0 && got.w1 == answer.expected.w1 && got.w2 == answer.expected.w2 &&
+               got.w3 == answer.expected.w3,
+           "Philox4x32-10 known answer", got.w0, answer.expected.w0);
+  }
+  const see::PhiloxWords first = see::philox_group_words(0, 0);
+  expect(first.w0 == 0x6627e8d5u && first.w3 == 0x9b00dbd8u, "group 0 of seed 0", first.w0, 0x6627e8d5u);
+
+  const uint64_t seed = 0x0123456789abcdefull;
+  std::vector<float> floats(1100);
+  std::vector<double> doubles(1100);
+  for (uint64_t start : {0ull, 1ull, 2ull, 3ull, 5ull, 254ull, 1021ull, (1ull << 32) * 4 - 6})
+    for (int64_t count : {0, 1, 3, 4, 7, 256, 257, 1031}) {
+      see::philox_normal_fill(seed, start, count, floats.data());
+      see::philox_normal_fill(seed, start, count, doubles.data());
+      for (int64_t i = 0; i < count; ++i) {
+        expect(floats[i] == see::philox_normal_at<float>(seed, start + i), "float fill equals the scalar form",
+               floats[i], see::philox_normal_at<float>(seed, start + i));
+        expect(doubles[i] == see::philox_normal_at<double>(seed, start + i), "double fill equals the scalar form",
+               doubles[i], see::philox_normal_at<double>(seed, start + i));
+      }
+    }
+
+  int64_t worst = 0;
+  for (uint64_t index = 0; index < (1u << 18); ++index) {
+    const see::PhiloxWords words = see::philox_group_words(seed, index / 4);
+    const bool second_pair = (index & 2) != 0;
+    const double u_a = (((second_pair ? words.w2 : words.w0) >> 8) + 0.5) * 0x1p-24;
+    const double u_b = (((second_pair ? words.w3 : words.w1) >> 8) + 0.5) * 0x1p-24;
+    const double r = std::sqrt(-2 * std::log(u_a)), theta = 6.283185307179586 * u_b;
+    const float want = static_cast<float>((index & 1) ? r * std::sin(theta) : r * std::cos(theta));
+    worst = std::max(worst, ulp_distance(see::philox_normal_at<float>(seed, index), want));
+  }
+  expect(worst <= 1, "float32 draws within 1 ulp of the double formula", static_cast<double>(worst), 1);
+}
+
 }  // namespace
 
 int main() {
@@ -246,6 +300,7 @@ int main() {
   test_proxy_anchor_blocks(false);
   test_proxy_anchor_blocks(true);
   test_slerp_weights();
+  test_philox_normal();
   if (failures == 0) std::printf("all core tests passed\n");
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
