@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from .noise import draw_seed, philox_normal
+from .noise import draw_seed, stream_normals
 from .selection import select_for_expansion
 from .stats import SEEStats
 
@@ -238,11 +238,13 @@ def expansion_noise(
     float64 for float64 work and in float32 otherwise, so that a half-precision
     run sees the same draws as its float32 counterpart. One draw of `generator`
     gives the seed of a counter-based stream (see_cuda.noise), so that kernels
-    can produce any sample's draws where they need them.
+    can produce any sample's draws where they need them. The numbers are the
+    stream's whoever computes them (see stream_normals): the draws are the
+    method's input, not its computation.
     """
     draw_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     seed = draw_seed(generator, device)
-    return philox_normal(seed, (num_selected, n_expansion - 1, dim), draw_dtype).to(dtype)
+    return stream_normals(seed, (num_selected, n_expansion - 1, dim), draw_dtype).to(dtype)
 
 
 def see_loss(

@@ -246,3 +246,13 @@ def test_op_rejects_arguments_that_would_corrupt_memory():
 def test_opcheck(dtype):
     torch.library.opcheck(torch.ops.see_cuda.philox_normal_.default, (torch.empty(3, 5, dtype=dtype), seed_tensor(9)),
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_expansion_noise_is_the_stream_of_one_generator_draw(dtype):
+    """Whichever implementation computes it, expansion_noise is the stream of the seed
+    that one draw of the generator gives (within the op's ulp bound)."""
+    got = reference.expansion_noise(6, 5, 24, dtype, "cpu", torch.Generator().manual_seed(3))
+    seed = noise.draw_seed(torch.Generator().manual_seed(3), "cpu")
+    expected = noise.philox_normal(seed, (6, 4, 24), dtype)
+    torch.testing.assert_close(got, expected, rtol=2 * torch.finfo(dtype).eps, atol=4 * torch.finfo(dtype).tiny)
