@@ -53,9 +53,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
   check_finite_rows(proxies.const_data_ptr<T>(), proxy_norms.const_data_ptr<T>(), C, D, "proxies");
   const T* p_unit = proxies_unit.const_data_ptr<T>();
 
-  // Room for every row to be expanded (k is known only after the cosines);
-  // pages of rows that stay unused are never touched.
-  Tensor rows_all = at::empty({B + B * n, D}, x.options());
+  // Room for the synthetic rows: k of them in fraction mode; in threshold mode
+  // k is known only after the cosines, and pages of rows left unused are never touched.
+  const int64_t most_expanded = num_selected >= 0 ? std::min(num_selected, B) : B;
+  Tensor rows_all = at::empty({B + most_expanded * n, D}, x.options());
   Tensor x_unit = rows_all.narrow(0, 0, B);
   Tensor x_norms = at::empty({B}, x.options());
   normalize_rows_into<T>(x, x_unit, x_norms);
