@@ -33,10 +33,14 @@ CASES = [
 ]
 
 
+# The fused CPU loss checks label range and finiteness in its kernel, the
+# reference path in Python: one message either way.
+@pytest.mark.parametrize("implementation", ["auto", "reference"])
 @pytest.mark.parametrize("override, error, message", CASES)
-def test_fused_see_loss_rejects(override, error, message):
+def test_fused_see_loss_rejects(override, error, message, implementation):
     kwargs = dict(embeddings=X, labels=Y, proxies=P)
     kwargs.update(override)
+    kwargs.setdefault("implementation", implementation)
     with pytest.raises(error, match=message):
         see_cuda.fused_see_loss(**kwargs)
 
