@@ -267,3 +267,19 @@ def test_module_owns_proxies_and_steps_its_schedule():
     loss_fn.step_epoch(10)
     loss_fn(x, y)
     assert loss_fn.last_stats.num_expanded == round(30 * 0.4)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_threshold_is_compared_in_the_precision_of_the_cosines(implementation):
+    """A threshold a hair above a float32 cosine rounds to it, as PyTorch compares
+    a float32 tensor with a Python float: that sample is expanded."""
+    x = torch.zeros(3, 8)
+    x[0, :2] = torch.tensor([3.0, 4.0])  # cosine 3/5 with the proxy e_0, exactly 0.6f in float32
+    x[1, :2] = torch.tensor([1.0, 4.0])
+    x[2, :2] = torch.tensor([-3.0, 4.0])
+    proxies = torch.eye(2, 8)
+    y = torch.zeros(3, dtype=torch.int64)
+    cosine = float(torch.tensor(0.6, dtype=torch.float32))
+    _, stats = see_cuda.fused_see_loss(x, y, proxies, n_expansion=3, mode="threshold", threshold=cosine + 1e-9,
+                                       return_stats=True, implementation=implementation)
+    assert stats.num_expanded == 1

@@ -37,6 +37,23 @@ void check_see_loss_args(const Tensor& x, const Tensor& labels, const Tensor& pr
   }
 }
 
+// Writes the synthetic points of the rows `expanded` (of the unit rows `rows`,
+// B of them) to rows B, B + n, ...; the j-th expanded row's draws are the given
+// noise of that row or elements [j (n-1) D, (j+1) (n-1) D) of the stream `seed`.
+template <typename T>
+void expand_rows(T* rows, int64_t B, const T* proxies_unit, const int64_t* y, const std::vector<int64_t>& expanded,
+                 int64_t n, int64_t D, const T* given, uint64_t seed) {
+  at::parallel_for(0, static_cast<int64_t>(expanded.size()), 1, [&](int64_t begin, int64_t end) {
+    ExpansionScratch<T> scratch(n, D);
+    for (int64_t j = begin; j < end; ++j) {
+      const int64_t row = expanded[j];
+      const DrawSource<T> draws{given != nullptr ? given + row * (n - 1) * D : nullptr, seed,
+                                static_cast<uint64_t>(j * (n - 1) * D)};
+      expand_unit_source(rows + row * D, proxies_unit + y[row] * D, n, D, draws, scratch, rows + (B + j * n) * D);
+    }
+  });
+}
+
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, const Tensor& labels,
                                                             const Tensor& proxies, const c10::optional<Tensor>& noise,
@@ -68,21 +85,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
   const int64_t k = static_cast<int64_t>(expanded.size()), N = B + k * n;
   Tensor rows_unit = rows_all.narrow(0, 0, N);
 
-  std::vector<int64_t> row_labels(N);
-  std::copy(y, y + B, row_labels.begin());
-  for (int64_t j = 0; j < k; ++j) std::fill_n(row_labels.begin() + B + j * n, n, y[expanded[j]]);
-
+  std::vector<int64_t> row_labels(y, y + B);
+  for (const int64_t row : expanded) row_labels.insert(row_labels.end(), n, y[row]);
   const T* given = noise.has_value() ? noise->const_data_ptr<T>() : nullptr;
-  const uint64_t stream = static_cast<uint64_t>(seed.item<int64_t>());
-  at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
-    ExpansionScratch<T> scratch(n, D);
-    for (int64_t j = begin; j < end; ++j) {
-      const int64_t row = expanded[j];
-      const DrawSource<T> draws{given != nullptr ? given + row * (n - 1) * D : nullptr, stream,
-                                static_cast<uint64_t>(j * (n - 1) * D)};
-      expand_unit_source(rows + row * D, p_unit + y[row] * D, n, D, draws, scratch, rows + (B + j * n) * D);
-    }
-  });
+  expand_rows(rows, B, p_unit, y, expanded, n, D, given, static_cast<uint64_t>(seed.item<int64_t>()));
 
   const UnitRowsLoss result = loss_on_unit_rows<T>(rows_unit, row_labels.data(), B, proxies_unit, alpha, margin, lam,
                                                    compute_grad, false);

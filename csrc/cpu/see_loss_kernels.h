@@ -20,7 +20,8 @@ namespace cpu {
 // The rows to expand given their positive cosines s (SEE_METHOD.md §2), as
 // see_cuda.selection.select_for_expansion: with num_selected >= 0 the
 // num_selected largest, largest first and equal cosines in batch order;
-// otherwise every row with s >= threshold, in batch order.
+// otherwise every row with s >= threshold, in batch order (compared in T, as
+// PyTorch compares a tensor with a Python float).
 template <typename T>
 std::vector<int64_t> select_rows(const T* s, int64_t B, int64_t num_selected, double threshold) {
   std::vector<int64_t> rows;
@@ -30,8 +31,9 @@ std::vector<int64_t> select_rows(const T* s, int64_t B, int64_t num_selected, do
     std::stable_sort(rows.begin(), rows.end(), [s](int64_t a, int64_t b) { return s[a] > s[b]; });
     rows.resize(std::min(num_selected, B));
   } else {
+    const T bound = static_cast<T>(threshold);
     for (int64_t i = 0; i < B; ++i)
-      if (static_cast<double>(s[i]) >= threshold) rows.push_back(i);
+      if (s[i] >= bound) rows.push_back(i);
   }
   return rows;
 }
