@@ -240,20 +240,34 @@ def fused_see_loss(
 
 def _fused_see(x, y, proxies, dtype, n_expansion, lam, mode, ratio, threshold, alpha, margin,
                detach_synthetic, generator, noise, return_stats):
-    kd = _kernel_dtype(dtype)
-    n = n_expansion
     if detach_synthetic and has_kernel(x.device.type, _WHOLE_LOSS_OP):
-        num_selected = num_selected_by_fraction(x.shape[0], ratio) if mode == "fraction" else -1
-        seed = draw_seed(generator, x.device) if noise is None else _NO_SEED
-        loss, k, mean_cosine = ops.see_loss_fused(
-            x.to(kd).contiguous(), y.to(torch.int64).contiguous(), proxies.to(kd).contiguous(),
-            None if noise is None else noise.to(kd).contiguous(), seed, n, num_selected, float(threshold),
-            float(lam), float(alpha), float(margin),
-        )
-        loss = loss.to(dtype)
+        loss, k, mean_cosine = _see_in_one_call(x, y, proxies, dtype, n_expansion, lam, mode, ratio, threshold,
+                                                alpha, margin, generator, noise)
         if not return_stats:
             return loss
-        return loss, SEEStats(num_expanded=int(k), num_synthetic=int(k) * n, mean_positive_cosine=mean_cosine)
+        return loss, SEEStats(num_expanded=int(k), num_synthetic=int(k) * n_expansion, mean_positive_cosine=mean_cosine)
+    return _see_composed(x, y, proxies, dtype, n_expansion, lam, mode, ratio, threshold, alpha, margin,
+                         detach_synthetic, generator, noise, return_stats)
+
+
+def _see_in_one_call(x, y, proxies, dtype, n, lam, mode, ratio, threshold, alpha, margin, generator, noise):
+    """(loss, k, mean positive cosine) by the whole-loss kernel (detached synthetic points)."""
+    kd = _kernel_dtype(dtype)
+    num_selected = num_selected_by_fraction(x.shape[0], ratio) if mode == "fraction" else -1
+    seed = draw_seed(generator, x.device) if noise is None else _NO_SEED
+    loss, k, mean_cosine = ops.see_loss_fused(
+        x.to(kd).contiguous(), y.to(torch.int64).contiguous(), proxies.to(kd).contiguous(),
+        None if noise is None else noise.to(kd).contiguous(), seed, n, num_selected, float(threshold),
+        float(lam), float(alpha), float(margin),
+    )
+    return loss.to(dtype), k, mean_cosine
+
+
+def _see_composed(x, y, proxies, dtype, n_expansion, lam, mode, ratio, threshold, alpha, margin,
+                  detach_synthetic, generator, noise, return_stats):
+    """The SEE loss from the expansion and Proxy-Anchor ops, as the reference composes it."""
+    kd = _kernel_dtype(dtype)
+    n = n_expansion
     s = reference.positive_cosines(x, y, proxies)
     selected = select_for_expansion(s, mode, ratio, threshold)
     k = selected.numel()
