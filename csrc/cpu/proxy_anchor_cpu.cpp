@@ -24,18 +24,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> fused_loss(const Tensor& x, const Ten
   Tensor real_norms = row_norms.narrow(0, 0, B), synthetic_norms = row_norms.narrow(0, B, m);
   normalize_rows_into<T>(x, real_unit, real_norms);
   normalize_rows_into<T>(synthetic, synthetic_unit, synthetic_norms);
-  Tensor proxies_unit = at::empty_like(proxies);
   Tensor proxy_norms = at::empty({C}, x.options());
-  normalize_rows_into<T>(proxies, proxies_unit, proxy_norms);
+  row_norms_into<T>(proxies, proxy_norms);
   const Tensor row_labels = at::cat({labels, synthetic_labels});
 
-  const UnitRowsLoss result = loss_on_unit_rows<T>(rows_unit, row_labels.const_data_ptr<int64_t>(), B, proxies_unit,
-                                                   alpha, margin, lam, compute_grad, synthetic_grad);
+  UnitRowsLoss result = loss_on_unit_rows<T>(rows_unit, row_labels.const_data_ptr<int64_t>(), B, proxies, proxy_norms,
+                                             alpha, margin, lam, compute_grad, synthetic_grad);
   Tensor empty = at::empty({0}, x.options());
   Tensor grad_x = empty, grad_proxies = empty, grad_synthetic = empty;
   if (compute_grad) {
     grad_x = normalize_backward<T>(real_unit, real_norms, result.grad_real);
-    grad_proxies = normalize_backward<T>(proxies_unit, proxy_norms, result.grad_proxies);
+    normalize_backward_from_raw<T>(proxies, proxy_norms, result.grad_proxies);
+    grad_proxies = result.grad_proxies;
     if (synthetic_grad) grad_synthetic = normalize_backward<T>(synthetic_unit, synthetic_norms, result.grad_synthetic);
   }
   return {at::scalar_tensor(result.loss, x.options()), grad_x, grad_proxies, grad_synthetic};

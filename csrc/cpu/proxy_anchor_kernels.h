@@ -29,6 +29,7 @@ struct LossProblem {
   double weight[2];                 // 1 and lambda
   int64_t num_positive_classes[2];  // per part, classes with at least one positive row
   bool exact_refs;                  // alpha too large for the fixed references (proxy_anchor.h)
+  const T* row_scale = nullptr;     // C factors (1/|p_c|) that turn rows of P x̂^T into cosines, if set
 };
 
 // Calls f(begin, end) on the maximal ranges of [r0, r1) between the positive
@@ -54,6 +55,11 @@ struct ColumnTerms {
 template <typename T>
 void loss_proxy_row(const LossProblem<T>& p, int64_t c, bool write_grad, const ColumnTerms& terms) {
   T* row = p.ST + c * p.N;
+  if (p.row_scale != nullptr) {
+    const T scale = p.row_scale[c];
+    SEE_PRAGMA(omp simd)
+    for (int64_t i = 0; i < p.N; ++i) row[i] *= scale;
+  }
   const int64_t* pos_first = p.positives + p.positives_begin[c];
   const int64_t* pos_last = p.positives + p.positives_begin[c + 1];
   for (int part = 0; part < 2; ++part) {

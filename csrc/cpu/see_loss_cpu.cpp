@@ -38,18 +38,19 @@ void check_see_loss_args(const Tensor& x, const Tensor& labels, const Tensor& pr
 }
 
 // Writes the synthetic points of the rows `expanded` (of the unit rows `rows`,
-// B of them) to rows B, B + n, ...; the j-th expanded row's draws are the given
-// noise of that row or elements [j (n-1) D, (j+1) (n-1) D) of the stream `seed`.
+// B of them, about the unit axes `axis`, one per row) to rows B, B + n, ...; the
+// j-th expanded row's draws are the given noise of that row or elements
+// [j (n-1) D, (j+1) (n-1) D) of the stream `seed`.
 template <typename T>
-void expand_rows(T* rows, int64_t B, const T* proxies_unit, const int64_t* y, const std::vector<int64_t>& expanded,
-                 int64_t n, int64_t D, const T* given, uint64_t seed) {
+void expand_rows(T* rows, int64_t B, const T* axis, const std::vector<int64_t>& expanded, int64_t n, int64_t D,
+                 const T* given, uint64_t seed) {
   at::parallel_for(0, static_cast<int64_t>(expanded.size()), 1, [&](int64_t begin, int64_t end) {
     ExpansionScratch<T> scratch(n, D);
     for (int64_t j = begin; j < end; ++j) {
       const int64_t row = expanded[j];
       const DrawSource<T> draws{given != nullptr ? given + row * (n - 1) * D : nullptr, seed,
                                 static_cast<uint64_t>(j * (n - 1) * D)};
-      expand_unit_source(rows + row * D, proxies_unit + y[row] * D, n, D, draws, scratch, rows + (B + j * n) * D);
+      expand_unit_source(rows + row * D, axis + row * D, n, D, draws, scratch, rows + (B + j * n) * D);
     }
   });
 }
@@ -64,11 +65,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
   const int64_t* y = labels.const_data_ptr<int64_t>();
   check_labels_in_range(y, B, C, "labels");
 
-  Tensor proxies_unit = at::empty_like(proxies);
   Tensor proxy_norms = at::empty({C}, x.options());
-  normalize_rows_into<T>(proxies, proxies_unit, proxy_norms);
+  row_norms_into<T>(proxies, proxy_norms);
   check_finite_rows(proxies.const_data_ptr<T>(), proxy_norms.const_data_ptr<T>(), C, D, "proxies");
-  const T* p_unit = proxies_unit.const_data_ptr<T>();
+  // The unit proxy of each batch row's class (B x D, not C x D): the axis of its expansion.
+  Tensor axes = at::empty({B, D}, x.options());
+  {
+    const T* p = proxies.const_data_ptr<T>();
+    T* out = axes.data_ptr<T>();
+    at::parallel_for(0, B, kRowGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) normalize_row(p + y[i] * D, out + i * D, D);
+    });
+  }
+  const T* axis = axes.const_data_ptr<T>();
 
   // Room for the synthetic rows: k of them in fraction mode; in threshold mode
   // k is known only after the cosines, and pages of rows left unused are never touched.
@@ -80,7 +89,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
   check_finite_rows(x.const_data_ptr<T>(), x_norms.const_data_ptr<T>(), B, D, "embeddings");
   T* rows = rows_all.data_ptr<T>();
   std::vector<T> positive_cosine(B);
-  for (int64_t i = 0; i < B; ++i) positive_cosine[i] = static_cast<T>(dot_row(rows + i * D, p_unit + y[i] * D, D));
+  for (int64_t i = 0; i < B; ++i) positive_cosine[i] = static_cast<T>(dot_row(rows + i * D, axis + i * D, D));
   const std::vector<int64_t> expanded = select_rows(positive_cosine.data(), B, num_selected, threshold);
   const int64_t k = static_cast<int64_t>(expanded.size()), N = B + k * n;
   Tensor rows_unit = rows_all.narrow(0, 0, N);
@@ -88,14 +97,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
   std::vector<int64_t> row_labels(y, y + B);
   for (const int64_t row : expanded) row_labels.insert(row_labels.end(), n, y[row]);
   const T* given = noise.has_value() ? noise->const_data_ptr<T>() : nullptr;
-  expand_rows(rows, B, p_unit, y, expanded, n, D, given, static_cast<uint64_t>(seed.item<int64_t>()));
+  expand_rows(rows, B, axis, expanded, n, D, given, static_cast<uint64_t>(seed.item<int64_t>()));
 
-  const UnitRowsLoss result = loss_on_unit_rows<T>(rows_unit, row_labels.data(), B, proxies_unit, alpha, margin, lam,
-                                                   compute_grad, false);
+  UnitRowsLoss result = loss_on_unit_rows<T>(rows_unit, row_labels.data(), B, proxies, proxy_norms, alpha, margin,
+                                             lam, compute_grad, false);
   Tensor grad_x = at::empty({0}, x.options()), grad_proxies = at::empty({0}, x.options());
   if (compute_grad) {
     grad_x = normalize_backward<T>(x_unit, x_norms, result.grad_real);
-    grad_proxies = normalize_backward<T>(proxies_unit, proxy_norms, result.grad_proxies);
+    normalize_backward_from_raw<T>(proxies, proxy_norms, result.grad_proxies);
+    grad_proxies = result.grad_proxies;
   }
   double cosine_sum = 0.0;
   for (int64_t i = 0; i < B; ++i) cosine_sum += positive_cosine[i];
