@@ -55,11 +55,7 @@ struct ColumnTerms {
 template <typename T>
 void loss_proxy_row(const LossProblem<T>& p, int64_t c, bool write_grad, const ColumnTerms& terms) {
   T* row = p.ST + c * p.N;
-  if (p.row_scale != nullptr) {
-    const T scale = p.row_scale[c];
-    SEE_PRAGMA(omp simd)
-    for (int64_t i = 0; i < p.N; ++i) row[i] *= scale;
-  }
+  const T scale = p.row_scale != nullptr ? p.row_scale[c] : T(1);  // row[i] * scale is the cosine
   const int64_t* pos_first = p.positives + p.positives_begin[c];
   const int64_t* pos_last = p.positives + p.positives_begin[c + 1];
   for (int part = 0; part < 2; ++part) {
@@ -71,17 +67,17 @@ void loss_proxy_row(const LossProblem<T>& p, int64_t c, bool write_grad, const C
     if (p.exact_refs) {                 // ... unless alpha is too large for that bound
       neg_ref = -std::numeric_limits<T>::infinity();
       for_negative_runs(r0, r1, part_first, part_last, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) neg_ref = std::max(neg_ref, row[i]);
+        for (int64_t i = begin; i < end; ++i) neg_ref = std::max(neg_ref, row[i] * scale);
       });
       pos_ref = std::numeric_limits<T>::infinity();
-      for (const int64_t* q = part_first; q < part_last; ++q) pos_ref = std::min(pos_ref, row[*q]);
+      for (const int64_t* q = part_first; q < part_last; ++q) pos_ref = std::min(pos_ref, row[*q] * scale);
     }
     double neg_sum = 0.0;
     for_negative_runs(r0, r1, part_first, part_last, [&](int64_t begin, int64_t end) {
       double run_sum = 0.0;
       SEE_SIMD_SUM(run_sum)
       for (int64_t i = begin; i < end; ++i) {
-        const T e = fast_exp(negative_exponent(row[i], neg_ref, p.alpha));
+        const T e = fast_exp(negative_exponent(row[i] * scale, neg_ref, p.alpha));
         run_sum += e;
         row[i] = e;
       }
@@ -89,7 +85,7 @@ void loss_proxy_row(const LossProblem<T>& p, int64_t c, bool write_grad, const C
     });
     double pos_sum = 0.0;
     for (const int64_t* q = part_first; q < part_last; ++q) {
-      const T e = fast_exp(positive_exponent(row[*q], pos_ref, p.alpha));
+      const T e = fast_exp(positive_exponent(row[*q] * scale, pos_ref, p.alpha));
       pos_sum += e;
       row[*q] = e;
     }
