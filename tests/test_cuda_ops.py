@@ -302,19 +302,18 @@ def test_see_loss_matches_reference_and_cpu(detach_synthetic, dtype):
         assert_close_scaled(mine, theirs, RTOL[dtype])
 
 
-# Only without detaching: finite differences move the synthetic points with x and
-# the proxies, which a detached loss by definition ignores (tests/test_see_loss.py
-# checks the detached gradient against the loss with its points held fixed).
-@pytest.mark.parametrize("detach_synthetic", [False])
-def test_see_loss_gradcheck(detach_synthetic):
+def test_see_loss_gradcheck_through_the_expansion():
+    """Without detaching, w.r.t. the embeddings. The expansion's axis is always the
+    detached proxy, and a detached loss ignores how its points move, both of which
+    finite differences would see: tests/test_see_loss.py checks those gradients
+    against the loss with its points held fixed."""
     B, C, D, n = 10, 4, 7, 3
     x, y, proxies = loss_problem(B, C, D, seed=31)
-    noise, y = draw(B, n - 1, D, seed=32).cuda(), y.cuda()
-    inputs = (x.cuda().requires_grad_(), proxies.cuda().requires_grad_())
+    noise, y, proxies = draw(B, n - 1, D, seed=32).cuda(), y.cuda(), proxies.cuda()
     assert torch.autograd.gradcheck(
-        lambda a, p: see_cuda.fused_see_loss(a, y, p, n_expansion=n, ratio=0.5, alpha=6.0, noise=noise,
-                                             detach_synthetic=detach_synthetic, implementation="fused"),
-        inputs,
+        lambda a: see_cuda.fused_see_loss(a, y, proxies, n_expansion=n, ratio=0.5, alpha=6.0, noise=noise,
+                                          detach_synthetic=False, implementation="fused"),
+        (x.cuda().requires_grad_(),),
     )
 
 
