@@ -182,7 +182,9 @@ double direct_loss(const std::vector<double>& S, const std::vector<int64_t>& lab
   return loss;
 }
 
-void test_proxy_anchor_blocks(bool exact_refs) {
+// scaled_rows: the rows of S^T come multiplied by a per-proxy norm that the
+// kernel divides out as it reads them (LossProblem::row_scale).
+void test_proxy_anchor_blocks(bool exact_refs, bool scaled_rows = false) {
   const int64_t C = 5, B = 4, N = 7;
   std::mt19937_64 rng(3);
   std::uniform_real_distribution<double> cosine(-1.0, 1.0);
@@ -193,10 +195,13 @@ void test_proxy_anchor_blocks(bool exact_refs) {
   const std::vector<int64_t> begin = {0, 2, 5, 5, 6, 7}, rows = {0, 2, 1, 4, 5, 3, 6};  // rows by class
   const double alpha = exact_refs ? 300 : 32, margin = 0.1, lam = 0.3;
   std::vector<double> ST(C * N);  // the kernels work on the transpose
+  std::vector<double> norm(C, 1.0), inverse_norm(C, 1.0);
+  for (int64_t c = 0; c < C && scaled_rows; ++c) norm[c] = 0.75 + 0.5 * c, inverse_norm[c] = 1.0 / norm[c];
   for (int64_t i = 0; i < N; ++i)
-    for (int64_t c = 0; c < C; ++c) ST[c * N + i] = S[i * C + c];
+    for (int64_t c = 0; c < C; ++c) ST[c * N + i] = S[i * C + c] * norm[c];
   see::cpu::LossProblem<double> problem{ST.data(), C, B, N, begin.data(), rows.data(),
-                                        alpha, margin, {1.0, lam}, {3, 2}, exact_refs};
+                                        alpha, margin, {1.0, lam}, {3, 2}, exact_refs,
+                                        scaled_rows ? inverse_norm.data() : nullptr};
   std::vector<double> storage(4 * C);
   const see::cpu::ColumnTerms terms{{storage.data(), storage.data() + C}, {storage.data() + 2 * C, storage.data() + 3 * C}};
   for (int64_t c = C - 1; c >= 0; --c) see::cpu::loss_proxy_row(problem, c, true, terms);  // any order
@@ -299,6 +304,7 @@ int main() {
   test_select_rows();
   test_proxy_anchor_blocks(false);
   test_proxy_anchor_blocks(true);
+  test_proxy_anchor_blocks(false, true);
   test_slerp_weights();
   test_philox_normal();
   if (failures == 0) std::printf("all core tests passed\n");
