@@ -3,9 +3,9 @@
 // The draws g_1 .. g_{n-1} in the frame rows F = [ŵ, u, g_1 .. g_{n-1}] are
 // orthonormalised all at once: the Gram matrix A = F F^T (with ŵ, u taken as
 // orthonormal), its Cholesky factor A = L L^T, then F <- L^{-1} F by forward
-// substitution. In exact arithmetic this is the Gram-Schmidt frame; here both passes over the draws run in 4 x 4
-// register tiles (16 multiply-adds per 8 row loads), where Gram-Schmidt
-// streams one vector at a time.
+// substitution. In exact arithmetic this is the Gram-Schmidt frame; here both
+// passes over the draws run in register tiles (4 x 2 dot products, 4 x 4
+// updates), where Gram-Schmidt streams one vector at a time.
 //
 // Cholesky QR loses orthogonality like eps * cond(F)^2, as one pass of
 // classical Gram-Schmidt does, and the same guard applies: when a draw keeps
