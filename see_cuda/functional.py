@@ -231,23 +231,18 @@ def fused_see_loss(
         detach_synthetic=detach_synthetic, generator=generator, noise=noise, return_stats=return_stats,
     )
     fused = _use_fused(implementation, embeddings.device)
-    if not (fused and detach_synthetic and has_kernel(embeddings.device.type, _WHOLE_LOSS_OP)):
-        validation.check_loss_values(embeddings, labels, proxies)  # else the kernel checks them
+    one_call = fused and detach_synthetic and has_kernel(embeddings.device.type, _WHOLE_LOSS_OP)
+    if not one_call:
+        validation.check_loss_values(embeddings, labels, proxies)  # the one-call kernel checks them itself
     if not fused:
         return reference.see_loss(embeddings, labels, proxies, **options)
-    return _fused_see(embeddings, labels, proxies, dtype, **options)
-
-
-def _fused_see(x, y, proxies, dtype, n_expansion, lam, mode, ratio, threshold, alpha, margin,
-               detach_synthetic, generator, noise, return_stats):
-    if detach_synthetic and has_kernel(x.device.type, _WHOLE_LOSS_OP):
-        loss, k, mean_cosine = _see_in_one_call(x, y, proxies, dtype, n_expansion, lam, mode, ratio, threshold,
-                                                alpha, margin, generator, noise)
-        if not return_stats:
-            return loss
-        return loss, SEEStats(num_expanded=int(k), num_synthetic=int(k) * n_expansion, mean_positive_cosine=mean_cosine)
-    return _see_composed(x, y, proxies, dtype, n_expansion, lam, mode, ratio, threshold, alpha, margin,
-                         detach_synthetic, generator, noise, return_stats)
+    if not one_call:
+        return _see_composed(embeddings, labels, proxies, dtype, **options)
+    loss, k, mean_cosine = _see_in_one_call(embeddings, labels, proxies, dtype, n_expansion, lam, mode, ratio,
+                                            threshold, alpha, margin, generator, noise)
+    if not return_stats:
+        return loss
+    return loss, SEEStats(num_expanded=int(k), num_synthetic=int(k) * n_expansion, mean_positive_cosine=mean_cosine)
 
 
 def _see_in_one_call(x, y, proxies, dtype, n, lam, mode, ratio, threshold, alpha, margin, generator, noise):
