@@ -125,9 +125,11 @@ def check_noise(noise, rows: int, n_expansion: int, dim: int, name: str = "noise
         raise TypeError(f"{name} must be a floating-point tensor, got {noise.dtype}")
     if tuple(noise.shape) != expected:
         raise ValueError(f"{name} must have shape {expected} (rows, n_expansion - 1, D), got {tuple(noise.shape)}")
-    if _reads_values(noise) and not all_finite(noise):
+    if not _reads_values(noise):
+        return
+    if not all_finite(noise):
         raise ValueError(f"{name} contains NaN or infinite values")
-    if _reads_values(noise) and noise.numel() > 0 and bool((noise.abs().amax(-1) == 0).any()):
+    if noise.numel() > 0 and bool((noise.abs().amax(-1) == 0).any()):
         raise ValueError(f"{name} has an all-zero draw: each (n-1) x D slice needs nonzero rows to span a frame")
 
 
