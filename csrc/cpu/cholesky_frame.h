@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../normalize.h"
 #include "../see_common.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -76,14 +77,6 @@ inline void dot_tile_4x2<float>(const float* a, const float* b, int64_t D, doubl
 }
 #endif
 
-template <typename T>
-inline double dot_row(const T* a, const T* b, int64_t D) {
-  T s = 0;
-  SEE_SIMD_SUM(s)
-  for (int64_t d = 0; d < D; ++d) s += a[d] * b[d];
-  return s;
-}
-
 // The lower triangle of A = F F^T (rows x rows, row-major, double) for the
 // first `rows` rows of F, in 4 x 2 tiles (the diagonal tiles compute a few
 // entries above the diagonal, which are not stored). Entries above the
@@ -100,7 +93,7 @@ void gram_lower(const T* F, int64_t rows, int64_t D, double* A) {
     }
   }
   for (int64_t i = i0; i < rows; ++i)  // the last rows % 4 rows
-    for (int64_t j = 0; j <= i; ++j) A[i * rows + j] = dot_row(F + i * D, F + j * D, D);
+    for (int64_t j = 0; j <= i; ++j) A[i * rows + j] = dot(F + i * D, F + j * D, D);
 }
 
 // In-place Cholesky factor of the lower triangle of A (rows x rows). Returns

@@ -18,14 +18,6 @@ namespace see {
 namespace cpu {
 
 template <typename T>
-inline T dot(const T* a, const T* b, int64_t D) {
-  T s = T(0);
-  SEE_SIMD_SUM(s)
-  for (int64_t d = 0; d < D; ++d) s += a[d] * b[d];
-  return s;
-}
-
-template <typename T>
 inline void axpy(T alpha, const T* x, T* y, int64_t D) {
   for (int64_t d = 0; d < D; ++d) y[d] += alpha * x[d];
 }

@@ -37,19 +37,14 @@ void normalize_rows_into(const at::Tensor& in, at::Tensor& out, at::Tensor& norm
   });
 }
 
-// The norms sqrt(|row|^2 + eps) of the rows of `in`, as normalize_row computes them.
+// The norms row_norm of the rows of `in`.
 template <typename T>
 void row_norms_into(const at::Tensor& in, at::Tensor& norms) {
   const int64_t D = in.size(1);
   const T* src = in.const_data_ptr<T>();
   T* nrm = norms.data_ptr<T>();
   at::parallel_for(0, in.size(0), kRowGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      T sq = T(0);
-      SEE_SIMD_SUM(sq)
-      for (int64_t d = 0; d < D; ++d) sq += src[i * D + d] * src[i * D + d];
-      nrm[i] = std::sqrt(sq + T(kNormEps));
-    }
+    for (int64_t i = begin; i < end; ++i) nrm[i] = row_norm(src + i * D, D);
   });
 }
 

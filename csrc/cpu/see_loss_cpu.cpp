@@ -89,7 +89,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
   check_finite_rows(x.const_data_ptr<T>(), x_norms.const_data_ptr<T>(), B, D, "embeddings");
   T* rows = rows_all.data_ptr<T>();
   std::vector<T> positive_cosine(B);
-  for (int64_t i = 0; i < B; ++i) positive_cosine[i] = static_cast<T>(dot_row(rows + i * D, axis + i * D, D));
+  for (int64_t i = 0; i < B; ++i) positive_cosine[i] = dot(rows + i * D, axis + i * D, D);
   const std::vector<int64_t> expanded = select_rows(positive_cosine.data(), B, num_selected, threshold);
   const int64_t k = static_cast<int64_t>(expanded.size()), N = B + k * n;
   Tensor rows_unit = rows_all.narrow(0, 0, N);

@@ -86,8 +86,8 @@ void test_expansion_invariants_and_gradient() {
     const double* w_unit = e.frame.data();
     for (int64_t k = 0; k < n; ++k) {
       const double* p = e.out.data() + k * e.D;
-      expect_close(see::cpu::dot(p, p, e.D), 1.0, 1e-12, "synthetic point is unit");
-      expect_close(see::cpu::dot(p, w_unit, e.D), geo.a, 1e-12, "synthetic point keeps the cosine");
+      expect_close(see::dot(p, p, e.D), 1.0, 1e-12, "synthetic point is unit");
+      expect_close(see::dot(p, w_unit, e.D), geo.a, 1e-12, "synthetic point keeps the cosine");
     }
     // Directional derivative of sum(grad * out) against central differences.
     std::normal_distribution<double> normal;
@@ -101,10 +101,10 @@ void test_expansion_invariants_and_gradient() {
       std::vector<double> moved(e.z);
       for (int64_t d = 0; d < e.D; ++d) moved[d] += s * direction[d];
       e.run(moved);
-      return see::cpu::dot(upstream.data(), e.out.data(), n * e.D);
+      return see::dot(upstream.data(), e.out.data(), n * e.D);
     };
     const double numeric = (objective(step) - objective(-step)) / (2 * step);
-    expect_close(see::cpu::dot(grad_z.data(), direction.data(), e.D), numeric, 1e-7 * (1 + std::fabs(numeric)),
+    expect_close(see::dot(grad_z.data(), direction.data(), e.D), numeric, 1e-7 * (1 + std::fabs(numeric)),
                  "expansion backward matches finite differences");
   }
 }
@@ -131,7 +131,7 @@ void test_cholesky_frame() {
            0, 1);
     for (int64_t i = 0; i < rows; ++i) {
       for (int64_t j = 0; j < rows; ++j)
-        expect_close(see::cpu::dot(by_cholesky.data() + i * D, by_cholesky.data() + j * D, D), i == j ? 1.0 : 0.0,
+        expect_close(see::dot(by_cholesky.data() + i * D, by_cholesky.data() + j * D, D), i == j ? 1.0 : 0.0,
                      1e-12, "Cholesky QR frame is orthonormal");
       for (int64_t d = 0; d < D; ++d)
         expect_close(by_cholesky[i * D + d], by_gram_schmidt[i * D + d], 1e-13, "Cholesky QR frame is Gram-Schmidt's");
