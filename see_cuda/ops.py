@@ -150,7 +150,7 @@ if HAVE_EXTENSION:
         loss, _, _, num_expanded, mean_cosine = _ops.see_loss_fused.default(
             x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin, compute_grad
         )
-        return loss, num_expanded, mean_cosine.detach()
+        return loss, num_expanded, mean_cosine
 
     @torch.library.register_fake("see_cuda::see_loss_fused")
     def _see_loss_fake(x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin,
