@@ -7,7 +7,6 @@ import torch
 from tqdm import tqdm
 
 from .distributed import gather, gather_with_grad, reduce_gradients
-from .loss import compute_loss
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -29,7 +28,8 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch: int, conf
             local_embeddings = model(images)
         # The loss runs outside autocast: the kernels take half embeddings with float32 proxies.
         embeddings, all_labels = gather_with_grad(local_embeddings), gather(labels)
-        loss, expanded = compute_loss(loss_fn, embeddings, all_labels, config.loss, config.implementation)
+        loss = loss_fn(embeddings, all_labels)
+        expanded = loss_fn.last_stats.num_expanded
         optimizer.zero_grad(set_to_none=True)
         (scaler.scale(loss) if scaler is not None else loss).backward()
         reduce_gradients(model.parameters(), loss_fn.parameters())
