@@ -22,3 +22,8 @@ def assert_within_low_precision_error(fused, torch_low, ref32):
     eps = torch.finfo(fused.dtype).eps * exact.abs().max()
     bound = 2 * (torch_low.detach().float().cpu() - exact).abs() + eps
     assert ((fused.detach().float().cpu() - exact).abs() <= bound).all()
+
+
+def leaf(t, device, dtype=None):
+    """A fresh leaf copy of t on `device` that requires grad (t itself is left alone)."""
+    return t.detach().to(device, dtype or t.dtype, copy=True).requires_grad_()

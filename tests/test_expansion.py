@@ -5,7 +5,7 @@ from hypothesis import assume, given, settings
 
 import see_cuda
 from see_cuda import ops, reference
-from comparisons import assert_close_scaled, assert_within_low_precision_error, draw
+from comparisons import assert_close_scaled, assert_within_low_precision_error, draw, leaf
 from conftest import DEVICES, IMPLEMENTATIONS, requires_cpu_kernels
 from oracles.original_see import original_expansion
 from strategies import expansion_problems
@@ -118,7 +118,7 @@ def test_fused_gradient_matches_reference(device, problem):
     upstream = torch.randn(z.shape[0], n, z.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     grads = []
     for implementation, where in (("reference", "cpu"), ("fused", device)):
-        zz = z.to(where).requires_grad_()
+        zz = leaf(z, where)
         out = see_cuda.spherical_expansion(zz, w.to(where), n, noise=noise.to(where), implementation=implementation)
         grads.append(torch.autograd.grad((out * upstream.to(where)).sum(), zz)[0].cpu())
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-9, atol=1e-9)
@@ -244,7 +244,7 @@ def expansion_problem(k, D, n, seed):
 
 
 def expansion_with_grad(device, dtype, z, w, noise, n, upstream, implementation="fused"):
-    zz = z.to(device, dtype).requires_grad_()
+    zz = leaf(z, device, dtype)
     out = see_cuda.spherical_expansion(zz, w.to(device, dtype), n, noise=noise.to(device, dtype),
                                        implementation=implementation)
     (grad,) = torch.autograd.grad((out * upstream.to(device, dtype)).sum(), zz)

@@ -8,7 +8,7 @@ from pytorch_metric_learning.losses import ProxyAnchorLoss
 
 import see_cuda
 from see_cuda import ops, reference
-from comparisons import assert_close_scaled, assert_within_low_precision_error, draw
+from comparisons import assert_close_scaled, assert_within_low_precision_error, draw, leaf
 from conftest import DEVICES, HAVE_CPU_KERNELS, IMPLEMENTATIONS
 from oracles.original_see import original_proxy_anchor
 from strategies import loss_problems
@@ -18,7 +18,7 @@ RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 def loss_and_grads(implementation, x, y, proxies, device="cpu", **kwargs):
     """(loss, dL/dx, dL/dproxies) computed on `device`, returned on the CPU."""
-    x, proxies = x.to(device).requires_grad_(), proxies.to(device).requires_grad_()
+    x, proxies = leaf(x, device), leaf(proxies, device)
     loss = see_cuda.proxy_anchor_loss(x, y.to(device), proxies, implementation=implementation, **kwargs)
     return tuple(t.cpu() for t in (loss, *torch.autograd.grad(loss, (x, proxies))))
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import see_cuda
 from see_cuda import reference
-from comparisons import assert_close_scaled, assert_within_low_precision_error, draw
+from comparisons import assert_close_scaled, assert_within_low_precision_error, draw, leaf
 from conftest import DEVICES, IMPLEMENTATIONS
 
 RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
@@ -78,7 +78,7 @@ def test_antipodal_pairs_take_a_defined_half_circle(implementation, device):
 @pytest.mark.parametrize("implementation, device", IMPLEMENTATIONS)
 def test_gradcheck(implementation, device):
     a, b, t = random_pairs(4, 6, 1)
-    inputs = tuple(v.to(device).requires_grad_() for v in (a, b, t))
+    inputs = tuple(leaf(v, device) for v in (a, b, t))
     assert torch.autograd.gradcheck(lambda p, q, r: see_cuda.slerp(p, q, r, implementation=implementation), inputs)
 
 
@@ -93,7 +93,7 @@ def test_fused_matches_reference_values_and_gradients(device, case):
     upstream = torch.randn(16, 9, dtype=torch.float64)
     results = []
     for implementation, where in (("reference", "cpu"), ("fused", device)):
-        inputs = [v.to(where).requires_grad_() for v in (a, b, t)]
+        inputs = [leaf(v, where) for v in (a, b, t)]
         out = see_cuda.slerp(*inputs, implementation=implementation)
         results.append([g.cpu() for g in (out, *torch.autograd.grad((out * upstream.to(where)).sum(), inputs))])
     for expected, fused in zip(*results):
@@ -142,7 +142,7 @@ def slerp_problem(rows, D, seed, case):
 
 
 def slerp_with_grads(device, dtype, a, b, t, upstream, implementation="fused"):
-    inputs = [v.to(device, dtype).requires_grad_() for v in (a, b, t)]
+    inputs = [leaf(v, device, dtype) for v in (a, b, t)]
     out = see_cuda.slerp(*inputs, implementation=implementation)
     return (out, *torch.autograd.grad((out * upstream.to(device, dtype)).sum(), inputs))
 
