@@ -23,6 +23,7 @@ import sys
 os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # the profiler behind CPU memory figures is chatty
 BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCHMARKS_DIR)  # run from anywhere, import siblings
+sys.path.insert(1, os.path.join(os.path.dirname(BENCHMARKS_DIR), "tests"))  # the per-sample oracle
 try:
     import see_cuda  # noqa: F401  (an installed copy wins)
 except ImportError:  # a source checkout run without installing
