@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 
 import see_cuda
+from see_cuda import composition, dispatch, reference
+
 from oracles.original_see import original_see_loss
 from problems import Batch, Shape
-from see_cuda import composition, dispatch, reference
 
 FLOOR = "matmul floor"
 ALL = ("fused", "reference", "original", "pml", FLOOR)

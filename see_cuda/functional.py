@@ -24,7 +24,8 @@ def _check_loss_values(implementation_is_reference: bool, device, check_values: 
         validation.check_values(finite=finite, labels=labels, noise=noise)
 
 
-def mmd_centers(num_centers: int, dim: int, radius: float = 1.0, device=None, implementation: str = "auto") -> torch.Tensor:
+def mmd_centers(num_centers: int, dim: int, radius: float = 1.0, device=None,
+                implementation: str = "auto") -> torch.Tensor:
     """Max-Mahalanobis centers: num_centers x dim float64, pairwise inner product -radius²/(num_centers-1).
 
     Needs dim >= num_centers - 1. Row 0 is radius·e_1; row i is zero beyond column i (docs/method.md §3.3).
@@ -75,9 +76,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t, implementation: str = "auto") -> 
         return reference.slerp(a.to(dtype), b.to(dtype), t_rows)
     kd = dispatch.kernel_dtype(dtype)
     D = a.shape[-1]
-    out = ops.slerp(
-        a.to(kd).reshape(-1, D).contiguous(), b.to(kd).reshape(-1, D).contiguous(), t_rows.to(kd).reshape(-1).contiguous()
-    )
+    out = ops.slerp(a.to(kd).reshape(-1, D).contiguous(), b.to(kd).reshape(-1, D).contiguous(),
+                    t_rows.to(kd).reshape(-1).contiguous())
     return out.reshape(a.shape).to(dtype)
 
 

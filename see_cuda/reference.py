@@ -154,7 +154,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float) -> torch.Te
         chord_minus <= chord_plus, (b - a) + 0.5 * chord_minus**2 * a, (a + b) - 0.5 * chord_plus**2 * a
     )
     # sin(tθ)/sin(θ) written with sinc so that θ → 0 is 0/0-free: t·sinc(tθ)/sinc(θ).
-    ratio = t * torch.sinc(t * theta / math.pi) / torch.where(antipodal, torch.ones_like(theta), torch.sinc(theta / math.pi))
+    sinc_theta = torch.where(antipodal, torch.ones_like(theta), torch.sinc(theta / math.pi))
+    ratio = t * torch.sinc(t * theta / math.pi) / sinc_theta
     tangent_part = torch.where(antipodal, torch.sin(t * theta) * orthogonal_unit(a), ratio * tangent)
     return torch.cos(t * theta) * a + tangent_part
 

@@ -92,7 +92,9 @@ def check_float_matrix(t, name: str, shape_doc: str) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape {shape_doc}, got {type(t).__name__}")
     if t.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), got {t.dtype}")
+        raise TypeError(
+            f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), got {t.dtype}"
+        )
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D with shape {shape_doc}, got shape {tuple(t.shape)}")
 

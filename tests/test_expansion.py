@@ -5,6 +5,7 @@ from hypothesis import assume, given, settings
 
 import see_cuda
 from see_cuda import ops, reference
+
 from comparisons import assert_close_scaled, assert_within_low_precision_error, draw, leaf
 from conftest import DEVICES, IMPLEMENTATIONS, requires_cpu_kernels
 from oracles.original_see import original_expansion
@@ -215,7 +216,8 @@ def test_proxies_that_need_a_gradient_get_it_through_the_reference():
         (dict(z=torch.randn(3, 4), w=torch.randn(3, 4), n_expansion=4), ValueError, "n_expansion"),
         (dict(z=torch.randn(3, 8), w=torch.randn(3, 8), n_expansion=0), ValueError, "n_expansion"),
         (dict(z=torch.randn(3, 8), w=torch.randn(2, 8), n_expansion=2), ValueError, "w"),
-        (dict(z=torch.randn(3, 8), w=torch.randn(3, 8), n_expansion=3, noise=torch.randn(3, 3, 8)), ValueError, "noise"),
+        (dict(z=torch.randn(3, 8), w=torch.randn(3, 8), n_expansion=3, noise=torch.randn(3, 3, 8)), ValueError,
+         "noise"),
         (dict(z=torch.randn(8), w=torch.randn(8), n_expansion=2), ValueError, "z"),
         (dict(z=torch.ones(3, 8, dtype=torch.int64), w=torch.randn(3, 8), n_expansion=2), TypeError, "z"),
     ],

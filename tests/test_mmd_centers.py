@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 import see_cuda
 from see_cuda import reference
+
 from conftest import DEVICES
 from oracles.original_see import mmd_coefficients
 

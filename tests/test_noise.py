@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from see_cuda import dispatch, noise, ops, reference
+
 from conftest import DEVICES, requires_cpu_kernels, requires_cuda_kernels
 
 # Random123's known-answer vectors for Philox4x32-10 (its tests/kat_vectors):

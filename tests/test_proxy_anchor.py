@@ -1,4 +1,7 @@
-"""Proxy-Anchor loss (docs/method.md §1): the pytorch-metric-learning oracle, hand cases, stability, kernels per device."""
+"""Proxy-Anchor loss (docs/method.md §1): the pytorch-metric-learning oracle, hand cases, stability, kernels.
+
+Every kernel test runs for each device (cpu, cuda).
+"""
 import math
 
 import pytest
@@ -8,6 +11,7 @@ from pytorch_metric_learning.losses import ProxyAnchorLoss
 
 import see_cuda
 from see_cuda import ops, reference
+
 from comparisons import assert_close_scaled, assert_within_low_precision_error, draw, leaf
 from conftest import DEVICES, HAVE_CPU_KERNELS, IMPLEMENTATIONS
 from oracles.original_see import original_proxy_anchor
@@ -84,7 +88,8 @@ def test_gradcheck(implementation, device):
 
 def test_reference_matches_the_direct_exponentials_where_those_do_not_overflow():
     g = torch.Generator().manual_seed(1)
-    x, proxies = torch.randn(20, 8, dtype=torch.float64, generator=g), torch.randn(6, 8, dtype=torch.float64, generator=g)
+    x = torch.randn(20, 8, dtype=torch.float64, generator=g)
+    proxies = torch.randn(6, 8, dtype=torch.float64, generator=g)
     y = torch.randint(0, 6, (20,), generator=g)
     torch.testing.assert_close(
         reference.proxy_anchor_loss(x, y, proxies), original_proxy_anchor(x, y, proxies, 32.0, 0.1), rtol=1e-12, atol=0
@@ -145,7 +150,7 @@ def test_fused_half_precision_within_the_error_of_torch_in_that_precision(device
         assert ((mine.float() - exact).abs() <= bound).all()
 
 
-# ---------------------------------------------------------------- each device's kernel against the reference and the CPU
+# ---------------------------------------------------------------- each device's kernel vs the reference and the CPU
 def loss_problem(B, C, D, seed, unused_classes=0):
     y = torch.randint(0, max(1, C - unused_classes), (B,), generator=torch.Generator().manual_seed(seed))
     return draw(B, D, seed=seed + 1), y, draw(C, D, seed=seed + 2)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import see_cuda
+
 from comparisons import draw
 from conftest import DEVICES, requires_cpu_kernels
 
@@ -22,7 +23,8 @@ def op_samples(device):
     x, proxies = draw(8, 10, seed=4), draw(5, 10, seed=5)
     y = torch.tensor([0, 1, 1, 2, 2, 2, 0, 4])
     synthetic, synthetic_labels = draw(6, 10, seed=6), torch.tensor([0, 0, 1, 1, 2, 2])
-    see_noise, t = draw(8, 2, 10, seed=7), torch.rand(4, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    see_noise = draw(8, 2, 10, seed=7)
+    t = torch.rand(4, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
     z, w, noise, x, proxies, y, synthetic, synthetic_labels, see_noise, t = (
         v.to(device) for v in (z, w, noise, x, proxies, y, synthetic, synthetic_labels, see_noise, t))
     seed = torch.tensor(7, device=device)
@@ -83,7 +85,8 @@ def test_fake_proxy_anchor_outputs_have_the_kernels_shapes(device):
     """Without compute_grad every gradient output is empty, whatever synthetic_grad says."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    x, proxies, synthetic = draw(8, 10, seed=4).to(device), draw(5, 10, seed=5).to(device), draw(6, 10, seed=6).to(device)
+    x, proxies, synthetic = (draw(*shape, seed=seed).to(device) for shape, seed in (((8, 10), 4), ((5, 10), 5),
+                                                                                      ((6, 10), 6)))
     y, synthetic_labels = torch.zeros(8, dtype=torch.int64, device=device), torch.ones(6, dtype=torch.int64,
                                                                                        device=device)
     for compute_grad, synthetic_grad in itertools.product((True, False), repeat=2):

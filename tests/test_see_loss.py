@@ -1,10 +1,13 @@
 """The SEE loss (docs/method.md §4): oracle, detach semantics, one-call vs composed vs reference, per device."""
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import given, settings
 
 import see_cuda
 from see_cuda import reference
+
 from comparisons import assert_close_scaled, assert_within_low_precision_error, draw, leaf
 from conftest import DEVICES, IMPLEMENTATIONS, requires_cpu_kernels, requires_cuda_kernels
 from oracles.original_see import original_see_loss
@@ -51,7 +54,8 @@ def test_noise_in_the_span_of_the_frame_still_gives_a_regular_simplex(implementa
     noise[:, 2] = proxies[y] - 1e-9 * x
     out = see_cuda.spherical_expansion(x.to(device), proxies[y].to(device), 4, noise=noise.to(device),
                                        implementation=implementation).cpu()
-    offsets = out - (out * reference.l2_normalize(proxies[y]).unsqueeze(1)).sum(-1, keepdim=True) * reference.l2_normalize(proxies[y]).unsqueeze(1)
+    axis = reference.l2_normalize(proxies[y]).unsqueeze(1)
+    offsets = out - (out * axis).sum(-1, keepdim=True) * axis
     gram = offsets @ offsets.transpose(1, 2)
     rho_sq = gram.diagonal(dim1=1, dim2=2).mean(-1)
     expected = (-rho_sq / 4)[:, None, None] * torch.ones(4, 4, dtype=torch.float64)
@@ -84,7 +88,8 @@ def test_non_detached_synthetic_term_reaches_the_embeddings(implementation, devi
 def test_gradcheck_of_the_loss_with_synthetic_rows(implementation, device):
     x, y, proxies = (t.to(device) for t in batch(B=10, D=7, C=4, seed=2))
     synthetic = draw(12, 7, seed=12).to(device)
-    synthetic_labels = torch.tensor([0, 0, 1, 1, 1, 2, 2, 2, 2, 0, 1, 2], device=device)  # class 3: no synthetic positive
+    # Class 3 has no synthetic positive.
+    synthetic_labels = torch.tensor([0, 0, 1, 1, 1, 2, 2, 2, 2, 0, 1, 2], device=device)
 
     def fn(a, p, z):
         return see_cuda.proxy_anchor_loss_with_synthetic(a, y, p, z, synthetic_labels, lam=0.4, alpha=8.0,
@@ -105,8 +110,9 @@ def test_see_gradient_is_that_of_its_synthetic_points_held_fixed(implementation,
     Z = see_cuda.spherical_expansion(x[selected].to(device), proxies[y[selected]].to(device), 4,
                                      noise=noise[selected].to(device), implementation=implementation).reshape(-1, 9)
     xx, pp = leaf(x, device), leaf(proxies, device)
-    fixed = see_cuda.proxy_anchor_loss_with_synthetic(xx, y.to(device), pp, Z, y[selected].repeat_interleave(4).to(device),
-                                                      0.4, implementation=implementation)
+    Z_labels = y[selected].repeat_interleave(4).to(device)
+    fixed = see_cuda.proxy_anchor_loss_with_synthetic(xx, y.to(device), pp, Z, Z_labels, 0.4,
+                                                      implementation=implementation)
     expected = [t.cpu() for t in (fixed, *torch.autograd.grad(fixed, (xx, pp)))]
     # The fused loss rebuilds Z itself (its frames by Cholesky QR, not the
     # expansion op's Gram-Schmidt), equal to Z to rounding; a gradient leaking
@@ -433,8 +439,8 @@ def test_the_composition_exists_once():
 # ---------------------------------------------------------------- options
 def test_options_are_one_checked_value():
     options = see_cuda.SEEOptions(n_expansion=4, lam=0.3)
-    with pytest.raises(Exception):
-        options.lam = 0.5  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.lam = 0.5
     assert options.replace(ratio=0.1).ratio == 0.1 and options.ratio == 0.4
     with pytest.raises(ValueError, match="ratio must be <= 1"):
         options.replace(ratio=2.0)
@@ -579,7 +585,7 @@ def test_module_pa_mode_implementation_and_check_values():
     see_cuda.SEEProxyAnchorLoss(num_classes=8, embedding_size=4, mode="none")
 
 
-# ---------------------------------------------------------------- each device's kernels against the reference and the CPU
+# ---------------------------------------------------------------- each device's kernels vs the reference and the CPU
 def loss_problem(B, C, D, seed, unused_classes=0):
     y = torch.randint(0, max(1, C - unused_classes), (B,), generator=torch.Generator().manual_seed(seed))
     return draw(B, D, seed=seed + 1), y, draw(C, D, seed=seed + 2)

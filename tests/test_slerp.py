@@ -1,4 +1,4 @@
-"""Batched slerp (docs/method.md §6): geometry, the small-angle and antipodal limits, kernels vs reference per device."""
+"""Batched slerp (docs/method.md §6): geometry, the small-angle and antipodal limits, kernels vs reference."""
 import math
 
 import pytest
@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import see_cuda
 from see_cuda import reference
+
 from comparisons import assert_close_scaled, assert_within_low_precision_error, draw, leaf
 from conftest import DEVICES, IMPLEMENTATIONS
 
@@ -36,7 +37,10 @@ def test_moves_along_the_great_circle_at_constant_speed(implementation, device, 
     out = see_cuda.slerp(a.to(device), b.to(device), t.to(device), implementation=implementation).cpu()
     theta = angle(a, b)
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(rows, dtype=torch.float64), rtol=0, atol=1e-12)
-    wrapped = lambda x: torch.minimum(x.abs(), 2 * math.pi - x.abs())  # t in [-0.2, 1.2] can pass π
+
+    def wrapped(x):  # t in [-0.2, 1.2] can pass π
+        return torch.minimum(x.abs(), 2 * math.pi - x.abs())
+
     torch.testing.assert_close(angle(out, a), wrapped(t * theta), rtol=0, atol=1e-9)
     torch.testing.assert_close(angle(out, b), wrapped((1 - t) * theta), rtol=0, atol=1e-9)
 
@@ -126,7 +130,7 @@ def test_bad_arguments_are_named():
         see_cuda.slerp([1.0, 0.0], torch.randn(2), 0.5)
 
 
-# ---------------------------------------------------------------- each device's kernel against the reference and the CPU
+# ---------------------------------------------------------------- each device's kernel vs the reference and the CPU
 def slerp_problem(rows, D, seed, case):
     # Norm 10, as random_pairs: x/sqrt(|x|^2 + 1e-12) is then unit to 5e-15.
     a, b = draw(rows, D, seed=seed), draw(rows, D, seed=seed + 1)

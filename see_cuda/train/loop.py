@@ -17,7 +17,8 @@ def autocast(amp: str, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[amp])
 
 
-def train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch: int, config, device, show_progress: bool) -> dict:
+def train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch: int, config, device,
+                    show_progress: bool) -> dict:
     model.train()
     loss_sum, expanded_sum, steps = 0.0, 0, 0
     progress = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_progress,
