@@ -529,8 +529,9 @@ def test_unchecked_out_of_range_label_makes_the_loss_nan(monkeypatch, mode):
     assert torch.isnan(loss)
 
 
-def test_cuda_value_checks_take_one_host_synchronisation(monkeypatch):
-    """Label range, finiteness and the given noise are reduced to one flag, read once."""
+def test_value_checks_read_one_flag_when_all_is_well(monkeypatch):
+    """Label range, finiteness and the given noise are reduced to one flag, read once: on CUDA,
+    one host synchronisation per call."""
     from see_cuda import validation
 
     reads = []
