@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from see_cuda import reference
+
 from implementations import ALPHA, MARGIN, see_loss_functions
 from problems import Batch, Shape
 

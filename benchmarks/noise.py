@@ -13,6 +13,7 @@ bit-identical fraction.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -24,9 +25,9 @@ try:
 except ImportError:  # a source checkout run without installing
     sys.path.insert(0, os.path.dirname(BENCHMARKS_DIR))
 
-import torch
+import torch  # noqa: E402
 
-from see_cuda import noise, ops
+from see_cuda import noise, ops  # noqa: E402
 
 
 def median_ms(fn, repeats):
@@ -70,13 +71,16 @@ def main():
     shape = tuple(args.shape)
     seed = noise.draw_seed(torch.Generator().manual_seed(0), "cpu")
     print(f"{torch.Size(shape).numel()} draws {shape}, {args.threads} thread(s), median of {args.repeats}")
+    reference_repeats = max(3, args.repeats // 10)
     for dtype in (torch.float32, torch.float64):
         name = str(dtype).replace("torch.", "")
-        print(f"  philox_normal_ op  {name:8s} {median_ms(lambda: ops.philox_normal(seed, shape, dtype), args.repeats):8.3f} ms")
-        print(f"  torch.randn        {name:8s} {median_ms(lambda: torch.randn(shape, dtype=dtype), args.repeats):8.3f} ms")
-        reference_repeats = max(3, args.repeats // 10)
-        print(f"  reference (torch)  {name:8s} "
-              f"{median_ms(lambda: noise.philox_normal(seed, shape, dtype), reference_repeats):8.3f} ms")
+        timed = {
+            "philox_normal_ op": (functools.partial(ops.philox_normal, seed, shape, dtype), args.repeats),
+            "torch.randn": (functools.partial(torch.randn, shape, dtype=dtype), args.repeats),
+            "reference (torch)": (functools.partial(noise.philox_normal, seed, shape, dtype), reference_repeats),
+        }
+        for label, (fn, repeats) in timed.items():
+            print(f"  {label:18s} {name:8s} {median_ms(fn, repeats):8.3f} ms")
     for dtype in (torch.float32, torch.float64) if args.accuracy else ():
         worst, identical = accuracy(dtype, args.accuracy)
         print(f"  {dtype} vs reference over {args.accuracy} x 2^20 draws: max {worst} ulp, "

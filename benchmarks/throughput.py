@@ -23,6 +23,7 @@ import sys
 os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # the profiler behind CPU memory figures is chatty
 BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCHMARKS_DIR)  # run from anywhere, import siblings
+sys.path.insert(1, os.path.join(os.path.dirname(BENCHMARKS_DIR), "tests"))  # the per-sample oracle
 try:
     import see_cuda  # noqa: F401  (an installed copy wins)
 except ImportError:  # a source checkout run without installing
@@ -46,7 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32", help="half types need --device cuda")
-    parser.add_argument("--config", action="append", choices=tuple(CONFIGS), help="standard shape(s) to run; default all")
+    parser.add_argument("--config", action="append", choices=tuple(CONFIGS),
+                        help="standard shape(s) to run; default all")
     parser.add_argument("--batch", type=int, help="B of a custom shape (replaces the standard ones)")
     parser.add_argument("--dim", type=int, help="D of a custom shape")
     parser.add_argument("--classes", type=int, help="C of a custom shape")

@@ -16,10 +16,12 @@ from .functional import (
     spherical_expansion,
 )
 from .losses import SEEProxyAnchorLoss
+from .options import SEEOptions
 from .selection import fraction_schedule, select_for_expansion, threshold_schedule
 from .stats import SEEStats
 
 __all__ = [
+    "SEEOptions",
     "SEEProxyAnchorLoss",
     "SEEStats",
     "backends",

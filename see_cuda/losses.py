@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from . import validation
-from .functional import fused_see_loss
+from .functional import see_loss_with_options
+from .options import SEEOptions
 from .selection import fraction_schedule, threshold_schedule
 
 
@@ -17,19 +18,29 @@ class SEEProxyAnchorLoss(nn.Module):
     [0, num_classes). The C x D proxies are a parameter of the module
     (`loss_fn.proxies`, kaiming-normal with fan_out as in Proxy-Anchor); give them
     their own learning rate in the optimizer. Call `step_epoch(epoch)` at the start
-    of each epoch to advance the expansion schedule (SEE_METHOD.md §2).
+    of each epoch to advance the expansion schedule (docs/method.md §2).
+    `mode="none"` makes it plain Proxy-Anchor on the same proxies.
 
     Args:
         num_classes, embedding_size: C and D.
         n_expansion: synthetic points per expanded sample (16); D >= n + 1.
         lam: weight of the synthetic term (0.2, the original training script's).
-        mode: "fraction" (default) or "threshold".
+        mode: "fraction" (default), "threshold" or "none" (no expansion).
         num_epochs: length of training E, for the schedules (default 40).
         rho_min, rho_max: fraction schedule bounds (0.04 → 0.4).
         tau_min, tau_max, tau_lower_bound: threshold schedule (0.5 → 0.9, floor 0).
         alpha, margin: Proxy-Anchor's α (32) and δ (0.1).
         detach_synthetic: the synthetic term trains only the proxies (True).
-        generator: a torch.Generator for the random frames (optional).
+        generator: a torch.Generator for the random frames (optional; without
+            one, torch's default generator of the device is drawn from).
+        implementation: "auto", "fused" or "reference".
+        check_values: on CUDA, whether label range and finiteness are checked
+            (one host synchronisation per call); False makes an out-of-range
+            label give a NaN loss instead. CPU tensors are always checked.
+
+    `options` holds the settings of the current epoch as a SEEOptions. The
+    state dict carries the epoch and the generator's state (extra state), so
+    that a loaded module continues the same schedule and random frames.
     """
 
     def __init__(
@@ -49,30 +60,42 @@ class SEEProxyAnchorLoss(nn.Module):
         margin: float = 0.1,
         detach_synthetic: bool = True,
         generator: torch.Generator | None = None,
+        implementation: str = "auto",
+        check_values: bool = True,
     ):
         super().__init__()
         validation.check_positive_int(num_classes, "num_classes")
         validation.check_positive_int(embedding_size, "embedding_size")
         validation.check_positive_int(num_epochs, "num_epochs")
-        validation.check_see_options(n_expansion, lam, mode, rho_max, tau_max, embedding_size)
         validation.check_real(rho_min, "rho_min", low=0.0, high=1.0)
-        validation.check_loss_options(alpha, margin)
+        validation.check_real(rho_max, "rho_max", low=0.0, high=1.0)
+        validation.check_real(tau_max, "tau_max")
+        validation.check_real(tau_min, "tau_min")
+        validation.check_real(tau_lower_bound, "tau_lower_bound")
+        validation.check_implementation(implementation)
+        validation.check_bool(check_values, "check_values")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         self.num_classes, self.embedding_size = num_classes, embedding_size
-        self.n_expansion, self.lam, self.mode = n_expansion, lam, mode
         self.num_epochs = num_epochs
         self.rho_min, self.rho_max = rho_min, rho_max
         self.tau_min, self.tau_max, self.tau_lower_bound = tau_min, tau_max, tau_lower_bound
-        self.alpha, self.margin = alpha, margin
-        self.detach_synthetic = detach_synthetic
         self.generator = generator
+        self.implementation, self.check_values = implementation, check_values
+        self.epoch = 0
+        self.options = SEEOptions(n_expansion=n_expansion, lam=lam, mode=mode, ratio=self.ratio,
+                                  threshold=self.threshold, alpha=alpha, margin=margin,
+                                  detach_synthetic=detach_synthetic)
+        if self.options.expands:
+            validation.check_dim_for_expansion(embedding_size, n_expansion)
         self.proxies = nn.Parameter(torch.empty(num_classes, embedding_size))
         nn.init.kaiming_normal_(self.proxies, mode="fan_out")
-        self.epoch = 0
         self.last_stats = None
 
     def step_epoch(self, epoch: int | None = None) -> None:
         """Set the schedule to `epoch` (or advance it by one)."""
         self.epoch = self.epoch + 1 if epoch is None else epoch
+        self.options = self.options.replace(ratio=self.ratio, threshold=self.threshold)
 
     @property
     def ratio(self) -> float:
@@ -84,16 +107,41 @@ class SEEProxyAnchorLoss(nn.Module):
         """The cosine a sample needs to be expanded at the current epoch (threshold mode)."""
         return threshold_schedule(self.epoch, self.num_epochs, self.tau_min, self.tau_max, self.tau_lower_bound)
 
+    n_expansion = property(lambda self: self.options.n_expansion)
+    lam = property(lambda self: self.options.lam)
+    mode = property(lambda self: self.options.mode)
+    alpha = property(lambda self: self.options.alpha)
+    margin = property(lambda self: self.options.margin)
+    detach_synthetic = property(lambda self: self.options.detach_synthetic)
+
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss, self.last_stats = fused_see_loss(
-            embeddings, labels, self.proxies, n_expansion=self.n_expansion, lam=self.lam, mode=self.mode,
-            ratio=self.ratio, threshold=self.threshold, alpha=self.alpha, margin=self.margin,
-            detach_synthetic=self.detach_synthetic, generator=self.generator, return_stats=True,
+        loss, self.last_stats = see_loss_with_options(
+            embeddings, labels, self.proxies, self.options, self.generator, None, self.implementation,
+            self.check_values,
         )
         return loss
 
+    def get_extra_state(self) -> torch.Tensor:
+        """The epoch (float64) followed by the generator's state, as one uint8 tensor.
+
+        One tensor rather than a dict, so that state dicts compare entry by entry with torch.equal.
+        """
+        epoch = torch.tensor([float(self.epoch)], dtype=torch.float64).view(torch.uint8)
+        state = self.generator.get_state() if self.generator is not None else torch.empty(0, dtype=torch.uint8)
+        return torch.cat([epoch, state.cpu()])
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        state = state.cpu()
+        epoch = float(state[:8].clone().view(torch.float64))
+        self.step_epoch(int(epoch) if epoch.is_integer() else epoch)
+        if state.numel() > 8:
+            if self.generator is None:
+                raise ValueError("the state holds a generator's state but this module has no generator")
+            self.generator.set_state(state[8:].clone())
+
     def extra_repr(self) -> str:
+        o = self.options
         return (
-            f"num_classes={self.num_classes}, embedding_size={self.embedding_size}, n_expansion={self.n_expansion}, "
-            f"lam={self.lam}, mode={self.mode!r}, alpha={self.alpha}, margin={self.margin}"
+            f"num_classes={self.num_classes}, embedding_size={self.embedding_size}, n_expansion={o.n_expansion}, "
+            f"lam={o.lam}, mode={o.mode!r}, alpha={o.alpha}, margin={o.margin}"
         )

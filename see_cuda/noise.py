@@ -15,18 +15,16 @@ needs it, in any order, and get the numbers of this reference:
    θ = 2π u_b.
 3. The value is that formula evaluated in float64, rounded to the draw dtype.
 
-This module is the specification: plain, vectorised torch code, on any device.
-The C++/CUDA kernels (csrc/philox_normal.h) reproduce it: float32 draws within
-1 ulp (almost all bit-identical), float64 draws to a few ulp.
+This module is the specification (docs/method.md §5): plain, vectorised torch
+code, on any device. The C++/CUDA kernels (csrc/philox_normal.h, reached as
+`see_cuda.ops.philox_normal`) reproduce it: float32 draws within 1 ulp (almost
+all bit-identical), float64 draws to a few ulp.
 """
 from __future__ import annotations
 
 import math
 
 import torch
-
-from . import ops
-from ._extension import has_kernel
 
 PHILOX_MULTIPLIERS = (0xD2511F53, 0xCD9E8D57)
 PHILOX_KEY_INCREMENTS = (0x9E3779B9, 0xBB67AE85)  # Weyl sequence: golden ratio, sqrt(3) - 1
@@ -110,16 +108,3 @@ def philox_normal(seed: torch.Tensor, shape, dtype: torch.dtype) -> torch.Tensor
     first_b, second_b = box_muller(u[:, 2], u[:, 3])
     normals = torch.stack((first_a, second_a, first_b, second_b), dim=-1).reshape(-1)[:numel]
     return normals.to(dtype).reshape(shape)
-
-
-def stream_normals(seed: torch.Tensor, shape, dtype: torch.dtype) -> torch.Tensor:
-    """philox_normal, by the compiled philox_normal_ op where this install has it.
-
-    The op is this module's formula in C++/CUDA (tests/test_noise.py holds it
-    to within 1 ulp in float32, bit-identical but for ~4 in 10^7 elements), and
-    it is what keeps the draws from costing more than the loss: the plain
-    PyTorch stream takes ~20x longer than torch.randn on a CPU.
-    """
-    if has_kernel(seed.device.type, "see_cuda::philox_normal_"):
-        return ops.philox_normal(seed, tuple(shape), dtype)
-    return philox_normal(seed, shape, dtype)

@@ -1,10 +1,11 @@
 """The pure-PyTorch statement of Spherical Embedding Expansion (SEE).
 
 This module is the specification that every fused kernel is tested against. It
-follows the method description section by section (the `§` comments), uses its
-symbols, and prefers plain code over fast code. Every function is differentiable
-with autograd, runs on any device, and assumes its input was validated by the
-public API (`see_cuda.validation`).
+follows docs/method.md section by section (the `§` comments), uses its
+symbols, and prefers plain code over fast code. Every function is
+differentiable with autograd, runs on any device, uses PyTorch alone (the noise
+too: see_cuda.noise), and assumes its input was validated by the public API
+(`see_cuda.validation`).
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import math
 
 import torch
 
-from .noise import draw_seed, stream_normals
-from .selection import select_for_expansion
-from .stats import SEEStats
+from . import composition
+from .composition import SEEPrimitives
+from .noise import draw_seed, philox_normal
+from .options import SEEOptions, resolve_options
 
 # The original code adds this to the squared norm before the square root.
 NORM_EPS = 1e-12
@@ -84,7 +86,7 @@ def spherical_expansion(
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """The SEE expansion of k samples about their proxies (SEE_METHOD.md §3).
+    """The SEE expansion of k samples about their proxies (docs/method.md §3).
 
     Args:
         z: k x D source embeddings (normalised here, as x̂).
@@ -152,7 +154,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float) -> torch.Te
         chord_minus <= chord_plus, (b - a) + 0.5 * chord_minus**2 * a, (a + b) - 0.5 * chord_plus**2 * a
     )
     # sin(tθ)/sin(θ) written with sinc so that θ → 0 is 0/0-free: t·sinc(tθ)/sinc(θ).
-    ratio = t * torch.sinc(t * theta / math.pi) / torch.where(antipodal, torch.ones_like(theta), torch.sinc(theta / math.pi))
+    sinc_theta = torch.where(antipodal, torch.ones_like(theta), torch.sinc(theta / math.pi))
+    ratio = t * torch.sinc(t * theta / math.pi) / sinc_theta
     tangent_part = torch.where(antipodal, torch.sin(t * theta) * orthogonal_unit(a), ratio * tangent)
     return torch.cos(t * theta) * a + tangent_part
 
@@ -181,7 +184,7 @@ def _softplus(v: torch.Tensor) -> torch.Tensor:
 def proxy_anchor_loss(
     x: torch.Tensor, y: torch.Tensor, proxies: torch.Tensor, alpha: float = 32.0, margin: float = 0.1
 ) -> torch.Tensor:
-    """Proxy-Anchor loss (SEE_METHOD.md §1) of B x D embeddings with labels in [0, C).
+    """Proxy-Anchor loss (docs/method.md §1) of B x D embeddings with labels in [0, C).
 
     Computed in the promoted dtype of x and proxies. Gradients reach x and proxies.
     """
@@ -217,34 +220,65 @@ def proxy_anchor_loss_with_synthetic(
 
 
 # ---------------------------------------------------------------- §2 + §4 SEE loss
-def positive_cosines(x: torch.Tensor, y: torch.Tensor, proxies: torch.Tensor) -> torch.Tensor:
-    """s_i = x̂_i · p̂_{y_i}, detached (§2).
+def class_proxies(proxies: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The proxy row of each label: p_{y_i} (labels already checked to lie in [0, C))."""
+    return proxies[labels]
 
-    In float32 at least: half precision would tie cosines that differ, and the
-    selection would then hinge on how ties are broken.
+
+def row_cosines(x: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
+    """x̂_i · â_i per row, detached, in float32 at least (§2).
+
+    Half precision would tie cosines that differ, and the selection would then
+    hinge on how ties are broken.
     """
-    dtype = torch.promote_types(torch.promote_types(x.dtype, proxies.dtype), torch.float32)
+    dtype = torch.promote_types(torch.promote_types(x.dtype, axes.dtype), torch.float32)
     with torch.no_grad():
-        return (l2_normalize(x.to(dtype)) * l2_normalize(proxies[y].to(dtype))).sum(-1)
+        return (l2_normalize(x.to(dtype)) * l2_normalize(axes.to(dtype))).sum(-1)
+
+
+def positive_cosines(x: torch.Tensor, y: torch.Tensor, proxies: torch.Tensor) -> torch.Tensor:
+    """s_i = x̂_i · p̂_{y_i}, detached (§2)."""
+    return row_cosines(x, class_proxies(proxies, y))
 
 
 def expansion_noise(
     num_selected: int, n_expansion: int, dim: int, dtype: torch.dtype, device, generator=None
 ) -> torch.Tensor:
-    """The Gaussian draws behind the random frames: k x (n-1) x D.
+    """The Gaussian draws behind the random frames: k x (n-1) x D (§5).
 
-    One function for every implementation, so that the same generator state gives
-    the same synthetic points in the reference and in the fused kernels. Drawn in
-    float64 for float64 work and in float32 otherwise, so that a half-precision
-    run sees the same draws as its float32 counterpart. One draw of `generator`
-    gives the seed of a counter-based stream (see_cuda.noise), so that kernels
-    can produce any sample's draws where they need them. The numbers are the
-    stream's whoever computes them (see stream_normals): the draws are the
-    method's input, not its computation.
+    One draw of `generator` gives the seed of a counter-based stream
+    (see_cuda.noise), whose element i is a function of the seed and i alone,
+    so that kernels can produce any sample's draws where they need them and
+    the same generator state gives the same synthetic points in every
+    implementation. Drawn in float64 for float64 work and in float32
+    otherwise, so that a half-precision run sees the draws of its float32
+    counterpart.
     """
-    draw_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     seed = draw_seed(generator, device)
-    return stream_normals(seed, (num_selected, n_expansion - 1, dim), draw_dtype).to(dtype)
+    return philox_normal(seed, (num_selected, n_expansion - 1, dim), draw_dtype(dtype)).to(dtype)
+
+
+def draw_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The precision of the draws for work in `dtype`: float64 for float64, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _expand(z: torch.Tensor, w: torch.Tensor, n: int, noise: torch.Tensor) -> torch.Tensor:
+    dtype = torch.promote_types(z.dtype, w.dtype)
+    return spherical_expansion(z.to(dtype), w.to(dtype), n, noise.to(dtype))
+
+
+def _proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad):
+    # Autograd decides where gradients go: synthetic_grad is what the kernels need told.
+    if synthetic is None:
+        return proxy_anchor_loss(x, y, proxies, alpha, margin)
+    return proxy_anchor_loss_with_synthetic(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin)
+
+
+PRIMITIVES = SEEPrimitives(
+    class_proxies=class_proxies, positive_cosines=row_cosines, draw_noise=expansion_noise, expand=_expand,
+    proxy_anchor=_proxy_anchor,
+)
 
 
 def see_loss(
@@ -262,30 +296,20 @@ def see_loss(
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
     return_stats: bool = False,
+    options: SEEOptions | None = None,
 ):
     """SEE loss (§4): PA(x, y, P) + λ · PA(Z, y_Z, P), Z the synthetic points.
 
-    `noise`, when given, is B x (n-1) x D (one slice per batch row; the selected
-    rows' slices are used); otherwise k x (n-1) x D draws come from `generator`.
+    The settings come as keywords or as one SEEOptions (`options=`). `noise`,
+    when given, is B x (n-1) x D (one slice per batch row; the selected rows'
+    slices are used); otherwise k x (n-1) x D draws come from `generator`.
     With `detach_synthetic` (the original) the synthetic term trains only the
     proxies; without it, gradients also flow back to x through the expansion.
     Returns the loss, or (loss, SEEStats) with `return_stats`.
     """
-    dtype = torch.promote_types(x.dtype, proxies.dtype)
-    s = positive_cosines(x, y, proxies)
-    selected = select_for_expansion(s, mode, ratio, threshold)
-    k = selected.numel()
-    n = n_expansion
-    source = x[selected] if not detach_synthetic else x[selected].detach()
-    if noise is None:
-        noise_k = expansion_noise(k, n, x.shape[1], dtype, x.device, generator)
-    else:
-        noise_k = noise[selected].to(dtype)
-    synthetic = spherical_expansion(source.to(dtype), proxies[y[selected]].detach().to(dtype), n, noise_k)
-    synthetic_labels = y[selected].repeat_interleave(n)
-    loss = proxy_anchor_loss_with_synthetic(
-        x, y, proxies, synthetic.reshape(k * n, x.shape[1]), synthetic_labels, lam, alpha, margin
+    options = resolve_options(
+        options, n_expansion=n_expansion, lam=lam, mode=mode, ratio=ratio, threshold=threshold, alpha=alpha,
+        margin=margin, detach_synthetic=detach_synthetic,
     )
-    if not return_stats:
-        return loss
-    return loss, SEEStats(num_expanded=k, num_synthetic=k * n, mean_positive_cosine=s.mean())
+    loss, stats = composition.see_loss(x, y, proxies, options, PRIMITIVES, generator, noise)
+    return (loss, stats) if return_stats else loss

@@ -1,11 +1,12 @@
-"""Which samples are expanded, and the epoch schedules of SEE_METHOD.md §2."""
+"""Which samples are expanded, and the epoch schedules (docs/method.md §2)."""
 from __future__ import annotations
 
 import math
 
 import torch
 
-MODES = ("fraction", "threshold")
+# "none" expands no sample: the SEE loss is then plain Proxy-Anchor.
+MODES = ("fraction", "threshold", "none")
 
 
 def fraction_schedule(epoch: float, num_epochs: float, rho_min: float = 0.04, rho_max: float = 0.4) -> float:
@@ -34,7 +35,10 @@ def select_for_expansion(scores: torch.Tensor, mode: str, ratio: float, threshol
         in batch order (torch.topk leaves ties unordered, and the order decides
         which noise each sample gets).
     threshold: every sample whose score is >= threshold, in batch order.
+    none: no sample.
     """
+    if mode == "none":
+        return torch.zeros(0, dtype=torch.int64, device=scores.device)
     if mode == "fraction":
         k = num_selected_by_fraction(scores.numel(), ratio)
         return torch.sort(scores, descending=True, stable=True).indices[:k]

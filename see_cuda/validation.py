@@ -1,13 +1,19 @@
-"""Checks of user input, made once at the public API so kernels can trust it.
+"""Checks of user input, made once per call at the public API so that kernels can trust it.
 
 Each check raises TypeError (wrong kind of thing) or ValueError (wrong value)
-with the argument's name and what was expected. Checks that must read tensor
-values (label range, finiteness) run on CPU tensors only: on a GPU they would
-stall the stream, and the fused CUDA path promises not to.
+with the argument's name and what was expected. Checks of kinds, shapes,
+dtypes and devices read no tensor data. The checks that must read values
+(label range, finiteness, `check_values`) follow one policy:
+
+- CPU tensors are always checked.
+- CUDA tensors are checked unless `check_values=False`, by one reduction over
+  all the arguments and one host synchronisation per call; only when that
+  fails are the arguments checked one by one, to name the culprit.
+- With `check_values=False` on CUDA nothing is read; the kernels stay
+  memory-safe and an out-of-range label makes the loss NaN.
+- The reference implementation always checks: it is the specification.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -15,79 +21,10 @@ from .selection import MODES
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 LOW_PRECISION = (torch.float16, torch.bfloat16)
+IMPLEMENTATIONS = ("auto", "fused", "reference")
 
 
-def _reads_values(t: torch.Tensor) -> bool:
-    return t.device.type == "cpu"
-
-
-def check_float_matrix(t, name: str, shape_doc: str, read_values: bool = True) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {shape_doc}, got {type(t).__name__}")
-    if t.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), got {t.dtype}")
-    if t.dim() != 2:
-        raise ValueError(f"{name} must be 2-D with shape {shape_doc}, got shape {tuple(t.shape)}")
-    if read_values:
-        check_finite(t, name)
-
-
-def check_finite(t: torch.Tensor, name: str) -> None:
-    if _reads_values(t) and not all_finite(t):
-        raise ValueError(f"{name} contains NaN or infinite values")
-
-
-def all_finite(t: torch.Tensor) -> bool:
-    """Whether every entry is finite, in one read of t for the common case.
-
-    A finite sum proves every entry finite (a NaN or an infinity would make it
-    NaN or infinite); only a non-finite sum, which large finite values can also
-    give, needs the entry-wise check.
-    """
-    return math.isfinite(t.sum().item()) or bool(torch.isfinite(t).all())
-
-
-def check_labels(labels, batch_size: int, num_classes: int, name: str = "labels", read_values: bool = True) -> None:
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B,), got {type(labels).__name__}")
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer tensor (e.g. torch.int64), got {labels.dtype}")
-    if labels.dim() != 1 or labels.shape[0] != batch_size:
-        raise ValueError(f"{name} must have shape ({batch_size},) to match embeddings, got {tuple(labels.shape)}")
-    if read_values:
-        check_label_range(labels, num_classes, name)
-
-
-def check_label_range(labels: torch.Tensor, num_classes: int, name: str = "labels") -> None:
-    if _reads_values(labels) and labels.numel() > 0:
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= num_classes:
-            raise ValueError(f"{name} must lie in [0, {num_classes}) (the number of proxies), got values in [{lo}, {hi}]")
-
-
-def check_same_device(tensors: dict) -> None:
-    devices = {name: t.device for name, t in tensors.items() if isinstance(t, torch.Tensor)}
-    if len(set(devices.values())) > 1:
-        listing = ", ".join(f"{name} on {d}" for name, d in devices.items())
-        raise ValueError(f"all tensors must be on one device, got {listing}")
-
-
-def compute_dtype(embeddings: torch.Tensor, proxies: torch.Tensor) -> torch.dtype:
-    """The dtype the loss is computed in; rejects pairs that are not a known pattern.
-
-    Allowed: equal dtypes, or float16/bfloat16 embeddings with float32 proxies
-    (mixed precision, where the proxies stay float32 parameters).
-    """
-    if embeddings.dtype == proxies.dtype:
-        return embeddings.dtype
-    if embeddings.dtype in LOW_PRECISION and proxies.dtype == torch.float32:
-        return torch.float32
-    raise TypeError(
-        f"proxies must have the dtype of embeddings ({embeddings.dtype}), or float32 when embeddings "
-        f"are float16/bfloat16; got proxies of {proxies.dtype}"
-    )
-
-
+# ---------------------------------------------------------------- scalars and options
 def check_positive_int(value, name: str, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -106,6 +43,33 @@ def check_real(value, name: str, low: float | None = None, high: float | None = 
         raise ValueError(f"{name} must be <= {high}, got {value}")
 
 
+def check_bool(value, name: str) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+def check_implementation(implementation) -> None:
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+
+
+def check_loss_options(alpha, margin) -> None:
+    check_real(alpha, "alpha", low=0.0, strict_low=True)
+    check_real(margin, "margin")
+
+
+def check_see_options(options) -> None:
+    """The fields of a SEEOptions (the dimension is checked per call: check_dim_for_expansion)."""
+    check_positive_int(options.n_expansion, "n_expansion")
+    check_real(options.lam, "lam", low=0.0)
+    if options.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {options.mode!r}")
+    check_real(options.ratio, "ratio", low=0.0, high=1.0)
+    check_real(options.threshold, "threshold")
+    check_loss_options(options.alpha, options.margin)
+    check_bool(options.detach_synthetic, "detach_synthetic")
+
+
 def check_dim_for_expansion(dim: int, n_expansion: int, name: str = "n_expansion") -> None:
     """The frame needs w, u and n-1 more orthonormal directions: D >= n + 1."""
     check_positive_int(n_expansion, name)
@@ -115,7 +79,60 @@ def check_dim_for_expansion(dim: int, n_expansion: int, name: str = "n_expansion
         )
 
 
-def check_noise(noise, rows: int, n_expansion: int, dim: int, name: str = "noise") -> None:
+def check_mmd_centers_args(num_centers, dim, radius) -> None:
+    check_positive_int(num_centers, "num_centers")
+    check_positive_int(dim, "dim")
+    check_real(radius, "radius", low=0.0)
+    if dim < num_centers - 1:
+        raise ValueError(f"dim must be >= num_centers - 1 = {num_centers - 1} for a regular simplex, got {dim}")
+
+
+# ---------------------------------------------------------------- kinds, shapes, dtypes, devices
+def check_float_matrix(t, name: str, shape_doc: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {shape_doc}, got {type(t).__name__}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), got {t.dtype}"
+        )
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be 2-D with shape {shape_doc}, got shape {tuple(t.shape)}")
+
+
+def check_labels(labels, batch_size: int, name: str = "labels") -> None:
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B,), got {type(labels).__name__}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor (e.g. torch.int64), got {labels.dtype}")
+    if labels.dim() != 1 or labels.shape[0] != batch_size:
+        raise ValueError(f"{name} must have shape ({batch_size},) to match its rows, got {tuple(labels.shape)}")
+
+
+def check_same_device(tensors: dict) -> None:
+    devices = {name: t.device for name, t in tensors.items() if isinstance(t, torch.Tensor)}
+    if len(set(devices.values())) > 1:
+        listing = ", ".join(f"{name} on {d}" for name, d in devices.items())
+        raise ValueError(f"all tensors must be on one device, got {listing}")
+
+
+def compute_dtype(embeddings: torch.Tensor, proxies: torch.Tensor, names=("embeddings", "proxies")) -> torch.dtype:
+    """The dtype the loss is computed in; rejects pairs that are not a known pattern.
+
+    Allowed: equal dtypes, or float16/bfloat16 embeddings with float32 proxies
+    (mixed precision, where the proxies stay float32 parameters).
+    """
+    if embeddings.dtype == proxies.dtype:
+        return embeddings.dtype
+    if embeddings.dtype in LOW_PRECISION and proxies.dtype == torch.float32:
+        return torch.float32
+    first, second = names
+    raise TypeError(
+        f"{second} must have the dtype of {first} ({embeddings.dtype}), or float32 when {first} "
+        f"are float16/bfloat16; got {second} of {proxies.dtype}"
+    )
+
+
+def check_noise_shape(noise, rows: int, n_expansion: int, dim: int, name: str = "noise") -> None:
     if noise is None:
         return
     expected = (rows, n_expansion - 1, dim)
@@ -125,12 +142,6 @@ def check_noise(noise, rows: int, n_expansion: int, dim: int, name: str = "noise
         raise TypeError(f"{name} must be a floating-point tensor, got {noise.dtype}")
     if tuple(noise.shape) != expected:
         raise ValueError(f"{name} must have shape {expected} (rows, n_expansion - 1, D), got {tuple(noise.shape)}")
-    if not _reads_values(noise):
-        return
-    if not all_finite(noise):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if noise.numel() > 0 and bool((noise.abs().amax(-1) == 0).any()):
-        raise ValueError(f"{name} has an all-zero draw: each (n-1) x D slice needs nonzero rows to span a frame")
 
 
 def check_generator(generator, device: torch.device) -> None:
@@ -142,28 +153,10 @@ def check_generator(generator, device: torch.device) -> None:
         raise ValueError(f"generator is on {generator.device} but the embeddings are on {device}")
 
 
-def check_loss_options(alpha, margin) -> None:
-    check_real(alpha, "alpha", low=0.0, strict_low=True)
-    check_real(margin, "margin")
-
-
-def check_see_options(n_expansion, lam, mode, ratio, threshold, dim: int) -> None:
-    check_dim_for_expansion(dim, n_expansion)
-    check_real(lam, "lam", low=0.0)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    check_real(ratio, "ratio", low=0.0, high=1.0)
-    check_real(threshold, "threshold")
-
-
-def check_loss_inputs(embeddings, labels, proxies, read_values: bool = True) -> torch.dtype:
-    """Shapes, dtypes, devices and values of a loss call; returns the compute dtype.
-
-    read_values=False leaves the value checks (check_loss_values) to a kernel
-    that makes them itself, so that the batch is not read an extra time.
-    """
-    check_float_matrix(embeddings, "embeddings", "(B, D)", read_values)
-    check_float_matrix(proxies, "proxies", "(C, D)", read_values)
+def check_loss_inputs(embeddings, labels, proxies) -> torch.dtype:
+    """Kinds, shapes, dtypes and devices of a loss call; returns the compute dtype."""
+    check_float_matrix(embeddings, "embeddings", "(B, D)")
+    check_float_matrix(proxies, "proxies", "(C, D)")
     B, D = embeddings.shape
     C, D_p = proxies.shape
     if B == 0:
@@ -172,13 +165,99 @@ def check_loss_inputs(embeddings, labels, proxies, read_values: bool = True) -> 
         raise ValueError("proxies must hold at least one class, got shape (0, D)")
     if D_p != D:
         raise ValueError(f"proxies must have shape (C, {D}) to match embeddings' D = {D}, got {tuple(proxies.shape)}")
-    check_labels(labels, B, C, read_values=read_values)
+    check_labels(labels, B)
     check_same_device({"embeddings": embeddings, "labels": labels, "proxies": proxies})
     return compute_dtype(embeddings, proxies)
 
 
-def check_loss_values(embeddings, labels, proxies) -> None:
-    """The value checks that check_loss_inputs(read_values=False) left out."""
-    check_finite(embeddings, "embeddings")
-    check_finite(proxies, "proxies")
-    check_label_range(labels, proxies.shape[0])
+def check_synthetic_inputs(embeddings, synthetic, synthetic_labels, lam) -> None:
+    check_real(lam, "lam", low=0.0)
+    D = embeddings.shape[1]
+    check_float_matrix(synthetic, "synthetic", f"(M, {D})")
+    if synthetic.shape[1] != D:
+        raise ValueError(f"synthetic must have shape (M, {D}), got {tuple(synthetic.shape)}")
+    if synthetic.dtype != embeddings.dtype:
+        raise TypeError(f"synthetic must have the dtype of embeddings ({embeddings.dtype}), got {synthetic.dtype}")
+    check_labels(synthetic_labels, synthetic.shape[0], name="synthetic_labels")
+    check_same_device({"embeddings": embeddings, "synthetic": synthetic, "synthetic_labels": synthetic_labels})
+
+
+def check_expansion_inputs(z, w, n_expansion, noise, generator) -> torch.dtype:
+    """Kinds, shapes and devices of spherical_expansion's arguments; returns the compute dtype."""
+    check_float_matrix(z, "z", "(k, D)")
+    check_float_matrix(w, "w", "(k, D)")
+    if w.shape != z.shape:
+        raise ValueError(f"w must have the shape of z {tuple(z.shape)}, got {tuple(w.shape)}")
+    k, D = z.shape
+    check_dim_for_expansion(D, n_expansion)
+    check_noise_shape(noise, k, n_expansion, D)
+    check_same_device({"z": z, "w": w, "noise": noise})
+    check_generator(generator, z.device)
+    return compute_dtype(z, w, names=("z", "w"))
+
+
+def check_slerp_inputs(a, b, t):
+    """Kinds, shapes and devices of slerp's arguments; returns (dtype, t broadcast to a.shape[:-1])."""
+    for name, v in (("a", a), ("b", b)):
+        if not isinstance(v, torch.Tensor) or not v.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a floating-point torch.Tensor")
+        if v.dim() < 1 or v.shape[-1] < 2:
+            raise ValueError(f"{name} must have shape (..., D) with D >= 2, got {tuple(v.shape)}")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    check_same_device({"a": a, "b": b, "t": t})
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    t = torch.as_tensor(t, dtype=dtype, device=a.device)
+    try:
+        t_rows = torch.broadcast_to(t, a.shape[:-1])
+    except RuntimeError:
+        raise ValueError(f"t must broadcast to {tuple(a.shape[:-1])}, got shape {tuple(t.shape)}") from None
+    return dtype, t_rows
+
+
+# ---------------------------------------------------------------- values
+def values_are_read(device: torch.device, check_values: bool) -> bool:
+    """Whether a call on `device` reads its arguments' values: always on the CPU, on CUDA unless told not to."""
+    return device.type == "cpu" or check_values
+
+
+def check_values(finite: dict | None = None, labels: dict | None = None, noise: dict | None = None) -> None:
+    """Finiteness, label range and usable draws, with one host synchronisation when all is well.
+
+    finite: name -> tensor that must hold finite values; labels: name ->
+    (labels, number of classes); noise: name -> given draws (finite, and no
+    all-zero draw, from which no frame can be built).
+    """
+    finite, labels, noise = finite or {}, labels or {}, noise or {}
+    flags = []
+    for t in list(finite.values()) + list(noise.values()):
+        if t.numel():
+            flags.append(torch.isfinite(t.sum(dtype=_accumulation_dtype(t))))
+    for t, num_classes in labels.values():
+        if t.numel():
+            lo, hi = torch.aminmax(t)
+            flags.append((lo >= 0) & (hi < num_classes))
+    for t in noise.values():
+        if t.numel():
+            flags.append((t.abs().amax(-1) != 0).all())
+    if not flags or bool(torch.stack(flags).all()):
+        return
+    # Something failed (or a sum of large finite values overflowed): find it, one argument at a time.
+    for name, t in list(finite.items()) + list(noise.items()):
+        if t.numel() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+    for name, (t, num_classes) in labels.items():
+        if t.numel():
+            lo, hi = (int(v) for v in torch.aminmax(t))
+            if lo < 0 or hi >= num_classes:
+                raise ValueError(
+                    f"{name} must lie in [0, {num_classes}) (the number of proxies), got values in [{lo}, {hi}]"
+                )
+    for name, t in noise.items():
+        if t.numel() and bool((t.abs().amax(-1) == 0).any()):
+            raise ValueError(f"{name} has an all-zero draw: each (n-1) x D slice needs nonzero rows to span a frame")
+
+
+def _accumulation_dtype(t: torch.Tensor) -> torch.dtype:
+    """Half-precision sums accumulate in float32, so that a sum of finite values rarely overflows."""
+    return torch.float32 if t.dtype in LOW_PRECISION else t.dtype

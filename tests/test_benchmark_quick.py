@@ -9,9 +9,11 @@ SCRIPT = os.path.join(REPO_ROOT, "benchmarks", "throughput.py")
 
 
 def test_quick_run_writes_json_and_plot(tmp_path):
+    # The benchmark of this checkout's see_cuda, whichever copy is installed.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
     result = subprocess.run(
         [sys.executable, SCRIPT, "--quick", "--output-dir", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     json_files = sorted(tmp_path.glob("*.json"))

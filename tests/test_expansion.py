@@ -1,15 +1,20 @@
-"""The SEE expansion (SEE_METHOD.md §3): invariants, oracles, fused vs reference, gradients."""
+"""The SEE expansion (docs/method.md §3): invariants, oracles, kernels vs reference on each device, gradients."""
 import pytest
 import torch
 from hypothesis import assume, given, settings
 
 import see_cuda
-from see_cuda import reference
-from conftest import requires_cpu_kernels
-from original_see import original_expansion
+from see_cuda import ops, reference
+
+from comparisons import assert_close_scaled, assert_within_low_precision_error, draw, leaf
+from conftest import DEVICES, IMPLEMENTATIONS, requires_cpu_kernels
+from oracles.original_see import original_expansion
 from strategies import expansion_problems
 
-IMPLEMENTATIONS = ["reference", pytest.param("fused", marks=requires_cpu_kernels)]
+UNIT_ROUNDOFF = {torch.float64: 2.0**-53, torch.float32: 2.0**-24}
+# Rounding of a well-conditioned frame: float32 Gram-Schmidt / Cholesky QR over
+# up to 64 directions of length up to 2048 stays within 2e-5 at unit scale.
+BASE_RTOL = {torch.float64: 1e-10, torch.float32: 2e-5}
 
 
 def geometry(z, w):
@@ -19,12 +24,41 @@ def geometry(z, w):
     return z, w, a, M, z - M
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def frame_condition_numbers(z, w, noise):
+    """Per sample, κ = σ_max/σ_min of A = [ŵ, ẑ, ĝ_1 .. ĝ_{n-1}] (unit columns), 1 where n = 1."""
+    if noise.shape[1] == 0:
+        return torch.ones(z.shape[0], dtype=torch.float64)
+    columns = torch.cat([reference.l2_normalize(v.double().cpu()) for v in (w.unsqueeze(1), z.unsqueeze(1), noise)], 1)
+    singular = torch.linalg.svdvals(columns)
+    return singular[:, 0] / singular[:, -1]
+
+
+def expansion_rtol(dtype, z, w, noise):
+    """The tolerance of one implementation in `dtype` against the exact frame, values and gradients.
+
+    The frame is the Q factor of A = [ŵ, ẑ, draws]. Gram-Schmidt with
+    reorthogonalisation and Cholesky QR2 are backward stable: the computed Q
+    is exact for A + ΔA with ‖ΔA‖ ≈ u‖A‖ per step. To first order the Q factor,
+    and the QR backward that carries the gradient (its triangular solves with
+    R), move by κ(A)·‖ΔA‖/‖A‖ (Sun's QR perturbation bound), so that rounding
+    is amplified by κ(A) = σ_max/σ_min. Random draws keep κ near 1 while D ≫ n;
+    at D = n + 1 the last draw keeps a single direction outside the span of the
+    others, σ_min shrinks like 1/D and κ reaches ~10³ (e.g. k=3, D=70, n=69
+    below: κ = 999, the float32 gradient then errs by 5.4e-6 = 91 u against
+    κu = 6e-5). Bound: BASE_RTOL for the well-conditioned rounding plus κ·u.
+    Two implementations, each within it of the truth, differ by up to twice it.
+    """
+    kappa = frame_condition_numbers(z, w, noise).max().item()
+    return BASE_RTOL[dtype] + kappa * UNIT_ROUNDOFF[dtype]
+
+
+@pytest.mark.parametrize("implementation, device", IMPLEMENTATIONS)
 @settings(max_examples=40, deadline=None)
 @given(problem=expansion_problems(scales=(1.0, 50.0)))
-def test_synthetic_points_keep_the_invariants(implementation, problem):
+def test_synthetic_points_keep_the_invariants(implementation, device, problem):
     z, w, noise, n = problem
-    out = see_cuda.spherical_expansion(z, w, n, noise=noise, implementation=implementation)
+    out = see_cuda.spherical_expansion(z.to(device), w.to(device), n, noise=noise.to(device),
+                                       implementation=implementation).cpu()
     assert out.shape == (z.shape[0], n, z.shape[1])
     _, w_unit, a, M, r = geometry(z, w)
     tol = dict(rtol=0, atol=1e-10)
@@ -61,38 +95,42 @@ def test_reference_matches_the_per_sample_original(problem):
     )
 
 
-@requires_cpu_kernels
+@pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=40, deadline=None)
 @given(problem=expansion_problems())
-def test_fused_matches_reference_in_float64_and_float32(problem):
+def test_fused_matches_reference_in_float64_and_float32(device, problem):
     z, w, noise, n = problem
     expected = reference.spherical_expansion(z, w, n, noise)
-    fused = see_cuda.spherical_expansion(z, w, n, noise=noise, implementation="fused")
-    torch.testing.assert_close(fused, expected, rtol=0, atol=1e-10)
-    fused32 = see_cuda.spherical_expansion(z.float(), w.float(), n, noise=noise.float(), implementation="fused")
-    torch.testing.assert_close(fused32, expected.float(), rtol=0, atol=2e-5)
+    fused = see_cuda.spherical_expansion(z.to(device), w.to(device), n, noise=noise.to(device), implementation="fused")
+    torch.testing.assert_close(fused.cpu(), expected, rtol=0, atol=1e-10)
+    z32, w32, noise32 = (v.float() for v in (z, w, noise))
+    fused32 = see_cuda.spherical_expansion(z32.to(device), w32.to(device), n, noise=noise32.to(device),
+                                           implementation="fused")
+    expected32 = reference.spherical_expansion(z32.double(), w32.double(), n, noise32.double())
+    atol = expansion_rtol(torch.float32, z32, w32, noise32)  # the points are unit vectors: scale 1
+    torch.testing.assert_close(fused32.cpu().double(), expected32, rtol=0, atol=atol)
 
 
-@requires_cpu_kernels
+@pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=25, deadline=None)
 @given(problem=expansion_problems(max_k=3, max_dim=12))
-def test_fused_gradient_matches_reference(problem):
+def test_fused_gradient_matches_reference(device, problem):
     z, w, noise, n = problem
     upstream = torch.randn(z.shape[0], n, z.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     grads = []
-    for implementation in ("reference", "fused"):
-        zz = z.clone().requires_grad_()
-        out = see_cuda.spherical_expansion(zz, w, n, noise=noise, implementation=implementation)
-        grads.append(torch.autograd.grad((out * upstream).sum(), zz)[0])
+    for implementation, where in (("reference", "cpu"), ("fused", device)):
+        zz = leaf(z, where)
+        out = see_cuda.spherical_expansion(zz, w.to(where), n, noise=noise.to(where), implementation=implementation)
+        grads.append(torch.autograd.grad((out * upstream.to(where)).sum(), zz)[0].cpu())
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_gradcheck_wrt_sources(implementation):
+@pytest.mark.parametrize("implementation, device", IMPLEMENTATIONS)
+def test_gradcheck_wrt_sources(implementation, device):
     g = torch.Generator().manual_seed(0)
-    z = torch.randn(3, 9, dtype=torch.float64, generator=g, requires_grad=True)
-    w = torch.randn(3, 9, dtype=torch.float64, generator=g)
-    noise = torch.randn(3, 4, 9, dtype=torch.float64, generator=g)
+    z = torch.randn(3, 9, dtype=torch.float64, generator=g).to(device).requires_grad_()
+    w = torch.randn(3, 9, dtype=torch.float64, generator=g).to(device)
+    noise = torch.randn(3, 4, 9, dtype=torch.float64, generator=g).to(device)
     assert torch.autograd.gradcheck(
         lambda q: see_cuda.spherical_expansion(q, w, 5, noise=noise, implementation=implementation), (z,)
     )
@@ -106,12 +144,12 @@ def test_reference_gradcheck_wrt_proxies_too():
     assert torch.autograd.gradcheck(lambda p, q: reference.spherical_expansion(p, q, 4, noise), (z, w))
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("implementation, device", IMPLEMENTATIONS)
 @pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_source_on_the_proxy_axis_gives_the_axis_and_no_nan(implementation, sign):
-    w = torch.randn(4, 10, dtype=torch.float64)
+def test_source_on_the_proxy_axis_gives_the_axis_and_no_nan(implementation, device, sign):
+    w = draw(4, 10, seed=3).to(device)
     z = (sign * w * 3.0).requires_grad_()
-    noise = torch.randn(4, 5, 10, dtype=torch.float64)
+    noise = draw(4, 5, 10, seed=4).to(device)
     out = see_cuda.spherical_expansion(z, w, 6, noise=noise, implementation=implementation)
     w_unit = reference.l2_normalize(w)
     torch.testing.assert_close(out, (sign * w_unit).unsqueeze(1).expand_as(out), rtol=0, atol=1e-7)
@@ -119,24 +157,43 @@ def test_source_on_the_proxy_axis_gives_the_axis_and_no_nan(implementation, sign
     assert torch.isfinite(grad).all()
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_one_synthetic_point_is_the_reflection_about_the_proxy(implementation):
-    z, w = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
-    out = see_cuda.spherical_expansion(z, w, 1, noise=torch.empty(5, 0, 4, dtype=torch.float64), implementation=implementation)
+@pytest.mark.parametrize("implementation, device", IMPLEMENTATIONS)
+def test_one_synthetic_point_is_the_reflection_about_the_proxy(implementation, device):
+    z, w = draw(5, 4, seed=5), draw(5, 4, seed=6)
+    out = see_cuda.spherical_expansion(z.to(device), w.to(device), 1, noise=torch.empty(5, 0, 4, dtype=torch.float64,
+                                       device=device), implementation=implementation).cpu()
     z_unit, w_unit, a, M, r = geometry(z, w)
     torch.testing.assert_close(out[:, 0], M - r, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_same_generator_seed_same_points(implementation):
-    z, w = torch.randn(6, 32), torch.randn(6, 32)
-    first = see_cuda.spherical_expansion(z, w, 8, generator=torch.Generator().manual_seed(7), implementation=implementation)
-    again = see_cuda.spherical_expansion(z, w, 8, generator=torch.Generator().manual_seed(7), implementation=implementation)
-    assert torch.equal(first, again)
+@pytest.mark.parametrize("implementation, device", IMPLEMENTATIONS)
+def test_same_generator_seed_same_points(implementation, device):
+    z, w = draw(6, 32, seed=1, dtype=torch.float32).to(device), draw(6, 32, seed=2, dtype=torch.float32).to(device)
+
+    def expand(seed):
+        return see_cuda.spherical_expansion(z, w, 8, generator=torch.Generator(device=device).manual_seed(seed),
+                                            implementation=implementation)
+
+    first = expand(7)
+    assert torch.equal(first, expand(7))
+    assert not torch.equal(first, expand(8))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_generator_draws_are_the_reference_stream_within_its_ulp_bound(device):
+    """The kernels draw with the compiled stream, the reference with see_cuda.noise: the same numbers
+    to the stream's bound (tests/test_noise.py), so the points agree to the expansion's rounding."""
+    z, w = draw(6, 32, seed=1).to(device), draw(6, 32, seed=2).to(device)
+    fused = see_cuda.spherical_expansion(z, w, 8, generator=torch.Generator(device=device).manual_seed(7),
+                                         implementation="fused")
+    expected = see_cuda.spherical_expansion(z, w, 8, generator=torch.Generator(device=device).manual_seed(7),
+                                            implementation="reference")
+    assert_close_scaled(fused, expected, BASE_RTOL[torch.float64], min_scale=1.0)
 
 
 @requires_cpu_kernels
 def test_fused_is_identical_across_thread_counts():
+    # Each sample's frame is one thread's work, with no reduction across threads.
     z, w, noise = torch.randn(40, 64), torch.randn(40, 64), torch.randn(40, 15, 64)
     outputs = []
     for threads in (1, 2):
@@ -159,7 +216,8 @@ def test_proxies_that_need_a_gradient_get_it_through_the_reference():
         (dict(z=torch.randn(3, 4), w=torch.randn(3, 4), n_expansion=4), ValueError, "n_expansion"),
         (dict(z=torch.randn(3, 8), w=torch.randn(3, 8), n_expansion=0), ValueError, "n_expansion"),
         (dict(z=torch.randn(3, 8), w=torch.randn(2, 8), n_expansion=2), ValueError, "w"),
-        (dict(z=torch.randn(3, 8), w=torch.randn(3, 8), n_expansion=3, noise=torch.randn(3, 3, 8)), ValueError, "noise"),
+        (dict(z=torch.randn(3, 8), w=torch.randn(3, 8), n_expansion=3, noise=torch.randn(3, 3, 8)), ValueError,
+         "noise"),
         (dict(z=torch.randn(8), w=torch.randn(8), n_expansion=2), ValueError, "z"),
         (dict(z=torch.ones(3, 8, dtype=torch.int64), w=torch.randn(3, 8), n_expansion=2), TypeError, "z"),
     ],
@@ -167,3 +225,75 @@ def test_proxies_that_need_a_gradient_get_it_through_the_reference():
 def test_bad_arguments_are_named(kwargs, error, name):
     with pytest.raises(error, match=name):
         see_cuda.spherical_expansion(**kwargs)
+
+
+# (k, D, n): frames in shared memory on a GPU, frames in global scratch (D = 2048,
+# n = 64 is 0.5 MB in float32), n = 200, whose small scratch leaves shared memory
+# too, and D = n + 1, the worst-conditioned frame. The large ones run on a GPU only.
+EXPANSION_SIZES = [(5, 24, 4), (3, 128, 16), (4, 33, 1), (3, 70, 69)]
+GPU_SIZES = [(2, 600, 64), (2, 2048, 64)]
+EXPANSION_CASES = [
+    pytest.param(device.values[0], size, dtype, marks=device.marks, id=f"{device.values[0]}-{size}-{dtype}")
+    for device in DEVICES
+    for dtype in (torch.float64, torch.float32)
+    for size in EXPANSION_SIZES + (GPU_SIZES + ([(2, 256, 200)] if dtype == torch.float64 else [])
+                                   if device.values[0] == "cuda" else [])
+]
+
+
+def expansion_problem(k, D, n, seed):
+    return draw(k, D, seed=seed), draw(k, D, seed=seed + 1), draw(k, n - 1, D, seed=seed + 2)
+
+
+def expansion_with_grad(device, dtype, z, w, noise, n, upstream, implementation="fused"):
+    zz = leaf(z, device, dtype)
+    out = see_cuda.spherical_expansion(zz, w.to(device, dtype), n, noise=noise.to(device, dtype),
+                                       implementation=implementation)
+    (grad,) = torch.autograd.grad((out * upstream.to(device, dtype)).sum(), zz)
+    return out, grad
+
+
+@pytest.mark.parametrize("device, size, dtype", EXPANSION_CASES)
+def test_expansion_matches_reference_and_cpu(device, size, dtype):
+    k, D, n = size
+    z, w, noise = expansion_problem(k, D, n, seed=k + D + n)
+    upstream = draw(k, n, D, seed=7)
+    got = expansion_with_grad(device, dtype, z, w, noise, n, upstream)
+    assert got[0].device.type == device and got[0].dtype == dtype
+    # The truth: the reference in float64 on the same (rounded) inputs.
+    rounded = [v.to(dtype).double() for v in (z, w, noise)]
+    expected = expansion_with_grad(device, torch.float64, *rounded, n, upstream, implementation="reference")
+    cpu = expansion_with_grad("cpu", dtype, z, w, noise, n, upstream)
+    rtol = expansion_rtol(dtype, *rounded)
+    for mine, truth, theirs in zip(got, expected, cpu):
+        assert_close_scaled(mine, truth, rtol)
+        assert_close_scaled(mine, theirs, 2 * rtol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_expansion_empty_batch(device):
+    z = torch.empty(0, 8, dtype=torch.float64, device=device)
+    out = see_cuda.spherical_expansion(z, z, 3, noise=torch.empty(0, 2, 8, dtype=torch.float64, device=device),
+                                       implementation="fused")
+    assert out.shape == (0, 3, 8)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_expansion_low_precision_within_the_error_of_torch_in_that_precision(device, dtype):
+    k, D, n = 6, 32, 8
+    z, w, noise = (v.to(device, dtype) for v in expansion_problem(k, D, n, seed=11))
+    fused = see_cuda.spherical_expansion(z, w, n, noise=noise, implementation="fused")
+    torch_low = reference.spherical_expansion(z, w, n, noise)
+    ref32 = reference.spherical_expansion(z.float(), w.float(), n, noise.float())
+    assert_within_low_precision_error(fused, torch_low, ref32)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_unchecked_nan_axis_gives_nan_points_not_a_crash(device):
+    """What the loss's composed path feeds the op for a row whose label was out of range
+    (the public function rejects a NaN axis on the CPU, so the op is called directly)."""
+    z, w, noise = (v.to(device) for v in expansion_problem(3, 12, 4, seed=3))
+    w[1] = float("nan")
+    out = ops.spherical_expansion(z, w, noise)
+    assert torch.isnan(out[1]).all() and torch.isfinite(out[[0, 2]]).all()

@@ -6,8 +6,9 @@ from hypothesis import strategies as st
 
 import see_cuda
 from see_cuda import reference
-from conftest import requires_cpu_kernels
-from original_see import mmd_coefficients
+
+from conftest import DEVICES
+from oracles.original_see import mmd_coefficients
 
 
 @settings(max_examples=30, deadline=None)
@@ -31,14 +32,25 @@ def test_single_center_is_the_first_axis():
     assert torch.equal(see_cuda.mmd_centers(1, 3), torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64))
 
 
-@requires_cpu_kernels
+@pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=30, deadline=None)
 @given(L=st.integers(1, 70), extra=st.integers(0, 4), radius=st.sampled_from([1.0, 2.5]))
-def test_closed_form_kernel_matches_the_recursion(L, extra, radius):
+def test_closed_form_kernel_matches_the_recursion(device, L, extra, radius):
     dim = max(L - 1, 1) + extra
-    fused = see_cuda.mmd_centers(L, dim, radius, implementation="fused")
-    assert fused.dtype == torch.float64
-    torch.testing.assert_close(fused, reference.mmd_centers(L, dim, radius), rtol=0, atol=1e-13 * radius)
+    fused = see_cuda.mmd_centers(L, dim, radius, device=device, implementation="fused")
+    assert fused.dtype == torch.float64 and fused.device.type == device
+    torch.testing.assert_close(fused.cpu(), reference.mmd_centers(L, dim, radius), rtol=0, atol=1e-13 * radius)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("num_centers, dim", [(1, 1), (2, 3), (17, 16), (17, 40), (65, 64)])
+def test_kernel_matches_the_reference_and_the_cpu_kernel(device, num_centers, dim):
+    got = see_cuda.mmd_centers(num_centers, dim, radius=1.5, device=device, implementation="fused")
+    assert got.device.type == device and got.dtype == torch.float64 and got.shape == (num_centers, dim)
+    expected = reference.mmd_centers(num_centers, dim, 1.5)
+    cpu = see_cuda.mmd_centers(num_centers, dim, radius=1.5, implementation="fused")
+    torch.testing.assert_close(got.cpu(), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got.cpu(), cpu, rtol=1e-14, atol=1e-14)
 
 
 @pytest.mark.parametrize(

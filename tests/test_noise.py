@@ -6,12 +6,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from see_cuda import noise, reference
-from see_cuda._extension import HAVE_EXTENSION
-from conftest import requires_cpu_kernels
+from see_cuda import dispatch, noise, ops, reference
 
-if HAVE_EXTENSION:
-    from see_cuda import ops
+from conftest import DEVICES, requires_cpu_kernels, requires_cuda_kernels
 
 # Random123's known-answer vectors for Philox4x32-10 (its tests/kat_vectors):
 # counter, key, output.
@@ -26,8 +23,19 @@ PHILOX_KNOWN_ANSWERS = [
 # least bit-identical fraction these tests accept.
 FLOAT32_MAX_ULP = 1
 FLOAT32_MIN_IDENTICAL = 0.9999
-# float64 draws go through different log/sin/cos libraries (glibc vs torch's).
+# float64 draws of the CPU op go through glibc's log/sin/cos, the reference through
+# torch's: measured within 4 ulp of each other.
 FLOAT64_MAX_ULP = 4
+# float64 draws on CUDA use CUDA's math library. Both sides compute θ = 2π·u_b
+# with one correctly rounded product, so only log, sqrt, cos/sin and the last
+# product differ. With e_f the ulp error of f (1 ulp of a result is at most
+# 2^-52 of it), the relative error of v = sqrt(-2 ln u_a)·cos θ is at most
+#   2^-52 (e_log/2 [halved by the sqrt] + 1/2 [sqrt rounding] + e_cos + 1/2 [product]),
+# and since 1 ulp of v is more than 2^-53·|v|, that is at most e_log + 2 e_cos + 2 ulp
+# of v. CUDA documents log to 1 ulp and sin/cos to 2 ulp in double precision: 7 ulp.
+# torch's and glibc's log/sin/cos are within 1 ulp: 5 ulp. Two implementations,
+# each within its bound of the exact value, differ by at most 7 + 5 ulp.
+FLOAT64_CUDA_MAX_ULP = 7 + 5
 
 
 def as_words(*values):
@@ -166,13 +174,14 @@ def test_reference_draws_are_standard_normal(dtype):
 
 
 # ---------------------------------------------------------------- the op
-@requires_cpu_kernels
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_op_first_group_of_seed_zero_is_box_muller_of_the_known_answer(dtype):
+def test_op_first_group_of_seed_zero_is_box_muller_of_the_known_answer(device, dtype):
     w = PHILOX_KNOWN_ANSWERS[0][2]
     expected = torch.tensor(box_muller_in_python(w[0], w[1], dtype) + box_muller_in_python(w[2], w[3], dtype),
                             dtype=torch.float64).to(dtype)
-    assert ulp_distance(ops.philox_normal(seed_tensor(0), (4,), dtype), expected).max() <= 2
+    bound = 2 if device == "cpu" or dtype == torch.float32 else FLOAT64_CUDA_MAX_ULP
+    assert ulp_distance(ops.philox_normal(seed_tensor(0, device), (4,), dtype).cpu(), expected).max() <= bound
 
 
 @requires_cpu_kernels
@@ -194,22 +203,29 @@ def test_op_float64_is_within_a_few_ulp_of_the_reference():
     assert distance.max() <= FLOAT64_MAX_ULP
 
 
-@requires_cpu_kernels
+def op_bound(device: str, dtype: torch.dtype) -> int:
+    """The largest ulp distance of the op's draws on `device` from the reference's."""
+    if dtype == torch.float32:
+        return FLOAT32_MAX_ULP
+    return FLOAT64_MAX_ULP if device == "cpu" else FLOAT64_CUDA_MAX_ULP
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @given(st.integers(0, 2**63 - 2), st.lists(st.integers(0, 40), min_size=0, max_size=3),
        st.sampled_from([torch.float32, torch.float64]))
 @settings(max_examples=60, deadline=None)
-def test_op_matches_the_reference_on_any_shape_and_seed(seed, shape, dtype):
-    got = ops.philox_normal(seed_tensor(seed), tuple(shape), dtype)
+def test_op_matches_the_reference_on_any_shape_and_seed(device, seed, shape, dtype):
+    got = ops.philox_normal(seed_tensor(seed, device), tuple(shape), dtype).cpu()
     expected = noise.philox_normal(seed_tensor(seed), tuple(shape), dtype)
     assert got.shape == expected.shape and got.dtype == dtype
     if got.numel():
-        assert ulp_distance(got, expected).max() <= (FLOAT32_MAX_ULP if dtype == torch.float32 else FLOAT64_MAX_ULP)
+        assert ulp_distance(got, expected).max() <= op_bound(device, dtype)
 
 
-@requires_cpu_kernels
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_op_element_depends_on_its_index_only(dtype):
-    seed = seed_tensor(11)
+def test_op_element_depends_on_its_index_only(device, dtype):
+    seed = seed_tensor(11, device)
     full = ops.philox_normal(seed, (3, 5, 1001), dtype)
     assert torch.equal(full.reshape(-1), ops.philox_normal(seed, (15015,), dtype))
     for count in (1, 2, 3, 5, 255, 257, 1023):
@@ -227,10 +243,10 @@ def test_op_is_identical_across_thread_counts(dtype):
     assert torch.equal(ops.philox_normal(seed, (100003,), dtype), single)
 
 
-@requires_cpu_kernels
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_op_draws_are_standard_normal(dtype):
-    assert_standard_normal(ops.philox_normal(seed_tensor(77), (1 << 22,), dtype))
+def test_op_draws_are_standard_normal(device, dtype):
+    assert_standard_normal(ops.philox_normal(seed_tensor(77, device), (1 << 22,), dtype).cpu())
 
 
 @requires_cpu_kernels
@@ -241,18 +257,82 @@ def test_op_rejects_arguments_that_would_corrupt_memory():
         torch.ops.see_cuda.philox_normal_(torch.empty(4), torch.tensor([0]))
 
 
-@requires_cpu_kernels
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_opcheck(dtype):
-    torch.library.opcheck(torch.ops.see_cuda.philox_normal_.default, (torch.empty(3, 5, dtype=dtype), seed_tensor(9)),
-                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+def test_kernel_noise_is_the_stream_of_one_generator_draw(device, dtype):
+    """The fused path's draws are the reference's (the stream of the seed that one draw
+    of the generator gives), within the op's ulp bound, and advance the generator alike."""
+    generators = [torch.Generator(device=device).manual_seed(3) for _ in range(2)]
+    got = dispatch.kernel_noise(6, 5, 24, dtype, device, generators[0])
+    expected = reference.expansion_noise(6, 5, 24, dtype, device, generators[1])
+    assert got.dtype == dtype and got.device.type == device
+    assert ulp_distance(got.cpu(), expected.cpu()).max() <= op_bound(device, dtype)
+    assert torch.equal(generators[0].get_state(), generators[1].get_state())
 
 
+def test_reference_noise_is_pure_pytorch(monkeypatch):
+    """The reference draws with see_cuda.noise even where the compiled op exists."""
+    monkeypatch.setattr(ops, "philox_normal", None)
+    drawn = reference.expansion_noise(4, 5, 9, torch.float32, "cpu", torch.Generator().manual_seed(3))
+    assert drawn.shape == (4, 4, 9)
+
+
+# ---------------------------------------------------------------- the CUDA kernel
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=requires_cuda_kernels)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_expansion_noise_is_the_stream_of_one_generator_draw(dtype):
-    """Whichever implementation computes it, expansion_noise is the stream of the seed
-    that one draw of the generator gives (within the op's ulp bound)."""
-    got = reference.expansion_noise(6, 5, 24, dtype, "cpu", torch.Generator().manual_seed(3))
-    seed = noise.draw_seed(torch.Generator().manual_seed(3), "cpu")
-    expected = noise.philox_normal(seed, (6, 4, 24), dtype)
-    torch.testing.assert_close(got, expected, rtol=2 * torch.finfo(dtype).eps, atol=4 * torch.finfo(dtype).tiny)
+@pytest.mark.parametrize("shape", [(1,), (3,), (4, 5), (72, 15, 512), (1 << 22,)])
+def test_cuda_op_matches_the_cpu_op_and_the_reference(device, dtype, shape):
+    seed = 123456789
+    got = ops.philox_normal(torch.tensor(seed, device=device), shape, dtype)
+    assert got.device.type == device and got.shape == shape and got.dtype == dtype
+    cpu = ops.philox_normal(torch.tensor(seed), shape, dtype)
+    on_device_reference = noise.philox_normal(torch.tensor(seed, device=device), shape, dtype).cpu()
+    expected = noise.philox_normal(torch.tensor(seed), shape, dtype)
+    # float32 draws are the same double arithmetic on both sides (explicit fma,
+    # correctly rounded division and sqrt); float64 draws use each side's libm.
+    if dtype == torch.float32:
+        assert torch.equal(got.cpu(), cpu)
+        bound = FLOAT32_MAX_ULP
+    else:
+        bound = FLOAT64_CUDA_MAX_ULP
+    assert ulp_distance(got.cpu(), cpu).max() <= bound
+    assert ulp_distance(got.cpu(), expected).max() <= bound
+    assert ulp_distance(on_device_reference, expected).max() <= bound
+
+
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=requires_cuda_kernels)])
+def test_noise_on_cuda_does_not_synchronize(device):
+    generator = torch.Generator(device=device).manual_seed(0)
+    dispatch.kernel_noise(8, 4, 16, torch.float32, torch.device(device), generator)  # first-call initialisation
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        seed = noise.draw_seed(generator, torch.device(device))
+        dispatch.kernel_noise(8, 4, 16, torch.float32, torch.device(device), generator)
+        reference.expansion_noise(8, 4, 16, torch.float32, torch.device(device), generator)
+        ops.philox_normal(seed, (8, 3, 16), torch.float32)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=requires_cuda_kernels)])
+def test_cuda_graph_draws_a_new_seed_per_replay_and_the_kernel_reads_it(device):
+    shape = (6, 3, 40)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up outside the capture
+        ops.philox_normal(noise.draw_seed(None, device), shape, torch.float32)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_seed = noise.draw_seed(None, device)
+        static_draws = ops.philox_normal(static_seed, shape, torch.float32)
+    seeds = []
+    for _ in range(2):
+        graph.replay()
+        torch.cuda.synchronize()
+        seeds.append(int(static_seed))
+        expected = noise.philox_normal(static_seed.cpu(), shape, torch.float32)
+        assert ulp_distance(static_draws.cpu(), expected).max() <= FLOAT32_MAX_ULP
+    assert seeds[0] != seeds[1]

@@ -28,7 +28,8 @@ CASES = [
     (dict(alpha=0.0), ValueError, "alpha must be > 0"),
     (dict(margin=float("nan")), ValueError, "margin must be finite"),
     (dict(noise=torch.randn(6, 3, 20)), ValueError, r"noise must have shape \(6, 15, 20\)"),
-    (dict(noise=torch.randn(6, 15, 20).index_fill_(1, torch.tensor([4]), 0.0)), ValueError, "noise has an all-zero draw"),
+    (dict(noise=torch.randn(6, 15, 20).index_fill_(1, torch.tensor([4]), 0.0)), ValueError,
+     "noise has an all-zero draw"),
     (dict(generator=1234), TypeError, "generator must be a torch.Generator"),
     (dict(implementation="magic"), ValueError, "implementation must be one of"),
 ]

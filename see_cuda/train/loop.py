@@ -7,7 +7,6 @@ import torch
 from tqdm import tqdm
 
 from .distributed import gather, gather_with_grad, reduce_gradients
-from .loss import compute_loss
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -18,7 +17,8 @@ def autocast(amp: str, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[amp])
 
 
-def train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch: int, config, device, show_progress: bool) -> dict:
+def train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch: int, config, device,
+                    show_progress: bool) -> dict:
     model.train()
     loss_sum, expanded_sum, steps = 0.0, 0, 0
     progress = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_progress,
@@ -29,7 +29,8 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch: int, conf
             local_embeddings = model(images)
         # The loss runs outside autocast: the kernels take half embeddings with float32 proxies.
         embeddings, all_labels = gather_with_grad(local_embeddings), gather(labels)
-        loss, expanded = compute_loss(loss_fn, embeddings, all_labels, config.loss, config.implementation)
+        loss = loss_fn(embeddings, all_labels)
+        expanded = loss_fn.last_stats.num_expanded
         optimizer.zero_grad(set_to_none=True)
         (scaler.scale(loss) if scaler is not None else loss).backward()
         reduce_gradients(model.parameters(), loss_fn.parameters())

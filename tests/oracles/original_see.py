@@ -3,7 +3,7 @@
 An independent oracle for `see_cuda.reference` and the baseline that the
 throughput benchmark times: a Python loop over the expanded samples, one
 Gram-Schmidt vector at a time, and a Proxy-Anchor loss that forms its exps
-directly (SEE_METHOD.md §1, §3, §4). Only the selection and the noise come
+directly (docs/method.md §1, §3, §4). Only the selection and the noise come
 from see_cuda, so that the same generator seed gives the same synthetic points.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ def l2_norm(x: torch.Tensor) -> torch.Tensor:
 
 
 def mmd_coefficients(n: int) -> torch.Tensor:
-    """Bw, (n+1) x (n+1) float64: rows are unit vectors with pairwise inner product -1/n (§3.3)."""
+    """Bw, (n+1) x (n+1) float64: rows are unit vectors with pairwise inner product -1/n (docs/method.md §3.3)."""
     Bw = torch.zeros(n + 1, n + 1, dtype=torch.float64)
     Bw[:, 0] = -1.0 / n
     Bw[0, 0] = 1.0
@@ -74,12 +74,14 @@ def original_proxy_anchor(x: torch.Tensor, y: torch.Tensor, proxies: torch.Tenso
 
 
 def original_see_loss(
-    x, y, proxies, n_expansion=16, lam=0.2, ratio=0.4, alpha=32, margin=0.1, generator=None, noise=None
+    x, y, proxies, n_expansion=16, lam=0.2, ratio=0.4, alpha=32, margin=0.1, generator=None, noise=None,
+    draw_noise=expansion_noise,
 ):
     """PA(x) + lam · PA(synthetic) (§4), expanding the round(B·ratio) best-fitted samples.
 
     `noise` (k x (n-1) x D, for the selected samples in selection order) fixes
-    the frames; otherwise it is drawn from `generator` exactly as the reference draws it.
+    the frames; otherwise `draw_noise` draws it from `generator` (by default as
+    the reference does; the benchmark passes the compiled stream's draws).
     """
     dtype = torch.promote_types(x.dtype, proxies.dtype)
     x, proxies = x.to(dtype), proxies.to(dtype)
@@ -89,7 +91,7 @@ def original_see_loss(
     if k == 0:
         return loss
     if noise is None:
-        noise = expansion_noise(k, n, D, dtype, x.device, generator)
+        noise = draw_noise(k, n, D, dtype, x.device, generator)
     with torch.no_grad():  # the synthetic term trains only the proxies
         synthetic = original_expansion(x[selected], proxies[y[selected]], n, noise.to(dtype))
     synthetic_labels = y[selected].repeat_interleave(n)

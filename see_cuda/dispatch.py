@@ -1,0 +1,124 @@
+"""Which implementation runs a call, decided here and nowhere else.
+
+`implementation="auto"` runs the compiled kernels where this install has them
+for the tensors' device and the reference otherwise; "fused" insists on the
+kernels (a clear error without them); "reference" runs see_cuda.reference. For
+the SEE loss the choice is a set of primitives for the one composition
+(see_cuda.composition): the reference's, or the operators' below, which cast to
+the kernels' dtype, index by labels safely and draw the noise with the
+compiled stream. Where the whole loss has a kernel of its own (the CPU, with
+detached synthetic points) it runs in one call.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import noise, ops, reference, validation
+from ._extension import has_kernel
+from .composition import SEEPrimitives
+from .gather import rows_or_nan
+from .selection import num_selected_by_fraction
+from .stats import SEEStats
+
+WHOLE_LOSS_OP = "see_cuda::see_loss_fused"
+NOISE_OP = "see_cuda::philox_normal_"
+_NO_SEED = torch.zeros((), dtype=torch.int64)  # the one-call kernel's seed when the draws are given
+
+
+def use_fused(implementation: str, device: torch.device) -> bool:
+    """Whether the compiled kernels run for `implementation` on `device`; "fused" without them is an error."""
+    validation.check_implementation(implementation)
+    available = has_kernel(device.type)
+    if implementation == "fused" and not available:
+        raise RuntimeError(f"see_cuda was built without fused kernels for {device.type}; see see_cuda.backends()")
+    return implementation == "fused" or (implementation == "auto" and available)
+
+
+def kernel_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The kernels run in float32 or float64; half precision is widened to float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _kernel_input(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t.to(dtype).contiguous()
+
+
+# ---------------------------------------------------------------- the operators as SEE primitives
+def kernel_noise(k: int, n: int, dim: int, dtype: torch.dtype, device, generator=None) -> torch.Tensor:
+    """reference.expansion_noise's draws, by the compiled stream, in the draw dtype (float32 or float64).
+
+    The op computes see_cuda.noise's formula (float32 within 1 ulp, all but
+    ~4 in 10^7 elements bit-identical; float64 within a few ulp) about 20x
+    faster than the PyTorch statement.
+    """
+    seed = noise.draw_seed(generator, device)
+    shape, draw_dtype = (k, n - 1, dim), reference.draw_dtype(dtype)
+    if has_kernel(torch.device(device).type, NOISE_OP):
+        return ops.philox_normal(seed, shape, draw_dtype)
+    return noise.philox_normal(seed, shape, draw_dtype)
+
+
+def fused_expansion(z: torch.Tensor, w: torch.Tensor, n: int, draws: torch.Tensor) -> torch.Tensor:
+    """The expansion op in the kernels' dtype (w is a constant to it: see spherical_expansion)."""
+    kd = kernel_dtype(torch.promote_types(z.dtype, w.dtype))
+    return ops.spherical_expansion(_kernel_input(z, kd), _kernel_input(w, kd), _kernel_input(draws, kd))
+
+
+def fused_proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad=False):
+    """The Proxy-Anchor op, with or without synthetic rows, in the dtype of x and proxies."""
+    dtype = torch.promote_types(x.dtype, proxies.dtype)
+    kd = kernel_dtype(dtype)
+    if synthetic is None:
+        synthetic = x.new_empty(0, x.shape[1], dtype=kd)
+        synthetic_labels = y.new_empty(0, dtype=torch.int64)
+        lam = 0.0
+    loss = ops.proxy_anchor_fused(
+        _kernel_input(x, kd), _kernel_input(y, torch.int64), _kernel_input(proxies, kd),
+        _kernel_input(synthetic, kd), _kernel_input(synthetic_labels, torch.int64), alpha, margin, lam,
+        synthetic_grad,
+    )
+    return loss.to(dtype)
+
+
+FUSED_PRIMITIVES = SEEPrimitives(
+    class_proxies=rows_or_nan, positive_cosines=reference.row_cosines, draw_noise=kernel_noise,
+    expand=fused_expansion, proxy_anchor=fused_proxy_anchor,
+)
+
+
+def see_primitives(implementation: str, device: torch.device) -> SEEPrimitives:
+    """The primitives of the SEE loss for `implementation` on `device`."""
+    return FUSED_PRIMITIVES if use_fused(implementation, device) else reference.PRIMITIVES
+
+
+def expansion_primitives(implementation: str, device: torch.device, w_needs_grad: bool) -> SEEPrimitives:
+    """As see_primitives, but the expansion op treats w as a constant: a w that needs a gradient takes the reference."""
+    primitives = see_primitives(implementation, device)
+    if w_needs_grad and primitives is FUSED_PRIMITIVES:
+        if implementation == "fused":
+            raise ValueError("the fused expansion does not differentiate w.r.t. w; pass w.detach()")
+        return reference.PRIMITIVES
+    return primitives
+
+
+# ---------------------------------------------------------------- the whole loss in one call
+def runs_in_one_call(primitives: SEEPrimitives, device: torch.device, options) -> bool:
+    """Whether the one-call kernel computes this SEE loss (detached synthetic points, a kernel for the device)."""
+    return (primitives is FUSED_PRIMITIVES and options.expands and options.detach_synthetic
+            and has_kernel(device.type, WHOLE_LOSS_OP))
+
+
+def see_loss_in_one_call(x, y, proxies, options, generator=None, draws=None):
+    """(loss, SEEStats) by ops.see_loss_fused, which checks label range and finiteness itself."""
+    dtype = torch.promote_types(x.dtype, proxies.dtype)
+    kd = kernel_dtype(dtype)
+    n = options.n_expansion
+    num_selected = num_selected_by_fraction(x.shape[0], options.ratio) if options.mode == "fraction" else -1
+    seed = noise.draw_seed(generator, x.device) if draws is None else _NO_SEED
+    loss, k, mean_cosine = ops.see_loss_fused(
+        _kernel_input(x, kd), _kernel_input(y, torch.int64), _kernel_input(proxies, kd),
+        None if draws is None else _kernel_input(draws, kd), seed, n, num_selected, options.threshold,
+        options.lam, options.alpha, options.margin,
+    )
+    k = int(k)
+    return loss.to(dtype), SEEStats(num_expanded=k, num_synthetic=k * n, mean_positive_cosine=mean_cosine)
