@@ -11,7 +11,8 @@ namespace cuda {
 constexpr int kSlerpRowsPerBlock = 8;
 
 inline LaunchShape slerp_launch(int64_t rows) {
-  return LaunchShape{{static_cast<uint32_t>(ceil_div(rows, kSlerpRowsPerBlock)), 1, 1}, {kSlerpRowsPerBlock * 32, 1, 1}, 0};
+  return LaunchShape{
+      {static_cast<uint32_t>(ceil_div(rows, kSlerpRowsPerBlock)), 1, 1}, {kSlerpRowsPerBlock * 32, 1, 1}, 0};
 }
 
 }  // namespace cuda
