@@ -13,6 +13,7 @@
 
 #include <cstdio>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "cpu/expansion_kernels.h"
@@ -143,7 +144,9 @@ void test_case(const Case& c, const Sources& s, double kappa) {
   std::vector<T> points(k * n * D, std::numeric_limits<T>::quiet_NaN());
   run_kernel<T>(c, false, k, see::cuda::expansion_forward_kernel<T>, points.data(), z.data(), w.data(), noise.data());
   const double point_tol = 2.0 * (2.0 + 2.0 * std::sqrt(double(n))) * frame_error<T>(n, D, kappa);
-  check_close(see::testing::max_abs_diff(points, want_points), 0.0, tolerance<T>(point_tol, 1.0), c.name);
+  const std::string what = std::string(c.name) + ", " + see::testing::dtype_name<T>();
+  check_close(see::testing::max_abs_diff(points, want_points), 0.0, tolerance<T>(point_tol, 1.0),
+              (what + ": points").c_str());
 
   std::vector<T> grad_z(k * D, std::numeric_limits<T>::quiet_NaN());
   run_kernel<T>(c, true, k, see::cuda::expansion_backward_kernel<T>, grad_z.data(), grad.data(), z.data(), w.data(),
@@ -154,7 +157,8 @@ void test_case(const Case& c, const Sources& s, double kappa) {
     const double tol = 2.0 * double(n + 1) * kappa * frame_error<T>(n, D, kappa) * g / z_norm;
     std::vector<T> got(grad_z.begin() + src * D, grad_z.begin() + (src + 1) * D);
     std::vector<T> want(want_grad.begin() + src * D, want_grad.begin() + (src + 1) * D);
-    check_close(see::testing::max_abs_diff(got, want), 0.0, tolerance<T>(tol, g / z_norm), c.name);
+    check_close(see::testing::max_abs_diff(got, want), 0.0, tolerance<T>(tol, g / z_norm),
+                (what + ": gradient w.r.t. z").c_str());
   }
 }
 
@@ -185,7 +189,7 @@ int main() {
       false);
   // float32 at D = 2048: 40 KB forward, 80 KB backward.
   {
-    const Case c{"D = 2048, float32", 4, 2048, kHopperOptin, P::kShared, P::kSharedOptIn};
+    const Case c{"D = 2048", 4, 2048, kHopperOptin, P::kShared, P::kSharedOptIn};
     const Sources s = make_sources(1, c.n, c.D, rng);
     std::vector<double> points, grad;
     double kappa = 1.0;

@@ -12,6 +12,7 @@
 #include "cuda_emulation/emulation.h"
 
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "cpu/proxy_anchor_kernels.h"
@@ -232,7 +233,8 @@ PassResult<T> compare_passes(const std::vector<T>& S, const Problem& p, const ch
   double loss_tol = (gamma<double>(double(C)) + 2 * unit_roundoff<T>()) * std::fabs(double(cpu.loss));
   for (int part = 0; part < 2; ++part)
     if (classes[part] > 0) loss_tol += (part == 0 ? 1.0 : p.lam) * (double(C) / classes[part] + 1) * delta_term;
-  check_close(gpu.loss, cpu.loss, loss_tol, what);
+  const std::string name = std::string(what) + ", " + see::testing::dtype_name<T>();
+  check_close(gpu.loss, cpu.loss, loss_tol, name.c_str());
   const double g_rel = 2 * delta_term + 8 * u + 2 * unit_roundoff<T>();
   const double tiny = 4 * double(std::numeric_limits<T>::denorm_min());
   double worst = 0.0;  // the largest |diff| over its bound
@@ -240,7 +242,7 @@ PassResult<T> compare_passes(const std::vector<T>& S, const Problem& p, const ch
     const double diff = std::fabs(double(gpu.G[e]) - double(cpu.G[e]));
     worst = std::max(worst, std::isnan(diff) ? diff : diff / (g_rel * std::fabs(double(cpu.G[e])) + tiny));
   }
-  if (N * C > 0) check_close(worst, 0.0, 1.0, "dL/dS by the gradient kernel against loss_proxy_row (diff / bound)");
+  if (N * C > 0) check_close(worst, 0.0, 1.0, (name + ": dL/dS, diff / bound").c_str());
   return gpu;
 }
 

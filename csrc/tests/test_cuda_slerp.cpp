@@ -9,6 +9,7 @@
 #include "cuda_emulation/emulation.h"
 
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "cpu/slerp_kernels.h"
@@ -102,7 +103,7 @@ void test_slerp(const Rows& r) {
     double worst = 0.0;
     for (int64_t d = 0; d < D; ++d)
       worst = std::max(worst, std::fabs(double(out[i * D + d]) - double(want[i * D + d])));
-    check_close(worst, 0.0, tol, sizeof(T) == 4 ? "slerp forward, float32 row" : "slerp forward, float64 row");
+    check_close(worst, 0.0, tol, (std::string("slerp forward, ") + see::testing::dtype_name<T>()).c_str());
   }
 
   // Backward: the gradients w.r.t. a and b go through the norms |a|, |b| (up
@@ -125,8 +126,9 @@ void test_slerp(const Rows& r) {
       worst = std::max(worst, std::fabs(double(grad_a[i * D + d]) - double(want_a[d])));
       worst = std::max(worst, std::fabs(double(grad_b[i * D + d]) - double(want_b[d])));
     }
-    check_close(worst, 0.0, tol * scale, "slerp backward, grad_a and grad_b");
-    check_close(grad_t[i], want_t, tol * g_norm * (1.0 + row_angle(r, i)), "slerp backward, grad_t");
+    const std::string what = std::string("slerp backward, ") + see::testing::dtype_name<T>();
+    check_close(worst, 0.0, tol * scale, (what + ": grad_a and grad_b").c_str());
+    check_close(grad_t[i], want_t, tol * g_norm * (1.0 + row_angle(r, i)), (what + ": grad_t").c_str());
   }
 }
 
