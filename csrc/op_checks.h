@@ -59,4 +59,16 @@ inline void check_slerp_grad(const at::Tensor& grad, const at::Tensor& a) {
               "grad must be a contiguous R x D tensor like a");
 }
 
+inline void check_mmd_centers_args(const at::Tensor& out) {
+  TORCH_CHECK(out.dim() == 2 && out.scalar_type() == at::kDouble && out.is_contiguous(),
+              "out must be a contiguous 2-D float64 tensor");
+}
+
+inline void check_philox_normal_args(const at::Tensor& out, const at::Tensor& seed) {
+  TORCH_CHECK(out.is_contiguous() && (out.scalar_type() == at::kFloat || out.scalar_type() == at::kDouble),
+              "out must be a contiguous float32 or float64 tensor");
+  TORCH_CHECK(seed.dim() == 0 && seed.scalar_type() == at::kLong && seed.device() == out.device(),
+              "seed must be a 0-d int64 tensor on out's device");
+}
+
 }  // namespace see

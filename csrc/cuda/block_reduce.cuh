@@ -6,10 +6,10 @@
 // are 1-D with a size that is a multiple of the warp size.
 #pragma once
 
-#include <cuda_runtime.h>
-
 #include <cmath>
 #include <cstdint>
+
+#include "device_runtime.cuh"
 
 namespace see {
 namespace cuda {
@@ -106,8 +106,6 @@ __device__ __forceinline__ T warp_dot(const T* a, const T* b, int64_t D) {
   for (int64_t d = lane; d < D; d += kWarpSize) s += a[d] * b[d];
   return warp_sum(s);
 }
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace cuda
 }  // namespace see

@@ -1,14 +1,15 @@
 // Block-level device code of the SEE expansion: one thread block per source.
 //
-// The math and its order are those of cpu/expansion_kernels.h (read its
-// comments for the frame layout and the QR backward): the same normalisations,
-// classical Gram-Schmidt (here always two passes, where the CPU repeats a pass
-// only when one cancels: the same frame to rounding), the same triangular
-// solves. Thread j
-// owns the coordinates d = j, j + blockDim, ... of every D-vector, so the
-// elementwise steps need no barrier; a lone dot product is a block reduction
-// whose result all threads share, and batches of independent dots (a
-// Gram-Schmidt pass, the O(n^2) dots of the backward) go one per warp.
+// The math is that of cpu/expansion_kernels.h (read its comments for the
+// frame layout and the QR backward): the same normalisations, the same frame
+// and the same triangular solves, with sums taken in another order (strided
+// per thread, then across the warp and the block). Every draw gets two passes
+// of classical Gram-Schmidt, where the CPU takes a second (up to a fourth)
+// only when a pass cancels: the frames agree to rounding. Thread j owns the
+// coordinates d = j, j + blockDim, ... of every D-vector, so the elementwise
+// steps need no barrier; a lone dot product is a block reduction whose result
+// all threads share, and batches of independent dots (a Gram-Schmidt pass,
+// the O(n^2) dots of the backward) go one per warp.
 //
 // The simplex rows have a staircase structure (mmd_centers.h): the entry of
 // column j is `lower[j]` in every row below the diagonal and `diag[j]` on it.
@@ -74,7 +75,7 @@ __device__ SourceGeometry<T> build_frame(const T* z, const T* w, const T* noise,
   if (!geo.degenerate) {
     geo.rho = sqrt(r_sq);
     for (int64_t d = tid; d < D; d += stride) u[d] = u[d] / geo.rho;
-  } else {  // SEE_METHOD.md §3.6: any unit u ⊥ ŵ
+  } else {  // docs/method.md §3.6: any unit u ⊥ ŵ
     geo.rho = T(0);
     const int64_t axis = block_least_aligned_axis(w_unit, D);  // w_unit is published by the barriers above
     const T w_axis = w_unit[axis];
@@ -257,17 +258,10 @@ __device__ void source_backward(const SourceGeometry<T>& geo, const SourceScratc
   }
 }
 
-// Scratch handed to a kernel: per part, null for shared memory or a global buffer.
-template <typename T>
-struct ScratchPlacement {
-  T* large_global;
-  T* small_global;
-};
-
 template <typename T>
 __global__ void expansion_forward_kernel(const T* z, const T* w, const T* noise, ExpansionSizes sizes,
                                          ScratchPlacement<T> placement, T* out) {
-  extern __shared__ __align__(16) unsigned char shared_raw[];
+  SEE_DYNAMIC_SHARED(shared_raw);
   const int64_t src = blockIdx.x, n = sizes.n, D = sizes.D;
   const SourceScratch<T> scratch =
       carve_scratch(sizes, src, reinterpret_cast<T*>(shared_raw), placement.large_global, placement.small_global);
@@ -281,7 +275,7 @@ __global__ void expansion_forward_kernel(const T* z, const T* w, const T* noise,
 template <typename T>
 __global__ void expansion_backward_kernel(const T* grad, const T* z, const T* w, const T* noise,
                                           ExpansionSizes sizes, ScratchPlacement<T> placement, T* grad_z) {
-  extern __shared__ __align__(16) unsigned char shared_raw[];
+  SEE_DYNAMIC_SHARED(shared_raw);
   const int64_t src = blockIdx.x, n = sizes.n, D = sizes.D;
   const SourceScratch<T> scratch =
       carve_scratch(sizes, src, reinterpret_cast<T*>(shared_raw), placement.large_global, placement.small_global);

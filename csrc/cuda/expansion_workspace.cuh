@@ -1,4 +1,4 @@
-// Where one source's scratch of the SEE expansion kernels lives.
+// What one source's scratch of the SEE expansion kernels holds, and where.
 //
 // Each thread block expands one source and needs two kinds of scratch:
 //   large, O(n D): the frame ((n + 1) x D), and for the backward the sums
@@ -8,25 +8,16 @@
 //     M = -H^T V and the vectors of the two triangular solves.
 // Both live in shared memory when they fit the device's per-block budget;
 // otherwise the large part, and if need be the small part too, moves to a
-// global buffer with one slice per source (slower, equally correct).
+// global buffer with one slice per source (slower, equally correct);
+// expansion_launch.h decides which.
 #pragma once
 
 #include <cstdint>
 
+#include "expansion_launch.h"
+
 namespace see {
 namespace cuda {
-
-struct ExpansionSizes {
-  int64_t n, D;
-  bool backward;
-
-  __host__ __device__ int64_t m() const { return n - 1; }  // noise directions
-  __host__ __device__ int64_t large_elems() const { return (n + 1) * D + (backward ? n * D + D : 0); }
-  __host__ __device__ int64_t small_elems() const {
-    const int64_t gs = m() * (n + 1) + (n + 1), simplex = n + (n + 1);
-    return gs + simplex + (backward ? m() * (m() + 1) / 2 + 4 * m() : 0);
-  }
-};
 
 // Pointers into one source's scratch; see ExpansionSizes for the sizes.
 template <typename T>

@@ -7,10 +7,11 @@
 // entries of a row. Per chunk, the partial sums go to a buffer; the finishing
 // kernel adds the chunks in a fixed order, so results do not depend on timing.
 //
-// A label outside [0, C) matches no column: its row then counts as a negative
-// everywhere and has no positive term. The public API rejects such labels on
-// the CPU; on the GPU checking them would need a host synchronisation, and the
-// guard only has to keep memory safe.
+// Labels outside [0, C) are checked by the public functions (on the GPU with
+// one host synchronisation, which check_values=False skips). The kernels stay
+// memory-safe for any label: such a row matches no column. The exponentiation
+// pass then raises a per-call flag, and the finishing kernel makes the loss
+// and every gradient scale NaN: a wrong label never yields a finite answer.
 #pragma once
 
 #include <cstdint>
@@ -18,13 +19,10 @@
 #include "../fast_exp.h"
 #include "../proxy_anchor.h"
 #include "block_reduce.cuh"
+#include "proxy_anchor_launch.h"
 
 namespace see {
 namespace cuda {
-
-constexpr int kColumnTile = 32;
-constexpr int kRowLanes = 8;
-constexpr int kFinishThreads = 512;
 
 // The rows and labels of the two parts of the loss.
 struct RowParts {
@@ -87,6 +85,7 @@ struct ColumnPartials {
   T* pos_exp;         // [N]: exp of each row's positive entry (0 without one)
   T* neg_ref;         // [part][C], exact references only
   T* pos_ref;         // [part][C], exact references only
+  int* label_error;   // zeroed before the pass; set when a label lies outside [0, C)
 };
 
 // Replaces every entry of S by its shifted exponential (0 at a row's positive
@@ -133,7 +132,9 @@ __global__ void exponentiate_kernel(T* S, int64_t C, RowParts parts, T alpha, co
     for (int64_t i = range.first + ty; i < range.last; i += kRowLanes) {
       const int64_t row = parts.begin[p] + i;
       T* entry = S + row * C + c;
-      if (labels[i] == c) {
+      const int64_t y = labels[i];
+      if (c == 0 && (y < 0 || y >= C)) atomicOr(out.label_error, 1);  // column 0's threads see every row
+      if (y == c) {
         const T e = fast_exp(positive_exponent(*entry, pos_ref, alpha));
         pos_sum += e;
         ++pos_count;
@@ -173,6 +174,7 @@ struct FinishArgs {
   const int* pos_count;
   const T* neg_ref;  // null: the fixed references +1 / -1
   const T* pos_ref;
+  const int* label_error;  // nonzero: a label lies outside [0, C)
   double alpha, margin, lam;
   T* neg_scale;  // [part][C], see column_grad_scale
   T* pos_scale;  // [part][C]
@@ -180,12 +182,18 @@ struct FinishArgs {
 };
 
 // One block: per part, the number of classes with a positive, the per-column
-// terms and gradient scales (finish_columns on the CPU, in double), and the
-// loss  PA(real) + lam PA(synthetic)  written on the device.
+// terms and gradient scales (loss_proxy_row on the CPU, in double), and the
+// loss  PA(real) + lam PA(synthetic)  written on the device. After an
+// out-of-range label, NaN for the loss and every scale.
 template <typename T>
 __global__ void finish_columns_kernel(FinishArgs<T> args) {
   const int64_t C = args.C;
   const int chunks = args.chunks;
+  if (*args.label_error != 0) {  // every thread reads the same flag: the block leaves together
+    for (int64_t c = threadIdx.x; c < 2 * C; c += blockDim.x) args.neg_scale[c] = args.pos_scale[c] = T(NAN);
+    if (threadIdx.x == 0) *args.loss = T(NAN);
+    return;
+  }
   double loss = 0.0;
   for (int p = 0; p < 2; ++p) {
     auto at = [&](int ch, int64_t c) { return (static_cast<int64_t>(p) * chunks + ch) * C + c; };

@@ -1,16 +1,15 @@
-// Row normalisation x / sqrt(|x|^2 + eps) and its backward on the GPU: one warp per row.
+// Row normalisation x / sqrt(|x|^2 + eps) and its backward on the GPU: one
+// warp per row (row_norm_launch in proxy_anchor_launch.h).
 #pragma once
 
 #include <cstdint>
 
 #include "../see_common.h"
 #include "block_reduce.cuh"
+#include "proxy_anchor_launch.h"
 
 namespace see {
 namespace cuda {
-
-constexpr int kNormRowsPerBlock = 8;
-constexpr int kNormThreads = kNormRowsPerBlock * kWarpSize;
 
 // out[i] = in[i] / norms[i], norms[i] = sqrt(|in[i]|^2 + eps), for rows i < rows.
 template <typename T>
@@ -41,8 +40,6 @@ __global__ void normalize_rows_backward_kernel(const T* unit, const T* norms, co
   const T norm = norms[i];
   for (int64_t d = lane; d < D; d += kWarpSize) grad_in[i * D + d] = (g[d] - u[d] * dot) / norm;
 }
-
-inline int64_t row_norm_blocks(int64_t rows) { return ceil_div(rows, kNormRowsPerBlock); }
 
 }  // namespace cuda
 }  // namespace see

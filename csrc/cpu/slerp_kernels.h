@@ -1,0 +1,106 @@
+// Per-row CPU loops of batched slerp, forward and backward.
+//
+// Plain C++ on raw pointers (no ATen), so that the C++ tests can run them; the
+// ATen glue in slerp_cpu.cpp hands rows to threads. The weights are those of
+// slerp.h; the whole row is computed in the input's dtype.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "../expansion.h"
+#include "../normalize.h"
+#include "../slerp.h"
+
+namespace see {
+namespace cpu {
+
+// Unit rows of one (a, b) pair and the angle between them.
+template <typename T>
+struct SlerpRow {
+  std::vector<T> a_unit, b_unit, e;  // e: the fallback tangent at the antipode
+  T a_norm, b_norm, theta, e_raw_norm, chord_minus, chord_plus;
+  int64_t axis;
+  bool antipodal;
+
+  explicit SlerpRow(int64_t D) : a_unit(D), b_unit(D), e(D) {}
+
+  void load(const T* a, const T* b, int64_t D) {
+    a_norm = normalize_row(a, a_unit.data(), D);
+    b_norm = normalize_row(b, b_unit.data(), D);
+    T minus_sq = T(0), plus_sq = T(0);
+    for (int64_t d = 0; d < D; ++d) {
+      const T m = a_unit[d] - b_unit[d], p = a_unit[d] + b_unit[d];
+      minus_sq += m * m;
+      plus_sq += p * p;
+    }
+    antipodal = !(plus_sq > T(0));
+    chord_minus = std::sqrt(minus_sq);
+    chord_plus = std::sqrt(plus_sq);
+    theta = angle_from_chords(chord_minus, chord_plus);
+    if (antipodal) {  // the great circle through the best-conditioned axis
+      axis = least_aligned_axis(a_unit.data(), D);
+      for (int64_t d = 0; d < D; ++d) e[d] = -a_unit[axis] * a_unit[d];
+      e[axis] += T(1);
+      T sq = T(0);
+      for (int64_t d = 0; d < D; ++d) sq += e[d] * e[d];
+      e_raw_norm = std::sqrt(sq);
+      for (int64_t d = 0; d < D; ++d) e[d] = e[d] / e_raw_norm;
+    }
+  }
+};
+
+template <typename T>
+void slerp_row(const SlerpRow<T>& row, T t, int64_t D, T* out) {
+  const T tt = t * row.theta;
+  if (row.antipodal) {
+    for (int64_t d = 0; d < D; ++d) out[d] = std::cos(tt) * row.a_unit[d] + std::sin(tt) * row.e[d];
+    return;
+  }
+  const T ratio = t * sinc(tt) / sinc(row.theta);
+  const T cos_tt = std::cos(tt);
+  const bool near = row.chord_minus <= row.chord_plus;
+  const T half_sq = T(0.5) * (near ? row.chord_minus * row.chord_minus : row.chord_plus * row.chord_plus);
+  for (int64_t d = 0; d < D; ++d) {
+    const T a = row.a_unit[d], b = row.b_unit[d];
+    out[d] = cos_tt * a + ratio * slerp_tangent(a, b, half_sq, near);
+  }
+}
+
+// Gradients w.r.t. the unit rows and t; see slerp.h for the weights.
+template <typename T>
+T slerp_row_backward(const SlerpRow<T>& row, T t, const T* g, int64_t D, T* a_unit_bar, T* b_unit_bar) {
+  const T theta = row.theta, tt = t * theta, s = T(1) - t;
+  T P = T(0), Q = T(0);
+  for (int64_t d = 0; d < D; ++d) {
+    P += g[d] * row.a_unit[d];
+    Q += g[d] * row.b_unit[d];
+  }
+  if (row.antipodal) {  // out = cos(tθ) â + sin(tθ) e(â); θ = π carries no gradient
+    T Ge = T(0);
+    for (int64_t d = 0; d < D; ++d) Ge += g[d] * row.e[d];
+    T p_dot_a = T(0);  // p = (I - e e^T) g
+    for (int64_t d = 0; d < D; ++d) p_dot_a += (g[d] - Ge * row.e[d]) * row.a_unit[d];
+    const T a_axis = row.a_unit[row.axis];
+    for (int64_t d = 0; d < D; ++d) {
+      const T p = g[d] - Ge * row.e[d];
+      a_unit_bar[d] = std::cos(tt) * g[d] - std::sin(tt) * a_axis * p / row.e_raw_norm;
+      b_unit_bar[d] = T(0);
+    }
+    a_unit_bar[row.axis] -= std::sin(tt) * p_dot_a / row.e_raw_norm;
+    return theta * (-std::sin(tt) * P + std::cos(tt) * Ge);
+  }
+  const T st = sinc(theta);
+  const T c2 = t * sinc(tt) / st;
+  const T c1 = s * sinc(s * theta) / st;
+  const T k = slerp_angle_weight(s, theta) * P + slerp_angle_weight(t, theta) * Q;
+  for (int64_t d = 0; d < D; ++d) {
+    a_unit_bar[d] = c1 * g[d] - k * row.b_unit[d];
+    b_unit_bar[d] = c2 * g[d] - k * row.a_unit[d];
+  }
+  return (-std::cos(s * theta) * P + std::cos(tt) * Q) / st;
+}
+
+}  // namespace cpu
+}  // namespace see
