@@ -69,6 +69,7 @@ rm -f "$SUMMARY" "$BUILD_LOG" "$RUN_LOG" "$SANITIZER_LOG" "$OUT_DIR"/throughput_
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's see_cuda, built in place
+export PYTHONUNBUFFERED=1  # a stage cut at its limit still leaves its output in the log
 if [ -n "$HIDE" ]; then  # modules whose import raises ImportError, ahead of the installed ones
   for module in ${HIDE//,/ }; do
     mkdir -p "$WORK/hidden/$module"
@@ -91,6 +92,15 @@ record() {     # name status seconds budget note
   printf '[%4ss] %-16s %-8s %5ss  %s\n' "$(elapsed)" "$1" "$2" "$3" "$5"
 }
 section() { printf '\n===== %s =====\n' "$1" >> "$2"; }
+# A file brought back from a GPU session may hold 16 MiB: keep a long log's head and tail.
+trim_log() {
+  local size
+  size=$(stat -c %s "$1" 2> /dev/null || echo 0)
+  if [ "$size" -gt $(( 8 * 1024 * 1024 )) ]; then
+    { head -c $(( 1024 * 1024 )) "$1"; printf '\n[... %s bytes left out ...]\n' "$(( size - 7 * 1024 * 1024 ))"
+      tail -c $(( 6 * 1024 * 1024 )) "$1"; } > "$1.trimmed" && mv "$1.trimmed" "$1"
+  fi
+}
 
 # run_stage NAME BUDGET CAP MIN LOG CMD...: runs CMD with a time limit of
 # min(CAP, time left before DEADLINE_S), output appended to LOG. Sets RC
@@ -218,10 +228,16 @@ fi
 # must not stop the others: pytest goes on, and the modules it could not
 # collect are listed in a stage of their own, which then fails (their CUDA
 # tests, if any, did not run).
+# With pytest-xdist (there on the GPU machines) the tests run in TEST_WORKERS
+# processes sharing the GPU (default 4; 0 runs them in this one).
 if [ "$BUILD_OK" = 1 ]; then
   JUNIT=$WORK/cuda-tests.xml
+  WORKERS=()
+  if [ "${TEST_WORKERS:-4}" != 0 ] && "$PYTHON" -c "import xdist" 2> /dev/null; then
+    WORKERS=(-n "${TEST_WORKERS:-4}")
+  fi
   run_stage "cuda tests" 90 180 30 "$RUN_LOG" "$PYTHON" -m pytest -m cuda -q -rfEs -p no:cacheprovider \
-    --continue-on-collection-errors --durations=10 --junitxml="$JUNIT"
+    --continue-on-collection-errors --durations=10 --junitxml="$JUNIT" "${WORKERS[@]}"
   if [ "$RC" = 200 ]; then
     record_rc "cuda tests" 90 ""
   else
@@ -309,6 +325,7 @@ write_summary() {
   } > "$SUMMARY"
 }
 write_summary
+for log in "$BUILD_LOG" "$RUN_LOG" "$SANITIZER_LOG"; do trim_log "$log"; done
 OUTPUT_CHECK=$("$PYTHON" scripts/check_outputs.py "$OUT_DIR" 2>&1)
 if [ $? = 0 ]; then record "output rules" passed 0 1 "$(echo "$OUTPUT_CHECK" | tail -1)"
 else record "output rules" failed 0 1 "$(echo "$OUTPUT_CHECK" | grep -m3 'rule broken' | tr '\n' ' ')"
