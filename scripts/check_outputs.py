@@ -1,4 +1,4 @@
-"""Checks a results folder against what a GPU session can bring back, and lists its files.
+"""Checks a results folder against what a remote GPU run can return, and lists its files.
 
     python scripts/check_outputs.py OUT_DIR [--max-files 8] [--max-depth 2]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session in one command: build the extension in place, record the
+# A GPU check in one command: build the extension in place, record the
 # environment, run every kernel once (scripts/cuda_smoke.py), the CUDA tests,
 # the throughput benchmark in float32 and bfloat16, then compute-sanitizer's
 # memcheck and racecheck on the smoke run, and write a summary. Needs no
@@ -13,7 +13,7 @@
 #                                      # ... as if those could not be imported (as on a bare GPU machine)
 #
 # OUT_DIR: $OUT if set, else benchmarks/results/gpu-check-<date>. It receives
-# at most 8 files (what a GPU session can bring back): summary.txt, build.log,
+# at most 8 files (what a remote GPU run can return): summary.txt, build.log,
 # run.log (environment, smoke run, tests, benchmark tables), sanitizer.log, and
 # the benchmark's JSON and PNG per dtype. Each stage is timed and logged; a
 # failing stage is recorded and the next one runs (only a failed build stops
@@ -92,7 +92,7 @@ record() {     # name status seconds budget note
   printf '[%4ss] %-16s %-8s %5ss  %s\n' "$(elapsed)" "$1" "$2" "$3" "$5"
 }
 section() { printf '\n===== %s =====\n' "$1" >> "$2"; }
-# A file brought back from a GPU session may hold 16 MiB: keep a long log's head and tail.
+# A file returned from a remote GPU run may hold 16 MiB: keep a long log's head and tail.
 trim_log() {
   local size
   size=$(stat -c %s "$1" 2> /dev/null || echo 0)

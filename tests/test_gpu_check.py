@@ -1,4 +1,4 @@
-"""scripts/gpu_check.sh and its helpers: syntax, the output rules, the junit reading, the smoke run's coverage.
+"""scripts/gpu_check.sh and the scripts it uses: syntax, the output rules, the junit reading, the smoke run's coverage.
 
 The whole dry run takes a minute or more: it is marked slow and runs only when
 asked for (`pytest -m slow tests/test_gpu_check.py`).
