@@ -165,7 +165,7 @@ def run_all(shapes: list, args, num_timed: int) -> list:
 
 def mismatches(results: list) -> list:
     return [f"{r['name']}/{name}" for r in results for name, entry in r["implementations"].items()
-            if entry.get("check", {}).get("status") == "MISMATCH"]
+            if entry.get("check", {}).get("status", "").startswith(("MISMATCH", "ERROR"))]
 
 
 def main(argv=None) -> int:
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     report.write_plot(output, output_path(args, "png"))
     print(f"wrote {output_path(args, 'json')} and {output_path(args, 'png')}")
     if failed:
-        print(f"\n!!! LOSS MISMATCH against see_cuda.reference: {', '.join(failed)} !!!", file=sys.stderr)
+        print(f"\n!!! LOSS MISMATCH or ERROR against see_cuda.reference: {', '.join(failed)} !!!", file=sys.stderr)
         return 1
     return 0
 
