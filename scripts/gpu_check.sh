@@ -170,8 +170,12 @@ else
     run_stage build 120 330 60 "$BUILD_LOG" env SEE_CUDA_BUILD=cuda TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" \
       MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PYTHON" setup.py build_ext --inplace
   fi
-  record_rc build 120 "$(ls see_cuda/_C*.so 2> /dev/null | head -1)"
-  [ "$RC" = 0 ] || BUILD_OK=0
+  if [ "$RC" = 0 ]; then
+    record_rc build 120 "$(ls see_cuda/_C*.so 2> /dev/null | head -1)"
+  else  # the first compiler error, else the build's last words
+    record_rc build 120 "$( (grep -E -m1 'error[: ]' "$BUILD_LOG" || grep -v '^\[exit status' "$BUILD_LOG" | tail -1) | cut -c1-300)"
+    BUILD_OK=0
+  fi
 fi
 # The build must give this device's kernels; a CUDA run without them tests nothing.
 if [ "$BUILD_OK" = 1 ]; then
