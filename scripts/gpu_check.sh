@@ -17,7 +17,8 @@
 # run.log (environment, smoke run, tests, benchmark tables), sanitizer.log, and
 # the benchmark's JSON and PNG per dtype. Each stage is timed and logged; a
 # failing stage is recorded and the next one runs (only a failed build stops
-# the stages that need it); the exit status is 1 if any stage failed.
+# the stages that need it); the exit status is 1 if any stage failed. In a
+# copy of the tree without .git, GIT_COMMIT names the commit for the summary.
 #
 # Time budget on a 16-core machine with one H200 (about 7.5 minutes in all;
 # no stage starts, and every stage is cut, at DEADLINE_S, 470 s by default,
@@ -311,9 +312,15 @@ for tool in memcheck racecheck; do
 done
 
 # ---------------------------------------------------------------- summary and output rules
+# A copy of the tree without .git names its commit by GIT_COMMIT.
+if COMMIT=$(git rev-parse --short HEAD 2> /dev/null); then
+  git diff --quiet HEAD 2> /dev/null || COMMIT="$COMMIT + local changes"
+else
+  COMMIT=${GIT_COMMIT:-unknown (no git here: set GIT_COMMIT)}
+fi
 write_summary() {
   {
-    echo "see_cuda GPU check ($MODE), $(date -Iseconds), commit $(git rev-parse --short HEAD 2> /dev/null || echo unknown)$(git diff --quiet HEAD 2> /dev/null || echo ' + local changes')"
+    echo "see_cuda GPU check ($MODE), $(date -Iseconds), commit $COMMIT"
     grep -E "^(python|CUDA device|see_cuda.backends|pytorch_metric_learning|faiss|compute-sanitizer)" "$ENVIRONMENT" 2> /dev/null
     echo
     printf '%-16s %-8s %8s %8s  %s\n' stage status seconds budget note
