@@ -1,6 +1,8 @@
 """The implementations the benchmark times: a loss function each, plus the matmul floor."""
 from __future__ import annotations
 
+import functools
+
 import torch
 
 import see_cuda
@@ -8,9 +10,10 @@ from see_cuda import composition, dispatch, reference
 
 from oracles.original_see import original_see_loss
 from problems import Batch, Shape
+from published_see import published_see_loss
 
 FLOOR = "matmul floor"
-ALL = ("fused", "reference", "original", "pml", FLOOR)
+ALL = ("fused", "reference", "original", "published", "pml", FLOOR)
 # The original training script's loss settings.
 LAM, ALPHA, MARGIN = 0.2, 32.0, 0.1
 # Every SEE implementation draws its noise from a generator seeded with this, so
@@ -27,8 +30,27 @@ def fused_available(device: str) -> bool:
     return backends[device] and (device == "cpu" or backends["cuda_device"])
 
 
+@functools.lru_cache(maxsize=None)
+def pml_available() -> bool:
+    try:  # importing, not just finding it: an install that cannot be imported counts as missing
+        import pytorch_metric_learning.losses  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def left_out(device: str) -> dict:
+    """name -> why, for the implementations this machine cannot run."""
+    reasons = {}
+    if not fused_available(device):
+        reasons["fused"] = f"no kernels for {device} in this build (or no GPU)"
+    if not pml_available():
+        reasons["pml"] = "pytorch-metric-learning cannot be imported here"
+    return reasons
+
+
 def see_loss_functions(shape: Shape, batch: Batch, device: str) -> dict:
-    """name -> f() returning the 0-d loss of `batch`, with its graph; SEE ones and pml."""
+    """name -> f() returning the 0-d loss of `batch`, with its graph; SEE ones and pml (when installed)."""
     x, y, proxies = batch.embeddings, batch.labels, batch.proxies
     options = dict(n_expansion=shape.n_expansion, lam=LAM, ratio=shape.ratio, alpha=ALPHA, margin=MARGIN)
 
@@ -45,13 +67,16 @@ def see_loss_functions(shape: Shape, batch: Batch, device: str) -> dict:
                                                           generator=noise_source())[0]
     functions["original"] = lambda: original_see_loss(x, y, proxies, generator=noise_source(),
                                                       draw_noise=dispatch.kernel_noise, **options)
-    functions["pml"] = pml_loss_function(shape, batch)
+    functions["published"] = lambda: published_see_loss(x, y, proxies, generator=noise_source(),
+                                                        draw_noise=dispatch.kernel_noise, **options)
+    if pml_available():
+        functions["pml"] = pml_loss_function(shape, batch)
     return functions
 
 
 def pml_loss_function(shape: Shape, batch: Batch):
     """pytorch-metric-learning's Proxy-Anchor (no expansion) holding the batch's proxies."""
-    from pytorch_metric_learning.losses import ProxyAnchorLoss  # slow import, only when used
+    from pytorch_metric_learning.losses import ProxyAnchorLoss  # slow import, only when used and present
 
     loss_fn = ProxyAnchorLoss(shape.classes, shape.dim, margin=MARGIN, alpha=ALPHA)
     loss_fn.proxies = batch.proxies

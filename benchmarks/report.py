@@ -61,8 +61,8 @@ def format_header(machine: dict, settings: dict) -> str:
         f"see_cuda throughput on {device} {settings['dtype']}: {where}; load average "
         f"{machine['load_average_1m_at_start']}; see_cuda.backends() {machine['see_cuda_backends']}",
     ]
-    if "fused" not in settings["implementations"]:
-        lines.append(f"  fused: no kernels for {device} in this build (or no GPU), not timed")
+    for name, why in settings.get("left_out", {}).items():
+        lines.append(f"  {name}: not timed, its column is left out ({why})")
     lines += [
         f"  forward+backward, median of {settings['repeats']} interleaved repeats after {settings['warmup']} warm-up",
         f"  labels: {settings['label_pattern']}",

@@ -27,7 +27,8 @@ def test_quick_run_writes_json_and_plot(tmp_path):
     (shape_result,) = report["results"]
     assert set(shape_result["shape"]) >= {"batch", "dim", "classes", "n_expansion", "ratio", "num_expanded"}
     timed = shape_result["implementations"]
-    assert {"reference", "original", "pml", "matmul floor"} <= set(timed)
+    assert {"reference", "original", "published", "matmul floor"} <= set(timed)
+    assert ("pml" in timed) == ("pml" not in report["settings"]["left_out"])
     if report["machine"]["see_cuda_backends"]["cpu"]:
         assert "fused" in timed
     for name, entry in timed.items():
