@@ -1,6 +1,8 @@
-"""`python -m see_cuda.train`: a smoke run, exact resume, and clear errors for missing backbones."""
+"""`python -m see_cuda.train` and its comparisons: a smoke run, exact resume, resumes and
+comparisons that refuse runs made with other flags, the grid, and clear errors for missing backbones."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -8,9 +10,10 @@ import pytest
 import torch
 
 from see_cuda.data.glyphs import INSTALL_HINT, installed_faces
-from see_cuda.train import TrainConfig, train
+from see_cuda.train import TrainConfig, checkpoint, train
 from see_cuda.train.cli import parse_config
-from see_cuda.train.model import BackboneUnavailableError, build_model
+from see_cuda.train.model import BackboneUnavailableError, SmallCNN, build_model
+from see_cuda.train.run_record import ConfigMismatchError
 
 needs_fonts = pytest.mark.skipif(not installed_faces(), reason=f"Noto CJK fonts are not installed ({INSTALL_HINT})")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,7 +60,7 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, loss):
     for name in ("model", "loss"):
         for key, tensor in expected[name].items():
             assert torch.equal(tensor, got[name][key]), f"{name}.{key} differs after resume"
-    timeless = lambda rows: [{k: v for k, v in row.items() if k != "train_seconds"} for row in rows]
+    timeless = lambda rows: [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in rows]
     assert timeless(got["history"]) == timeless(expected["history"])
     if loss == "see":
         assert got["history"][1]["expanded_per_batch"] > 0
@@ -102,3 +105,103 @@ def test_comparison_writes_table_json_and_plot(tmp_path):
     assert summary["seeds"] == [0, 1] and len(r1["see_minus_pa"]["differences"]) == 2
     assert r1["see_minus_pa"]["low"] <= r1["see_minus_pa"]["mean"] <= r1["see_minus_pa"]["high"]
     assert "SEE − PA" in (out / "summary.md").read_text() and (out / "recall_at_1.png").stat().st_size > 0
+
+    # The same command again reuses the finished runs; other training flags are refused,
+    # naming the run and the flag, before anything is trained.
+    finished = (out / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns
+    compare.main(["--regime", "scratch", "--seeds", "2", "--out", str(out), "--epochs", "1"] + TINY[:-1]
+                 + ["--cnn-stem-stride", "2"])
+    assert (out / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns == finished
+    with pytest.raises(ConfigMismatchError, match=r"pa-seed0.*--lr: 0.001 -> 0.5"):
+        compare.main(["--regime", "scratch", "--seeds", "2", "--out", str(out), "--epochs", "1"] + TINY[:-1]
+                     + ["--cnn-stem-stride", "2", "--lr", "0.5"])
+    assert (out / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns == finished
+    assert json.loads((out / "summary.json").read_text())["config"]["lr"] == 0.001
+
+
+@needs_fonts
+def test_resume_with_other_training_flags_is_refused_and_run_only_flags_are_not(tmp_path):
+    train(tiny_config(tmp_path / "run", epochs=2, stop_after=1))
+    with pytest.raises(ConfigMismatchError, match=r"--loss: 'see' -> 'pa'.*--lr: 0.001 -> 0.5"):
+        train(tiny_config(tmp_path / "run", epochs=2, resume=True, lr=0.5, loss="pa"))
+    with pytest.raises(ConfigMismatchError, match="--epochs: 2 -> 3"):
+        train(tiny_config(tmp_path / "run", epochs=3, resume=True))
+    # Where it writes, when it stops and how it evaluates in batches change nothing trained.
+    history = train(tiny_config(tmp_path / "run", epochs=2, resume=True, eval_batch_size=7, stop_after=None))
+    assert [row["epoch"] for row in history] == [1, 2]
+    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
+    assert recorded["lr"] == 0.001 and recorded["loss"] == "see" and recorded["epochs"] == 2
+
+
+@needs_fonts
+def test_backbone_weights_count_by_content_not_path(tmp_path):
+    torch.manual_seed(0)
+    torch.save({"backbone": SmallCNN(1, 8).state_dict()}, tmp_path / "a.pt")
+    shutil.copy(tmp_path / "a.pt", tmp_path / "moved.pt")
+    torch.save({"backbone": SmallCNN(1, 8).state_dict()}, tmp_path / "other.pt")
+    train(tiny_config(tmp_path / "run", epochs=2, stop_after=1, backbone_weights=str(tmp_path / "a.pt")))
+    moved = tiny_config(tmp_path / "run", epochs=2, resume=True, backbone_weights=str(tmp_path / "moved.pt"))
+    assert checkpoint.check_resumable(str(tmp_path / "run"), moved)[0] == 1
+    other = tiny_config(tmp_path / "run", epochs=2, resume=True, backbone_weights=str(tmp_path / "other.pt"))
+    with pytest.raises(ConfigMismatchError, match=r"--backbone-weights \(file content\)"):
+        checkpoint.check_resumable(str(tmp_path / "run"), other)
+
+
+@needs_fonts
+def test_checkpoint_without_a_config_record_is_not_continued(tmp_path):
+    train(tiny_config(tmp_path / "run", epochs=2, stop_after=1))
+    state = checkpoint.read(str(tmp_path / "run"))
+    del state["config"]
+    torch.save(state, tmp_path / "run" / checkpoint.FILENAME)
+    with pytest.raises(ConfigMismatchError, match="no record"):
+        train(tiny_config(tmp_path / "run", epochs=2, resume=True))
+
+
+@needs_fonts
+def test_class_pool_gives_every_class_count_the_same_test_characters():
+    from see_cuda.train.data import build_datasets
+
+    small, _, _ = build_datasets(tiny_config("unused", glyphs_class_pool=40, glyphs_train_classes=20))
+    whole, test, _ = build_datasets(tiny_config("unused", glyphs_class_pool=40, glyphs_train_classes=40))
+    _, small_test, _ = build_datasets(tiny_config("unused", glyphs_class_pool=40, glyphs_train_classes=20))
+    assert small_test.queries.characters == test.queries.characters
+    assert set(small.characters) < set(whole.characters) and len(small.characters) == 20
+    assert sorted(set(small.labels)) == list(range(20)) and len(small) == 20 * 4
+    images, labels = small.batch(torch.arange(len(small)))
+    plain, _ = small.glyphs.batch(small.indices)  # the same images, unaugmented here and there
+    assert labels.tolist() == small.labels and images.shape == plain.shape
+    with pytest.raises(ValueError, match="exceeds"):
+        tiny_config("unused", glyphs_class_pool=10, glyphs_train_classes=20).check()
+
+
+@needs_fonts
+def test_grid_pretrains_once_writes_every_cell_and_resumes(tmp_path):
+    from see_cuda.train import compare
+
+    out = tmp_path / "grid"
+    flags = ["--regime", "pretrained", "--out", str(out), "--pretrain-characters", "60", "--pretrain-epochs", "1",
+             "--epochs", "2", "--glyphs-test-classes", "30", "--glyphs-image-size", "32", "--batch-size", "40",
+             "--cnn-width", "8", "--n-expansion", "8", "--threads", "1"]
+    compare.main(flags + ["--dims", "16", "24", "--train-classes", "20", "40", "--seeds", "1"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(c["embedding_size"], c["train_classes"]) for c in summary["cells"]] == [(16, 20), (24, 20), (16, 40),
+                                                                                    (24, 40)]
+    assert all(c["seeds"] == [0] and c["epochs"] == 2 for c in summary["cells"])
+    assert summary["config"]["glyphs_class_pool"] == 40
+    pretraining = summary["pretraining"]
+    assert pretraining["settings"]["image_size"] == 32 and 0 < pretraining["characters"] <= 60
+    run = json.loads((out / "cells" / "d16-c20" / "runs" / "see-seed0" / "metrics.json").read_text())["config"]
+    assert run["glyphs_train_classes"] == 20 and run["embedding_size"] == 16
+    assert run["backbone_weights_sha256"] is not None
+    for name in ("summary.md", "see_minus_pa_recall_at_1.png", "recall_at_1_curves.png"):
+        assert (out / name).stat().st_size > 0
+    assert "| 24 | 40 | 1 |" in (out / "summary.md").read_text()
+
+    # A second seed for two of the cells: the first seed's runs are read back, not retrained.
+    kept = (out / "cells" / "d16-c40" / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns
+    compare.main(flags + ["--dims", "16", "--train-classes", "20", "40", "--seeds", "2"])
+    assert (out / "cells" / "d16-c40" / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns == kept
+    cells = json.loads((out / "summary.json").read_text())["cells"]
+    assert [(c["cell"], c["seeds"]) for c in cells] == [("d16-c20", [0, 1]), ("d16-c40", [0, 1])]
+    with pytest.raises(ConfigMismatchError, match="pretrained with other settings"):
+        compare.main(flags + ["--dims", "16", "--train-classes", "20", "40", "--pretrain-epochs", "2"])
