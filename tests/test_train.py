@@ -181,27 +181,46 @@ def test_grid_pretrains_once_writes_every_cell_and_resumes(tmp_path):
     out = tmp_path / "grid"
     flags = ["--regime", "pretrained", "--out", str(out), "--pretrain-characters", "60", "--pretrain-epochs", "1",
              "--epochs", "2", "--glyphs-test-classes", "30", "--glyphs-image-size", "32", "--batch-size", "40",
-             "--cnn-width", "8", "--n-expansion", "8", "--threads", "1"]
-    compare.main(flags + ["--dims", "16", "24", "--train-classes", "20", "40", "--seeds", "1"])
+             "--cnn-width", "8", "--cnn-stem-stride", "2", "--n-expansion", "8", "--threads", "1"]
+    compare.main(flags + ["--dims", "16", "--train-classes", "20", "40", "--seeds", "1"])
     summary = json.loads((out / "summary.json").read_text())
-    assert [(c["embedding_size"], c["train_classes"]) for c in summary["cells"]] == [(16, 20), (24, 20), (16, 40),
-                                                                                    (24, 40)]
-    assert all(c["seeds"] == [0] and c["epochs"] == 2 for c in summary["cells"])
+    assert [(c["embedding_size"], c["train_classes"], c["seeds"], c["epochs"]) for c in summary["cells"]] == [
+        (16, 20, [0], 2), (16, 40, [0], 2)]
     assert summary["config"]["glyphs_class_pool"] == 40
     pretraining = summary["pretraining"]
     assert pretraining["settings"]["image_size"] == 32 and 0 < pretraining["characters"] <= 60
     run = json.loads((out / "cells" / "d16-c20" / "runs" / "see-seed0" / "metrics.json").read_text())["config"]
     assert run["glyphs_train_classes"] == 20 and run["embedding_size"] == 16
     assert run["backbone_weights_sha256"] is not None
-    for name in ("summary.md", "see_minus_pa_recall_at_1.png", "recall_at_1_curves.png"):
+    for name in ("summary.md", "see_minus_pa_recall_at_1.png", "recall_at_1_curves.png", "compare.log"):
         assert (out / name).stat().st_size > 0
-    assert "| 24 | 40 | 1 |" in (out / "summary.md").read_text()
+    assert "| 16 | 40 | 1 |" in (out / "summary.md").read_text()
 
-    # A second seed for two of the cells: the first seed's runs are read back, not retrained.
+    # A second seed for one cell: the first seed's runs are read back, not retrained.
     kept = (out / "cells" / "d16-c40" / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns
-    compare.main(flags + ["--dims", "16", "--train-classes", "20", "40", "--seeds", "2"])
+    compare.main(flags + ["--dims", "16", "--train-classes", "40", "--seeds", "2"])
     assert (out / "cells" / "d16-c40" / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns == kept
     cells = json.loads((out / "summary.json").read_text())["cells"]
-    assert [(c["cell"], c["seeds"]) for c in cells] == [("d16-c20", [0, 1]), ("d16-c40", [0, 1])]
+    assert [(c["cell"], c["seeds"]) for c in cells] == [("d16-c40", [0, 1])]
     with pytest.raises(ConfigMismatchError, match="pretrained with other settings"):
-        compare.main(flags + ["--dims", "16", "--train-classes", "20", "40", "--pretrain-epochs", "2"])
+        compare.main(flags + ["--dims", "16", "--train-classes", "40", "--pretrain-epochs", "2"])
+
+
+def test_grid_passes_data_set_and_backbone_flags_to_every_run(tmp_path):
+    from data_fixtures import make_cub
+
+    from see_cuda.train import compare
+
+    make_cub(tmp_path / "cub", num_classes=200, per_class=2)
+    out = tmp_path / "grid"
+    flags = ["--regime", "dims-classes", "--out", str(out), "--seeds", "1", "--dims", "16", "24", "--dataset", "cub",
+             "--data-root", str(tmp_path / "cub"), "--image-size", "32", "--epochs", "1", "--batch-size", "40",
+             "--cnn-width", "4", "--n-expansion", "8"]
+    with pytest.raises(ValueError, match="--train-classes is a Glyphs axis"):
+        compare.main(flags + ["--train-classes", "50"])
+    compare.main(flags)
+    cells = json.loads((out / "summary.json").read_text())["cells"]
+    assert [(c["cell"], c["train_classes"], c["epochs"]) for c in cells] == [("d16", None, 1), ("d24", None, 1)]
+    run = json.loads((out / "cells" / "d24" / "runs" / "see-seed0" / "metrics.json").read_text())["config"]
+    assert run["dataset"] == "cub" and run["data_root"] == str(tmp_path / "cub") and run["embedding_size"] == 24
+    assert run["backbone_weights"] is None and not (out / "pretrain").exists()  # Glyphs pretraining only

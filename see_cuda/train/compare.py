@@ -42,6 +42,15 @@ from .run import train
 from .run_record import ConfigMismatchError
 
 LOSSES = ("pa", "see")
+LOG = "compare.log"
+
+
+def log(out_dir: str, line: str) -> None:
+    """Prints a progress line and appends it to <out>/compare.log (a grid runs for hours)."""
+    print(line, flush=True)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, LOG), "a") as handle:
+        handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 
 @dataclasses.dataclass
@@ -50,14 +59,16 @@ class Cell:
     directory: str
     embedding_size: int
     train_classes: int | None  # None: the data set's (or the flags') class count
+    epochs: int | None = None  # None: the flags' --epochs
 
 
 def parse(argv=None):
     parser = argparse.ArgumentParser(prog="python -m see_cuda.train.compare", description=__doc__.split("\n")[0])
     parser.add_argument("--regime", choices=tuple(REGIMES), default="scratch")
-    parser.add_argument("--seeds", type=int, default=3, help="paired seeds 0..N-1 (from --first-seed)")
+    parser.add_argument("--seeds", type=int, default=None, help="paired seeds 0..N-1 (from --first-seed); "
+                        "default: the regime's")
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="default results/glyphs/<regime>")
+    parser.add_argument("--out", default=None, help="default results/<dataset>/<regime>")
     parser.add_argument("--dims", type=int, nargs="+", default=None, help="grid over embedding sizes")
     parser.add_argument("--train-classes", type=int, nargs="+", default=None,
                         help="Glyphs: grid over training class counts (all drawn from one pool of the largest, "
@@ -65,12 +76,14 @@ def parse(argv=None):
     parser.add_argument("--pretrain-epochs", type=int, default=None, help="default: the regime's")
     parser.add_argument("--pretrain-characters", type=int, default=None,
                         help="characters drawn for pretraining before the retrieval ones are removed; default: the regime's")
-    options, train_flags = parser.parse_known_args(argv)
-    options.out = options.out or os.path.join("results", "glyphs", options.regime)
-    return options, train_flags
+    return parser.parse_known_args(argv)
 
 
-def build_cells(options, regime, base) -> list[Cell]:
+def gives_epochs(train_flags) -> bool:
+    return any(flag == "--epochs" or flag.startswith("--epochs=") for flag in train_flags)
+
+
+def build_cells(options, regime, base, train_flags=()) -> list[Cell]:
     dims = tuple(options.dims or regime.dims)
     classes = tuple(options.train_classes or regime.train_classes)
     if classes and base.dataset != "glyphs":
@@ -83,7 +96,8 @@ def build_cells(options, regime, base) -> list[Cell]:
     for count in classes or (None,):
         for dim in dims or (base.embedding_size,):
             name = f"d{dim}" + (f"-c{count}" if count else "")
-            cells.append(Cell(name, os.path.join(options.out, "cells", name), dim, count))
+            epochs = None if gives_epochs(train_flags) else regime.epochs_for(count)
+            cells.append(Cell(name, os.path.join(options.out, "cells", name), dim, count, epochs))
     return cells
 
 
@@ -100,6 +114,8 @@ def run_config(base, cell: Cell, seed: int, loss: str):
     config.seed, config.loss, config.embedding_size = seed, loss, cell.embedding_size
     if cell.train_classes:
         config.glyphs_train_classes = cell.train_classes
+    if cell.epochs:
+        config.epochs = cell.epochs
     config.out_dir = os.path.join(cell.directory, "runs", f"{loss}-seed{seed}")
     return config
 
@@ -130,8 +146,8 @@ def prepare_backbone(options, regime, base) -> tuple[list[str], dict]:
                 "use another --out, or the recorded flags")
     else:
         summary = pretrain_backbone(weights, settings, protocol, progress=False)
-        print(f"pretrained on {summary['characters']} disjoint characters in {summary['wall_seconds']:.0f} s",
-              flush=True)
+        log(options.out, f"pretrained on {summary['characters']} disjoint characters in "
+                         f"{summary['wall_seconds']:.0f} s")
     base.backbone_weights = weights
     pretraining = json.load(open(summary_path))
     note = (f"Backbone pretrained once by cross-entropy on {pretraining['characters']} CJK ideographs absent from "
@@ -166,11 +182,13 @@ def accumulated_wall_seconds(out_dir: str, elapsed: float) -> float:
     return total
 
 
-def budget_note(base, wall: float) -> str:
+def budget_note(base, cells, wall: float) -> str:
     data = f"{base.dataset}" + (f" at {glyphs_protocol(base).image_size} px" if base.dataset == "glyphs" else "")
+    by_classes = sorted({(cell.train_classes, cell.epochs) for cell in cells if cell.epochs})
+    epochs = (", ".join(f"{e} epochs at {c} classes" for c, e in by_classes) if by_classes else f"{base.epochs} epochs")
     network = (f"small CNN width {base.cnn_width}, stem stride {base.cnn_stem_stride}" if base.backbone == "small_cnn"
                else base.backbone)
-    return (f"Budget per run: {base.epochs} epochs of {data}, each a pass's worth of class-balanced batches of "
+    return (f"Budget per run: {epochs} of {data}, each a pass's worth of class-balanced batches of "
             f"{base.batch_size} images ({base.m_per_class} per class); {network}, lr {base.lr}, "
             f"proxy lr {base.proxy_lr}; PA α={base.alpha}, δ={base.margin}; SEE n={base.n_expansion}, "
             f"λ={base.lam}, ρ {base.rho_min}→{base.rho_max}. Wall time of the whole comparison so far: "
@@ -181,10 +199,11 @@ def main(argv=None) -> None:
     options, train_flags = parse(argv)
     regime = REGIMES[options.regime]
     base = base_config(regime, train_flags, tuple(options.train_classes or regime.train_classes))
-    cells = build_cells(options, regime, base)
+    options.out = options.out or os.path.join("results", base.dataset, options.regime)
+    cells = build_cells(options, regime, base, train_flags)
     if base.threads:
         torch.set_num_threads(base.threads)  # the pretraining too, not only the runs
-    seeds = range(options.first_seed, options.first_seed + options.seeds)
+    seeds = range(options.first_seed, options.first_seed + (options.seeds or regime.seeds))
     began = time.perf_counter()
     notes, extra = prepare_backbone(options, regime, base)
     plan = [run_config(base, cell, seed, loss) for seed in seeds for cell in cells for loss in LOSSES]
@@ -194,7 +213,7 @@ def main(argv=None) -> None:
                   "glyphs_protocol": repr(glyphs_protocol(base)) if base.dataset == "glyphs" else None})
 
     def report(wall):
-        all_notes = notes + [budget_note(base, wall)]
+        all_notes = notes + [budget_note(base, cells, wall)]
         results = []
         for cell in cells:
             runs = histories[cell.name]
@@ -202,7 +221,7 @@ def main(argv=None) -> None:
                 title = regime.title + (f" ({cell.name})" if cell.name else "")
                 summary = write_report(cell.directory, runs, title, all_notes, {**extra, "wall_seconds": wall})
                 results.append({"cell": cell, "summary": summary, "histories": runs})
-        if regime.is_grid or len(cells) > 1:
+        if cells[0].name:  # a grid, even of one cell
             write_grid_report(options.out, results, regime.title, all_notes, {**extra, "wall_seconds": wall})
         return results
 
@@ -214,17 +233,17 @@ def main(argv=None) -> None:
         if epochs_done < config.epochs:
             run_began = time.perf_counter()
             history = train(config)
-            print(f"{cell.name or 'run'} {config.loss} seed {config.seed}: R@1 {100 * history[-1]['recall@1']:.2f} "
-                  f"({time.perf_counter() - run_began:.0f} s)", flush=True)
+            log(options.out, f"{cell.name or 'run'} {config.loss} seed {config.seed}: R@1 "
+                             f"{100 * history[-1]['recall@1']:.2f} ({time.perf_counter() - run_began:.0f} s)")
         histories[cell.name][config.loss][config.seed] = history
         if config.loss == LOSSES[-1]:
             report(accumulated_wall_seconds(options.out, time.perf_counter() - began))
             began = time.perf_counter()
     for result in report(accumulated_wall_seconds(options.out, time.perf_counter() - began)):
         r1 = result["summary"]["metrics"]["recall@1"]
-        print(f"{result['cell'].name or 'R@1'}: PA {r1['pa']['mean']:.2f} SEE {r1['see']['mean']:.2f} "
-              f"SEE-PA {r1['see_minus_pa']['mean']:+.2f} [{r1['see_minus_pa']['low']:+.2f}, "
-              f"{r1['see_minus_pa']['high']:+.2f}]", flush=True)
+        log(options.out, f"{result['cell'].name or 'R@1'}: PA {r1['pa']['mean']:.2f} SEE {r1['see']['mean']:.2f} "
+                         f"SEE-PA {r1['see_minus_pa']['mean']:+.2f} [{r1['see_minus_pa']['low']:+.2f}, "
+                         f"{r1['see_minus_pa']['high']:+.2f}]")
 
 
 if __name__ == "__main__":

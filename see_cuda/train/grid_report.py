@@ -22,12 +22,20 @@ def late_gain(runs: dict) -> float:
     return sum(gains) / len(gains) if gains else float("nan")
 
 
+def seconds_per_run(runs: dict) -> float:
+    """Mean training + evaluation seconds of the runs (what the loop measured, not start-up)."""
+    totals = [sum(row.get("train_seconds", 0.0) + row.get("eval_seconds", 0.0) for row in rows) for rows in runs.values()]
+    return sum(totals) / len(totals) if totals else float("nan")
+
+
 def cell_row(result: dict) -> dict:
     cell, summary = result["cell"], result["summary"]
     return {"cell": cell.name, "embedding_size": cell.embedding_size, "train_classes": cell.train_classes,
             "seeds": summary["seeds"], "epochs": len(next(iter(result["histories"]["pa"].values()))),
             "pa_late_gain_r1": late_gain(result["histories"]["pa"]),
             "see_late_gain_r1": late_gain(result["histories"]["see"]),
+            "pa_seconds_per_run": seconds_per_run(result["histories"]["pa"]),
+            "see_seconds_per_run": seconds_per_run(result["histories"]["see"]),
             "metrics": summary["metrics"]}
 
 
@@ -55,7 +63,11 @@ def markdown(rows: list[dict], title: str, notes: list[str]) -> str:
                 line += f" {row['pa_late_gain_r1']:+.2f} | {row['see_late_gain_r1']:+.2f} |"
             lines.append(line)
         lines.append("")
-    return "\n".join(lines)
+    lines += ["## Time", "", "Seconds per run, training and evaluation (mean over seeds).", "",
+              "| embedding | classes | PA s | PA + SEE s |", "| --- | --- | --- | --- |"]
+    lines += [f"| {row['embedding_size']} | {row['train_classes'] or '—'} | {row['pa_seconds_per_run']:.0f} | "
+              f"{row['see_seconds_per_run']:.0f} |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _pyplot():
