@@ -48,9 +48,10 @@ def final_state(out_dir):
 @needs_fonts
 @pytest.mark.parametrize("loss", ["see", "pa"])
 def test_resume_gives_the_uninterrupted_result(tmp_path, loss):
-    whole = tiny_config(tmp_path / "whole", epochs=2, loss=loss)
+    # The cosine schedule too: its rates are a function of the epoch, so a resume has them.
+    whole = tiny_config(tmp_path / "whole", epochs=2, loss=loss, lr_schedule="cosine")
     train(whole)
-    split = tiny_config(tmp_path / "split", epochs=2, loss=loss, stop_after=1)
+    split = tiny_config(tmp_path / "split", epochs=2, loss=loss, stop_after=1, lr_schedule="cosine")
     assert len(train(split)) == 1
     split.stop_after, split.resume = None, True
     history = train(split)
@@ -64,6 +65,21 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, loss):
     assert timeless(got["history"]) == timeless(expected["history"])
     if loss == "see":
         assert got["history"][1]["expanded_per_batch"] > 0
+
+
+def test_cosine_schedule_sets_both_rates_from_the_epoch():
+    from see_cuda.train.optim import build_optimizer, schedule_factor, set_epoch_learning_rates
+
+    factors = [schedule_factor("cosine", epoch, 10) for epoch in range(10)]
+    assert all(a > b for a, b in zip(factors, factors[1:])) and factors[0] > 0.97 and factors[-1] < 0.03
+    assert abs(factors[4] + factors[5] - 1) < 1e-12  # symmetric about the middle
+    assert schedule_factor("constant", 7, 10) == 1.0
+    config = TrainConfig(lr=1e-3, proxy_lr=5e-2, epochs=10, lr_schedule="cosine")
+    optimizer = build_optimizer(torch.nn.Linear(2, 2), torch.nn.Parameter(torch.zeros(3, 2)), 1e-3, 5e-2, 0.0)
+    set_epoch_learning_rates(optimizer, config, 9)
+    assert [group["lr"] for group in optimizer.param_groups] == [1e-3 * factors[9], 5e-2 * factors[9]]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step").check()
 
 
 def test_missing_backbone_libraries_and_weights_are_named():

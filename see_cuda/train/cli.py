@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from .config import AMP_DTYPES, BACKBONES, DATASETS, LOSSES, TrainConfig
+from .config import AMP_DTYPES, BACKBONES, DATASETS, LOSSES, LR_SCHEDULES, TrainConfig
 
-CHOICES = {"dataset": DATASETS, "loss": LOSSES, "backbone": BACKBONES, "amp": AMP_DTYPES,
+CHOICES = {"dataset": DATASETS, "loss": LOSSES, "backbone": BACKBONES, "amp": AMP_DTYPES, "lr_schedule": LR_SCHEDULES,
            "implementation": ("auto", "fused", "reference")}
 HELP = {
     "data_root": "dataset folder (CUB/Cars/SOP/In-Shop); Glyphs renders into ~/.cache/see_cuda/glyphs",

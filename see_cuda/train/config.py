@@ -7,6 +7,7 @@ DATASETS = ("glyphs", "cub", "cars", "sop", "inshop")
 LOSSES = ("pa", "see")
 BACKBONES = ("small_cnn", "resnet50", "vit_small")
 AMP_DTYPES = ("none", "fp16", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -35,6 +36,7 @@ class TrainConfig:
     batches_per_epoch: int | None = None
     lr: float = 1e-3
     proxy_lr: float = 1e-2  # the proxies learn 10x faster than the network (Proxy-Anchor: 100x a 1e-4 rate)
+    lr_schedule: str = "constant"  # or "cosine": both rates decay to ~0 over the epochs
     weight_decay: float = 1e-4
     alpha: float = 32.0
     margin: float = 0.1
@@ -64,6 +66,7 @@ class TrainConfig:
         for name, value, allowed in (
             ("dataset", self.dataset, DATASETS), ("loss", self.loss, LOSSES),
             ("backbone", self.backbone, BACKBONES), ("amp", self.amp, AMP_DTYPES),
+            ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")

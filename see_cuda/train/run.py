@@ -16,7 +16,7 @@ from .loop import train_one_epoch
 from .loss import build_loss
 from .metrics_log import write_metrics
 from .model import build_model
-from .optim import build_optimizer
+from .optim import build_optimizer, set_epoch_learning_rates
 from .run_record import recorded_config
 
 
@@ -54,6 +54,7 @@ def train(config) -> list[dict]:
         os.makedirs(config.out_dir, exist_ok=True)
     for epoch in range(start, config.epochs):
         loss_fn.step_epoch(epoch)
+        set_epoch_learning_rates(optimizer, config, epoch)
         began = time.perf_counter()
         row = {"epoch": epoch + 1}
         row.update(train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch, config, device,
