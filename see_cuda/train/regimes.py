@@ -53,20 +53,23 @@ REGIMES = {
 }
 
 # The grid of docs/glyphs.md ("The embedding-size x class-count grid"): does SEE help more
-# with a low-dimensional embedding and many classes? Sized by pilot runs to about 3-4 hours
-# of one thread on the shared 2-core machine (the reasons, with the pilot curves, are in
-# docs/glyphs.md):
-# - 48 px images, strided CNN of width 16: a third cheaper than 64 px, and PA lands at the
-#   same R@1 (~91% at the plateau of a 64-d, 1,000-class cell); the 4,000 + 1,000 retrieval
-#   characters come from one split, so every cell is tested on the same 1,000 characters.
-# - Pretraining once on ~1,900 other characters (2,500 drawn, those of the retrieval split
-#   removed), 15 epochs at lr 1e-3: 99% training accuracy in ~3-4 minutes. (4,600 characters
-#   at lr 3e-3 stayed at chance for 12 epochs; 500 left the backbone weaker.)
-# - Epochs per class count, so that both reach PA's plateau with about the same number of
-#   steps (1,320 and 1,596 batches of 120) and about the same number of steps at high ρ
-#   (ρ >= 0.3 in the last ~35% of the epochs): 40 epochs at 1,000 classes, 12 at 4,000.
+# with a low-dimensional embedding and many classes? Sized by pilot runs (their curves and
+# the reasons are in docs/glyphs.md) to about 4 hours of one thread on the shared 2-core machine:
+# - 48 px images and a strided CNN of width 16: ~95 ms a batch of 120 under the usual load,
+#   about half of 64 px, and PA's plateau is about as high. At 32 px a step is cheaper
+#   still, but PA needs many more epochs to level off.
+# - One split for every cell: 4,000 training characters set aside, the 1,000 test characters
+#   after them; a 1,000-class cell trains on 1,000 of the 4,000.
+# - Pretraining once on 1,894 other characters (2,500 drawn, the retrieval split's removed),
+#   15 epochs at lr 1e-3: 99% training accuracy in ~3-4 min. (4,584 characters at lr 3e-3
+#   stayed at chance for 12 epochs.)
+# - Fine-tuning at a constant lr 5e-4, proxies 5e-2: a cosine decay froze PA ~3 points below
+#   the constant rate, and lr 1e-3 started lower.
+# - Epochs per class count, each where PA's R@1 has levelled off: 40 at 1,000 classes (1,320
+#   batches), 16 at 4,000 (2,128 batches; an epoch there is 4x the batches).
 REGIMES["dims-classes"] = Regime(
     "Glyphs, pretrained small CNN: PA vs PA + SEE over embedding size and training classes",
-    ("--glyphs-image-size", "48", "--cnn-width", "16", "--cnn-stem-stride", "2", "--lr", "5e-4", "--epochs", "40"),
+    ("--glyphs-image-size", "48", "--cnn-width", "16", "--cnn-stem-stride", "2", "--lr", "5e-4", "--proxy-lr", "5e-2",
+     "--epochs", "40"),
     pretraining=Pretraining(characters_drawn=2500, epochs=15, lr=1e-3),
-    dims=(32, 64, 256), train_classes=(1000, 4000), epochs_by_classes=((1000, 40), (4000, 12)), seeds=5)
+    dims=(32, 64, 256), train_classes=(1000, 4000), epochs_by_classes=((1000, 40), (4000, 16)), seeds=5)
