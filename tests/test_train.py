@@ -240,3 +240,16 @@ def test_grid_passes_data_set_and_backbone_flags_to_every_run(tmp_path):
     run = json.loads((out / "cells" / "d24" / "runs" / "see-seed0" / "metrics.json").read_text())["config"]
     assert run["dataset"] == "cub" and run["data_root"] == str(tmp_path / "cub") and run["embedding_size"] == 24
     assert run["backbone_weights"] is None and not (out / "pretrain").exists()  # Glyphs pretraining only
+
+
+def test_grid_keeps_the_regimes_pool_for_some_of_its_cells():
+    from see_cuda.train import compare
+
+    regime = compare.REGIMES["dims-classes"]
+    options, flags = compare.parse(["--regime", "dims-classes", "--train-classes", "1000", "--out", "unused"])
+    base = compare.base_config(regime, flags, tuple(options.train_classes))
+    assert base.glyphs_class_pool == 4000  # the same split, so the same test characters, as the whole grid
+    cells = compare.build_cells(options, regime, base, flags)
+    assert [(cell.name, cell.epochs) for cell in cells] == [("d32-c1000", 40), ("d64-c1000", 40), ("d256-c1000", 40)]
+    with pytest.raises(ValueError, match="exceeds the pool"):
+        compare.base_config(regime, flags, (8000,))

@@ -104,8 +104,12 @@ def build_cells(options, regime, base, train_flags=()) -> list[Cell]:
 def base_config(regime, train_flags, cells_have_classes: tuple[int, ...]):
     base = parse_config(list(regime.flags) + ["--threads", "1", "--no-progress"] + train_flags)
     base.resume = True
-    if cells_have_classes and base.dataset == "glyphs" and not base.glyphs_class_pool:
-        base.glyphs_class_pool = max(cells_have_classes)
+    if cells_have_classes and base.dataset == "glyphs":
+        # Without a pool (a regime's or --glyphs-class-pool), the largest count is the pool.
+        base.glyphs_class_pool = base.glyphs_class_pool or max(cells_have_classes)
+        if max(cells_have_classes) > base.glyphs_class_pool:
+            raise ValueError(f"--train-classes {max(cells_have_classes)} exceeds the pool of "
+                             f"{base.glyphs_class_pool} training characters; raise --glyphs-class-pool")
     return base
 
 
