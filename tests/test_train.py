@@ -1,6 +1,8 @@
-"""`python -m see_cuda.train`: a smoke run, exact resume, and clear errors for missing backbones."""
+"""`python -m see_cuda.train` and its comparisons: a smoke run, exact resume, resumes and
+comparisons that refuse runs made with other flags, the grid, and clear errors for missing backbones."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -8,9 +10,10 @@ import pytest
 import torch
 
 from see_cuda.data.glyphs import INSTALL_HINT, installed_faces
-from see_cuda.train import TrainConfig, train
+from see_cuda.train import TrainConfig, checkpoint, train
 from see_cuda.train.cli import parse_config
-from see_cuda.train.model import BackboneUnavailableError, build_model
+from see_cuda.train.model import BackboneUnavailableError, SmallCNN, build_model
+from see_cuda.train.run_record import ConfigMismatchError
 
 needs_fonts = pytest.mark.skipif(not installed_faces(), reason=f"Noto CJK fonts are not installed ({INSTALL_HINT})")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,9 +48,10 @@ def final_state(out_dir):
 @needs_fonts
 @pytest.mark.parametrize("loss", ["see", "pa"])
 def test_resume_gives_the_uninterrupted_result(tmp_path, loss):
-    whole = tiny_config(tmp_path / "whole", epochs=2, loss=loss)
+    # The cosine schedule too: its rates are a function of the epoch, so a resume has them.
+    whole = tiny_config(tmp_path / "whole", epochs=2, loss=loss, lr_schedule="cosine")
     train(whole)
-    split = tiny_config(tmp_path / "split", epochs=2, loss=loss, stop_after=1)
+    split = tiny_config(tmp_path / "split", epochs=2, loss=loss, stop_after=1, lr_schedule="cosine")
     assert len(train(split)) == 1
     split.stop_after, split.resume = None, True
     history = train(split)
@@ -57,10 +61,25 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, loss):
     for name in ("model", "loss"):
         for key, tensor in expected[name].items():
             assert torch.equal(tensor, got[name][key]), f"{name}.{key} differs after resume"
-    timeless = lambda rows: [{k: v for k, v in row.items() if k != "train_seconds"} for row in rows]
+    timeless = lambda rows: [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in rows]
     assert timeless(got["history"]) == timeless(expected["history"])
     if loss == "see":
         assert got["history"][1]["expanded_per_batch"] > 0
+
+
+def test_cosine_schedule_sets_both_rates_from_the_epoch():
+    from see_cuda.train.optim import build_optimizer, schedule_factor, set_epoch_learning_rates
+
+    factors = [schedule_factor("cosine", epoch, 10) for epoch in range(10)]
+    assert all(a > b for a, b in zip(factors, factors[1:])) and factors[0] > 0.97 and factors[-1] < 0.03
+    assert abs(factors[4] + factors[5] - 1) < 1e-12  # symmetric about the middle
+    assert schedule_factor("constant", 7, 10) == 1.0
+    config = TrainConfig(lr=1e-3, proxy_lr=5e-2, epochs=10, lr_schedule="cosine")
+    optimizer = build_optimizer(torch.nn.Linear(2, 2), torch.nn.Parameter(torch.zeros(3, 2)), 1e-3, 5e-2, 0.0)
+    set_epoch_learning_rates(optimizer, config, 9)
+    assert [group["lr"] for group in optimizer.param_groups] == [1e-3 * factors[9], 5e-2 * factors[9]]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step").check()
 
 
 def test_missing_backbone_libraries_and_weights_are_named():
@@ -102,3 +121,135 @@ def test_comparison_writes_table_json_and_plot(tmp_path):
     assert summary["seeds"] == [0, 1] and len(r1["see_minus_pa"]["differences"]) == 2
     assert r1["see_minus_pa"]["low"] <= r1["see_minus_pa"]["mean"] <= r1["see_minus_pa"]["high"]
     assert "SEE − PA" in (out / "summary.md").read_text() and (out / "recall_at_1.png").stat().st_size > 0
+
+    # The same command again reuses the finished runs; other training flags are refused,
+    # naming the run and the flag, before anything is trained.
+    finished = (out / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns
+    compare.main(["--regime", "scratch", "--seeds", "2", "--out", str(out), "--epochs", "1"] + TINY[:-1]
+                 + ["--cnn-stem-stride", "2"])
+    assert (out / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns == finished
+    with pytest.raises(ConfigMismatchError, match=r"pa-seed0.*--lr: 0.001 -> 0.5"):
+        compare.main(["--regime", "scratch", "--seeds", "2", "--out", str(out), "--epochs", "1"] + TINY[:-1]
+                     + ["--cnn-stem-stride", "2", "--lr", "0.5"])
+    assert (out / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns == finished
+    assert json.loads((out / "summary.json").read_text())["config"]["lr"] == 0.001
+
+
+@needs_fonts
+def test_resume_with_other_training_flags_is_refused_and_run_only_flags_are_not(tmp_path):
+    train(tiny_config(tmp_path / "run", epochs=2, stop_after=1))
+    with pytest.raises(ConfigMismatchError, match=r"--loss: 'see' -> 'pa'.*--lr: 0.001 -> 0.5"):
+        train(tiny_config(tmp_path / "run", epochs=2, resume=True, lr=0.5, loss="pa"))
+    with pytest.raises(ConfigMismatchError, match="--epochs: 2 -> 3"):
+        train(tiny_config(tmp_path / "run", epochs=3, resume=True))
+    # Where it writes, when it stops and how it evaluates in batches change nothing trained.
+    history = train(tiny_config(tmp_path / "run", epochs=2, resume=True, eval_batch_size=7, stop_after=None))
+    assert [row["epoch"] for row in history] == [1, 2]
+    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
+    assert recorded["lr"] == 0.001 and recorded["loss"] == "see" and recorded["epochs"] == 2
+
+
+@needs_fonts
+def test_backbone_weights_count_by_content_not_path(tmp_path):
+    torch.manual_seed(0)
+    torch.save({"backbone": SmallCNN(1, 8).state_dict()}, tmp_path / "a.pt")
+    shutil.copy(tmp_path / "a.pt", tmp_path / "moved.pt")
+    torch.save({"backbone": SmallCNN(1, 8).state_dict()}, tmp_path / "other.pt")
+    train(tiny_config(tmp_path / "run", epochs=2, stop_after=1, backbone_weights=str(tmp_path / "a.pt")))
+    moved = tiny_config(tmp_path / "run", epochs=2, resume=True, backbone_weights=str(tmp_path / "moved.pt"))
+    assert checkpoint.check_resumable(str(tmp_path / "run"), moved)[0] == 1
+    other = tiny_config(tmp_path / "run", epochs=2, resume=True, backbone_weights=str(tmp_path / "other.pt"))
+    with pytest.raises(ConfigMismatchError, match=r"--backbone-weights \(file content\)"):
+        checkpoint.check_resumable(str(tmp_path / "run"), other)
+
+
+@needs_fonts
+def test_checkpoint_without_a_config_record_is_not_continued(tmp_path):
+    train(tiny_config(tmp_path / "run", epochs=2, stop_after=1))
+    state = checkpoint.read(str(tmp_path / "run"))
+    del state["config"]
+    torch.save(state, tmp_path / "run" / checkpoint.FILENAME)
+    with pytest.raises(ConfigMismatchError, match="no record"):
+        train(tiny_config(tmp_path / "run", epochs=2, resume=True))
+
+
+@needs_fonts
+def test_class_pool_gives_every_class_count_the_same_test_characters():
+    from see_cuda.train.data import build_datasets
+
+    small, _, _ = build_datasets(tiny_config("unused", glyphs_class_pool=40, glyphs_train_classes=20))
+    whole, test, _ = build_datasets(tiny_config("unused", glyphs_class_pool=40, glyphs_train_classes=40))
+    _, small_test, _ = build_datasets(tiny_config("unused", glyphs_class_pool=40, glyphs_train_classes=20))
+    assert small_test.queries.characters == test.queries.characters
+    assert set(small.characters) < set(whole.characters) and len(small.characters) == 20
+    assert sorted(set(small.labels)) == list(range(20)) and len(small) == 20 * 4
+    images, labels = small.batch(torch.arange(len(small)))
+    plain, _ = small.glyphs.batch(small.indices)  # the same images, unaugmented here and there
+    assert labels.tolist() == small.labels and images.shape == plain.shape
+    with pytest.raises(ValueError, match="exceeds"):
+        tiny_config("unused", glyphs_class_pool=10, glyphs_train_classes=20).check()
+
+
+@needs_fonts
+def test_grid_pretrains_once_writes_every_cell_and_resumes(tmp_path):
+    from see_cuda.train import compare
+
+    out = tmp_path / "grid"
+    flags = ["--regime", "pretrained", "--out", str(out), "--pretrain-characters", "60", "--pretrain-epochs", "1",
+             "--epochs", "2", "--glyphs-test-classes", "30", "--glyphs-image-size", "32", "--batch-size", "40",
+             "--cnn-width", "8", "--cnn-stem-stride", "2", "--n-expansion", "8", "--threads", "1"]
+    compare.main(flags + ["--dims", "16", "--train-classes", "20", "40", "--seeds", "1"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(c["embedding_size"], c["train_classes"], c["seeds"], c["epochs"]) for c in summary["cells"]] == [
+        (16, 20, [0], 2), (16, 40, [0], 2)]
+    assert summary["config"]["glyphs_class_pool"] == 40
+    pretraining = summary["pretraining"]
+    assert pretraining["settings"]["image_size"] == 32 and 0 < pretraining["characters"] <= 60
+    run = json.loads((out / "cells" / "d16-c20" / "runs" / "see-seed0" / "metrics.json").read_text())["config"]
+    assert run["glyphs_train_classes"] == 20 and run["embedding_size"] == 16
+    assert run["backbone_weights_sha256"] is not None
+    for name in ("summary.md", "see_minus_pa_recall_at_1.png", "recall_at_1_curves.png", "compare.log"):
+        assert (out / name).stat().st_size > 0
+    assert "| 16 | 40 | 1 |" in (out / "summary.md").read_text()
+
+    # A second seed for one cell: the first seed's runs are read back, not retrained.
+    kept = (out / "cells" / "d16-c40" / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns
+    compare.main(flags + ["--dims", "16", "--train-classes", "40", "--seeds", "2"])
+    assert (out / "cells" / "d16-c40" / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns == kept
+    cells = json.loads((out / "summary.json").read_text())["cells"]
+    assert [(c["cell"], c["seeds"]) for c in cells] == [("d16-c40", [0, 1])]
+    with pytest.raises(ConfigMismatchError, match="pretrained with other settings"):
+        compare.main(flags + ["--dims", "16", "--train-classes", "40", "--pretrain-epochs", "2"])
+
+
+def test_grid_passes_data_set_and_backbone_flags_to_every_run(tmp_path):
+    from data_fixtures import make_cub
+
+    from see_cuda.train import compare
+
+    make_cub(tmp_path / "cub", num_classes=200, per_class=2)
+    out = tmp_path / "grid"
+    flags = ["--regime", "dims-classes", "--out", str(out), "--seeds", "1", "--dims", "16", "24", "--dataset", "cub",
+             "--data-root", str(tmp_path / "cub"), "--image-size", "32", "--epochs", "1", "--batch-size", "40",
+             "--cnn-width", "4", "--n-expansion", "8"]
+    with pytest.raises(ValueError, match="--train-classes is a Glyphs axis"):
+        compare.main(flags + ["--train-classes", "50"])
+    compare.main(flags)
+    cells = json.loads((out / "summary.json").read_text())["cells"]
+    assert [(c["cell"], c["train_classes"], c["epochs"]) for c in cells] == [("d16", None, 1), ("d24", None, 1)]
+    run = json.loads((out / "cells" / "d24" / "runs" / "see-seed0" / "metrics.json").read_text())["config"]
+    assert run["dataset"] == "cub" and run["data_root"] == str(tmp_path / "cub") and run["embedding_size"] == 24
+    assert run["backbone_weights"] is None and not (out / "pretrain").exists()  # Glyphs pretraining only
+
+
+def test_grid_keeps_the_regimes_pool_for_some_of_its_cells():
+    from see_cuda.train import compare
+
+    regime = compare.REGIMES["dims-classes"]
+    options, flags = compare.parse(["--regime", "dims-classes", "--train-classes", "1000", "--out", "unused"])
+    base = compare.base_config(regime, flags, tuple(options.train_classes))
+    assert base.glyphs_class_pool == 4000  # the same split, so the same test characters, as the whole grid
+    cells = compare.build_cells(options, regime, base, flags)
+    assert [(cell.name, cell.epochs) for cell in cells] == [("d32-c1000", 40), ("d64-c1000", 40), ("d256-c1000", 40)]
+    with pytest.raises(ValueError, match="exceeds the pool"):
+        compare.base_config(regime, flags, (8000,))

@@ -1,4 +1,5 @@
-"""Checkpoints that make `--resume` exact: weights, optimizer, epoch and every random stream.
+"""Checkpoints that make `--resume` exact: weights, optimizer, epoch, every random stream,
+and the config the run was trained with (a resume with other training flags is refused).
 
 Written to a temporary file and renamed, so an interruption never leaves half a checkpoint.
 """
@@ -9,6 +10,8 @@ import random
 
 import numpy as np
 import torch
+
+from .run_record import check_same_training
 
 FILENAME = "checkpoint.pt"
 
@@ -36,9 +39,10 @@ def restore_random_states(states: dict, batches, loss_fn) -> None:
     loss_fn.generator.set_state(states["loss"])
 
 
-def save(out_dir: str, epochs_done: int, model, loss_fn, optimizer, scaler, batches, history) -> str:
+def save(out_dir: str, epochs_done: int, model, loss_fn, optimizer, scaler, batches, history,
+         config_record: dict) -> str:
     state = {
-        "epochs_done": epochs_done, "model": model.state_dict(), "loss": loss_fn.state_dict(),
+        "config": config_record, "epochs_done": epochs_done, "model": model.state_dict(), "loss": loss_fn.state_dict(),
         "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
         "random": random_states(batches, loss_fn), "history": history,
     }
@@ -49,9 +53,22 @@ def save(out_dir: str, epochs_done: int, model, loss_fn, optimizer, scaler, batc
     return path
 
 
-def load(out_dir: str, model, loss_fn, optimizer, scaler, batches):
-    """(epochs done, history) from out_dir's checkpoint, restoring everything else in place."""
-    state = torch.load(os.path.join(out_dir, FILENAME), map_location="cpu", weights_only=False)
+def read(out_dir: str) -> dict:
+    return torch.load(os.path.join(out_dir, FILENAME), map_location="cpu", weights_only=False)
+
+
+def check_resumable(out_dir: str, config) -> tuple[int, list[dict]]:
+    """(epochs done, history) of out_dir's run; ConfigMismatchError if it was trained with other flags."""
+    state = read(out_dir)
+    check_same_training(state.get("config"), config, f"the run in {out_dir}")
+    return state["epochs_done"], state["history"]
+
+
+def load(out_dir: str, config, model, loss_fn, optimizer, scaler, batches):
+    """(epochs done, history) from out_dir's checkpoint, restoring everything else in place;
+    ConfigMismatchError, before anything is restored, if it was trained with other flags."""
+    state = read(out_dir)
+    check_same_training(state.get("config"), config, f"the run in {out_dir}")
     model.load_state_dict(state["model"])
     loss_fn.load_state_dict(state["loss"])
     optimizer.load_state_dict(state["optimizer"])

@@ -4,15 +4,21 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from .config import AMP_DTYPES, BACKBONES, DATASETS, LOSSES, TrainConfig
+from .config import AMP_DTYPES, BACKBONES, DATASETS, LOSSES, LR_SCHEDULES, TrainConfig
 
-CHOICES = {"dataset": DATASETS, "loss": LOSSES, "backbone": BACKBONES, "amp": AMP_DTYPES,
+CHOICES = {"dataset": DATASETS, "loss": LOSSES, "backbone": BACKBONES, "amp": AMP_DTYPES, "lr_schedule": LR_SCHEDULES,
            "implementation": ("auto", "fused", "reference")}
 HELP = {
     "data_root": "dataset folder (CUB/Cars/SOP/In-Shop); Glyphs renders into ~/.cache/see_cuda/glyphs",
     "backbone_weights": "local state dict for the backbone; nothing is downloaded",
     "proxy_lr": "AdamW learning rate of the proxies",
-    "resume": "continue from OUT_DIR/checkpoint.pt (same result as an uninterrupted run)",
+    "resume": "continue from OUT_DIR/checkpoint.pt (same result as an uninterrupted run); refused, naming the "
+              "flags, when a flag that changes training differs from the checkpoint's (only --out-dir, "
+              "--stop-after, --progress, --threads, --workers and --eval-batch-size may change)",
+    "lr_schedule": "constant, or cosine: both learning rates decay to ~0 over the epochs",
+    "glyphs_class_pool": "Glyphs: set aside this many training characters and train on --glyphs-train-classes of "
+                         "them, so that runs with different class counts share one test set",
+    "glyphs_image_size": "Glyphs: image side in pixels (default: the protocol's 64)",
     "stop_after": "stop after this epoch; --resume continues",
     "threads": "torch.set_num_threads (default: torch's choice)",
 }

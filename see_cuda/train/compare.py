@@ -1,108 +1,253 @@
-"""PA against PA + SEE on Glyphs over paired seeds, with the same budget for both.
+"""PA against PA + SEE over paired seeds with the same budget for both: one cell, or a grid
+of cells over embedding sizes and (Glyphs) training class counts.
 
-    python -m see_cuda.train.compare --regime scratch --seeds 3 --out results/glyphs/scratch
-    python -m see_cuda.train.compare --regime pretrained --seeds 3 --out results/glyphs/pretrained
+    python -m see_cuda.train.compare --regime pretrained --seeds 5
+    python -m see_cuda.train.compare --regime dims-classes --seeds 5        # the Glyphs grid
+    python -m see_cuda.train.compare --regime dims-classes --dims 64 128 512 --dataset cub \\
+        --data-root DIR --backbone resnet50 --backbone-weights FILE --device cuda --threads 8
 
-Any further flag is a `python -m see_cuda.train` flag applied to every run
-(e.g. --epochs 8). Runs are resumed from their checkpoints, so an interrupted
-comparison continues where it stopped. Writes summary.md, summary.json and
-recall_at_1.png under --out, and each run's metrics under --out/runs/.
+`--regime` picks a named budget (`regimes.py`); `--dims` / `--train-classes` set or
+override the grid's axes. Any further flag is a `python -m see_cuda.train` flag applied to
+every run, after the regime's (so it overrides them). Glyphs regimes with pretraining
+train the backbone once, on characters outside the retrieval split, unless
+--backbone-weights is given; other data sets use --backbone-weights as it is.
+
+Rerunning the same command resumes: finished runs are read back, unfinished ones continue
+from their checkpoints. A folder holding a run trained with other values of flags that
+change training (or a backbone pretrained with other settings) is refused before anything
+is trained, naming the run and the flags; use another --out for other flags.
+Writes summary.md / summary.json and plots under --out (and per cell, for a grid), and each
+run's metrics under <cell>/runs/<loss>-seed<k>/; reports are rewritten after every pair.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import time
 
 import torch
 
+from . import checkpoint
 from .cli import parse_config
 from .data import glyphs_protocol
+from .grid_report import write_grid_report
 from .metrics_log import write_atomically
-from .pretrain import pretrain_backbone
+from .pretrain import PretrainSettings, pretrain_backbone
+from .regimes import REGIMES
 from .report import write_report
 from .run import train
+from .run_record import ConfigMismatchError
 
-# Budgets sized for a shared 2-core CPU (~0.6 s per batch of 120 at width 8):
-# a regime's whole comparison in about 10-15 minutes.
-REGIMES = {
-    "scratch": {"flags": ["--epochs", "5", "--cnn-width", "8", "--lr", "1e-3"],
-                "title": "Glyphs, small CNN from scratch: PA vs PA + SEE"},
-    # The calibration budget of docs/glyphs.md (330 steps) with a cheaper, strided CNN.
-    "scratch-long": {"flags": ["--epochs", "10", "--cnn-width", "16", "--cnn-stem-stride", "2", "--lr", "1e-3"],
-                     "title": "Glyphs, strided small CNN from scratch, 330 steps: PA vs PA + SEE"},
-    "pretrained": {"flags": ["--epochs", "4", "--cnn-width", "8", "--lr", "5e-4"],
-                   "title": "Glyphs, small CNN pretrained on disjoint characters: PA vs PA + SEE"},
-}
+LOSSES = ("pa", "see")
+LOG = "compare.log"
+
+
+def log(out_dir: str, line: str) -> None:
+    """Prints a progress line and appends it to <out>/compare.log (a grid runs for hours)."""
+    print(line, flush=True)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, LOG), "a") as handle:
+        handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+
+@dataclasses.dataclass
+class Cell:
+    name: str
+    directory: str
+    embedding_size: int
+    train_classes: int | None  # None: the data set's (or the flags') class count
+    epochs: int | None = None  # None: the flags' --epochs
 
 
 def parse(argv=None):
     parser = argparse.ArgumentParser(prog="python -m see_cuda.train.compare", description=__doc__.split("\n")[0])
     parser.add_argument("--regime", choices=tuple(REGIMES), default="scratch")
-    parser.add_argument("--seeds", type=int, default=3, help="paired seeds 0..N-1 (from --first-seed)")
+    parser.add_argument("--seeds", type=int, default=None, help="paired seeds 0..N-1 (from --first-seed); "
+                        "default: the regime's")
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="default results/glyphs/<regime>")
-    parser.add_argument("--pretrain-epochs", type=int, default=12)
-    # ~500 classes after the retrieval characters are removed: few enough to learn in minutes.
-    parser.add_argument("--pretrain-characters", type=int, default=560)
-    options, train_flags = parser.parse_known_args(argv)
-    options.out = options.out or os.path.join("results", "glyphs", options.regime)
-    return options, train_flags
+    parser.add_argument("--out", default=None, help="default results/<dataset>/<regime>")
+    parser.add_argument("--dims", type=int, nargs="+", default=None, help="grid over embedding sizes")
+    parser.add_argument("--train-classes", type=int, nargs="+", default=None,
+                        help="Glyphs: grid over training class counts (all drawn from one pool of the largest, "
+                             "so every cell is tested on the same characters)")
+    parser.add_argument("--pretrain-epochs", type=int, default=None, help="default: the regime's")
+    parser.add_argument("--pretrain-characters", type=int, default=None,
+                        help="characters drawn for pretraining before the retrieval ones are removed; default: the regime's")
+    return parser.parse_known_args(argv)
+
+
+def gives_epochs(train_flags) -> bool:
+    return any(flag == "--epochs" or flag.startswith("--epochs=") for flag in train_flags)
+
+
+def build_cells(options, regime, base, train_flags=()) -> list[Cell]:
+    dims = tuple(options.dims or regime.dims)
+    classes = tuple(options.train_classes or regime.train_classes)
+    if classes and base.dataset != "glyphs":
+        if options.train_classes:
+            raise ValueError(f"--train-classes is a Glyphs axis; {base.dataset} has its own classes")
+        classes = ()  # a preset's class axis: the data set's classes instead
+    if not dims and not classes:
+        return [Cell("", options.out, base.embedding_size, base.glyphs_train_classes)]
+    cells = []
+    for count in classes or (None,):
+        for dim in dims or (base.embedding_size,):
+            name = f"d{dim}" + (f"-c{count}" if count else "")
+            epochs = None if gives_epochs(train_flags) else regime.epochs_for(count)
+            cells.append(Cell(name, os.path.join(options.out, "cells", name), dim, count, epochs))
+    return cells
+
+
+def base_config(regime, train_flags, cells_have_classes: tuple[int, ...]):
+    base = parse_config(list(regime.flags) + ["--threads", "1", "--no-progress"] + train_flags)
+    base.resume = True
+    if cells_have_classes and base.dataset == "glyphs":
+        # Without a pool (a regime's or --glyphs-class-pool), the largest count is the pool.
+        base.glyphs_class_pool = base.glyphs_class_pool or max(cells_have_classes)
+        if max(cells_have_classes) > base.glyphs_class_pool:
+            raise ValueError(f"--train-classes {max(cells_have_classes)} exceeds the pool of "
+                             f"{base.glyphs_class_pool} training characters; raise --glyphs-class-pool")
+    return base
+
+
+def run_config(base, cell: Cell, seed: int, loss: str):
+    config = copy.deepcopy(base)
+    config.seed, config.loss, config.embedding_size = seed, loss, cell.embedding_size
+    if cell.train_classes:
+        config.glyphs_train_classes = cell.train_classes
+    if cell.epochs:
+        config.epochs = cell.epochs
+    config.out_dir = os.path.join(cell.directory, "runs", f"{loss}-seed{seed}")
+    return config
+
+
+def pretrain_settings(options, regime, base) -> PretrainSettings:
+    return PretrainSettings(
+        characters_drawn=options.pretrain_characters or regime.pretraining.characters_drawn,
+        epochs=options.pretrain_epochs or regime.pretraining.epochs, width=base.cnn_width,
+        stem_stride=base.cnn_stem_stride, image_size=glyphs_protocol(base).image_size,
+        batch_size=regime.pretraining.batch_size, lr=regime.pretraining.lr)
+
+
+def prepare_backbone(options, regime, base) -> tuple[list[str], dict]:
+    """Pretrains the Glyphs backbone once (or checks the one there); sets base.backbone_weights."""
+    if regime.pretraining is None or base.dataset != "glyphs" or base.backbone_weights:
+        return [], {}
+    settings, protocol = pretrain_settings(options, regime, base), glyphs_protocol(base)
+    weights = os.path.join(options.out, "pretrain", "backbone.pt")
+    summary_path = os.path.splitext(weights)[0] + ".json"
+    if os.path.exists(weights):
+        recorded = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
+        wanted = {"settings": dataclasses.asdict(settings), "retrieval_protocol": repr(protocol)}
+        changed = [key for key in wanted if recorded.get(key) != wanted[key]]
+        if changed:
+            raise ConfigMismatchError(
+                f"{weights} was pretrained with other {' and '.join(changed)} (recorded: "
+                f"{ {key: recorded.get(key) for key in changed} }; asked: { {key: wanted[key] for key in changed} }); "
+                "use another --out, or the recorded flags")
+    else:
+        summary = pretrain_backbone(weights, settings, protocol, progress=False)
+        log(options.out, f"pretrained on {summary['characters']} disjoint characters in "
+                         f"{summary['wall_seconds']:.0f} s")
+    base.backbone_weights = weights
+    pretraining = json.load(open(summary_path))
+    note = (f"Backbone pretrained once by cross-entropy on {pretraining['characters']} CJK ideographs absent from "
+            f"the retrieval split ({pretraining['epochs']} epochs, final training accuracy "
+            f"{pretraining['history'][-1]['train_accuracy']:.0%}, {pretraining['wall_seconds'] / 60:.1f} min; "
+            "pretrain/backbone.json), then fine-tuned by every run.")
+    return [note], {"pretraining": pretraining}
+
+
+def check_folders(plan) -> dict:
+    """{out_dir: (epochs done, history)} of the runs already there; refuses, before anything is
+    trained, when any of them was trained with other flags."""
+    found, refused = {}, []
+    for config in plan:
+        if checkpoint.exists(config.out_dir):
+            try:
+                found[config.out_dir] = checkpoint.check_resumable(config.out_dir, config)
+            except ConfigMismatchError as error:
+                refused.append(str(error))
+    if refused:
+        more = f" (and {len(refused) - 1} more runs)" if len(refused) > 1 else ""
+        raise ConfigMismatchError(refused[0] + more)
+    return found
 
 
 def accumulated_wall_seconds(out_dir: str, elapsed: float) -> float:
     """Wall time over every invocation on out_dir (an interrupted comparison resumes)."""
     path = os.path.join(out_dir, "wall_seconds.json")
     total = elapsed + (json.load(open(path))["wall_seconds"] if os.path.exists(path) else 0.0)
+    os.makedirs(out_dir, exist_ok=True)
     write_atomically(path, json.dumps({"wall_seconds": total}))
     return total
+
+
+def budget_note(base, cells, wall: float) -> str:
+    data = f"{base.dataset}" + (f" at {glyphs_protocol(base).image_size} px" if base.dataset == "glyphs" else "")
+    by_classes = sorted({(cell.train_classes, cell.epochs) for cell in cells if cell.epochs})
+    epochs = (", ".join(f"{e} epochs at {c} classes" for c, e in by_classes) if by_classes else f"{base.epochs} epochs")
+    network = (f"small CNN width {base.cnn_width}, stem stride {base.cnn_stem_stride}" if base.backbone == "small_cnn"
+               else base.backbone)
+    return (f"Budget per run: {epochs} of {data}, each a pass's worth of class-balanced batches of "
+            f"{base.batch_size} images ({base.m_per_class} per class); {network}, lr {base.lr}, "
+            f"proxy lr {base.proxy_lr}; PA α={base.alpha}, δ={base.margin}; SEE n={base.n_expansion}, "
+            f"λ={base.lam}, ρ {base.rho_min}→{base.rho_max}. Wall time of the whole comparison so far: "
+            f"{wall / 60:.1f} min ({base.threads} thread(s) per run).")
 
 
 def main(argv=None) -> None:
     options, train_flags = parse(argv)
     regime = REGIMES[options.regime]
-    base = parse_config(regime["flags"] + ["--threads", "1", "--no-progress"] + train_flags)
-    base.dataset, base.resume = "glyphs", True
-    torch.set_num_threads(base.threads)  # the pretraining too, not only the runs
+    base = base_config(regime, train_flags, tuple(options.train_classes or regime.train_classes))
+    options.out = options.out or os.path.join("results", base.dataset, options.regime)
+    cells = build_cells(options, regime, base, train_flags)
+    if base.threads:
+        torch.set_num_threads(base.threads)  # the pretraining too, not only the runs
+    seeds = range(options.first_seed, options.first_seed + (options.seeds or regime.seeds))
     began = time.perf_counter()
-    notes, extra = [], {}
-    if options.regime == "pretrained":
-        weights = os.path.join(options.out, "pretrain", "backbone.pt")
-        if not os.path.exists(weights):
-            summary = pretrain_backbone(weights, options.pretrain_characters, options.pretrain_epochs,
-                                        width=base.cnn_width, progress=False)
-            print(f"pretrained on {summary['characters']} disjoint characters in {summary['wall_seconds']:.0f} s", flush=True)
-        base.backbone_weights = weights
-        pretraining = json.load(open(os.path.splitext(weights)[0] + ".json"))
-        extra["pretraining"] = pretraining
-        notes.append(f"Backbone pretrained once by cross-entropy on {pretraining['characters']} CJK ideographs absent "
-                     f"from the retrieval split ({pretraining['epochs']} epochs, final training accuracy "
-                     f"{pretraining['history'][-1]['train_accuracy']:.0%}, {pretraining['wall_seconds'] / 60:.1f} min; "
-                     f"pretrain/backbone.json), then fine-tuned by every run.")
-    histories = {"pa": {}, "see": {}}
-    for seed in range(options.first_seed, options.first_seed + options.seeds):
-        for loss in ("pa", "see"):
-            config = copy.deepcopy(base)
-            config.seed, config.loss = seed, loss
-            config.out_dir = os.path.join(options.out, "runs", f"{loss}-seed{seed}")
+    notes, extra = prepare_backbone(options, regime, base)
+    plan = [run_config(base, cell, seed, loss) for seed in seeds for cell in cells for loss in LOSSES]
+    found = check_folders(plan)
+    histories = {cell.name: {loss: {} for loss in LOSSES} for cell in cells}
+    extra.update({"config": base.as_dict(), "regime": options.regime,
+                  "glyphs_protocol": repr(glyphs_protocol(base)) if base.dataset == "glyphs" else None})
+
+    def report(wall):
+        all_notes = notes + [budget_note(base, cells, wall)]
+        results = []
+        for cell in cells:
+            runs = histories[cell.name]
+            if set(runs["pa"]) & set(runs["see"]):
+                title = regime.title + (f" ({cell.name})" if cell.name else "")
+                summary = write_report(cell.directory, runs, title, all_notes, {**extra, "wall_seconds": wall})
+                results.append({"cell": cell, "summary": summary, "histories": runs})
+        if cells[0].name:  # a grid, even of one cell
+            write_grid_report(options.out, results, regime.title, all_notes, {**extra, "wall_seconds": wall})
+        return results
+
+    # Seed by seed over every cell, so that an interrupted grid has every cell at about the
+    # same number of seeds.
+    for index, config in enumerate(plan):
+        cell = cells[(index // len(LOSSES)) % len(cells)]
+        epochs_done, history = found.get(config.out_dir, (0, []))
+        if epochs_done < config.epochs:
             run_began = time.perf_counter()
-            histories[loss][seed] = train(config)
-            print(f"{loss} seed {seed}: R@1 {100 * histories[loss][seed][-1]['recall@1']:.2f} "
-                  f"({time.perf_counter() - run_began:.0f} s)", flush=True)
-    wall = accumulated_wall_seconds(options.out, time.perf_counter() - began)
-    notes.append(f"Budget per run: {base.epochs} epochs, each a pass's worth of class-balanced batches of "
-                 f"{base.batch_size} images ({base.m_per_class} per class); small CNN width {base.cnn_width}, "
-                 f"{base.embedding_size}-d, lr {base.lr}, proxy lr {base.proxy_lr}; SEE n={base.n_expansion}, "
-                 f"λ={base.lam}, ρ {base.rho_min}→{base.rho_max}. Wall time of the whole comparison: "
-                 f"{wall / 60:.1f} min, one thread per run, on a shared 2-core CPU.")
-    extra.update({"config": base.as_dict(), "wall_seconds": wall, "regime": options.regime,
-                  "glyphs_protocol": repr(glyphs_protocol(base))})
-    summary = write_report(options.out, histories, regime["title"], notes, extra)
-    r1 = summary["metrics"]["recall@1"]
-    print(f"R@1 PA {r1['pa']['mean']:.2f} SEE {r1['see']['mean']:.2f} SEE-PA {r1['see_minus_pa']['mean']:+.2f} "
-          f"[{r1['see_minus_pa']['low']:+.2f}, {r1['see_minus_pa']['high']:+.2f}]; wall {wall:.0f} s")
+            history = train(config)
+            log(options.out, f"{cell.name or 'run'} {config.loss} seed {config.seed}: R@1 "
+                             f"{100 * history[-1]['recall@1']:.2f} ({time.perf_counter() - run_began:.0f} s)")
+        histories[cell.name][config.loss][config.seed] = history
+        if config.loss == LOSSES[-1]:
+            report(accumulated_wall_seconds(options.out, time.perf_counter() - began))
+            began = time.perf_counter()
+    for result in report(accumulated_wall_seconds(options.out, time.perf_counter() - began)):
+        r1 = result["summary"]["metrics"]["recall@1"]
+        log(options.out, f"{result['cell'].name or 'R@1'}: PA {r1['pa']['mean']:.2f} SEE {r1['see']['mean']:.2f} "
+                         f"SEE-PA {r1['see_minus_pa']['mean']:+.2f} [{r1['see_minus_pa']['low']:+.2f}, "
+                         f"{r1['see_minus_pa']['high']:+.2f}]")
 
 
 if __name__ == "__main__":

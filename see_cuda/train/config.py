@@ -7,6 +7,7 @@ DATASETS = ("glyphs", "cub", "cars", "sop", "inshop")
 LOSSES = ("pa", "see")
 BACKBONES = ("small_cnn", "resnet50", "vit_small")
 AMP_DTYPES = ("none", "fp16", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -17,7 +18,11 @@ class TrainConfig:
     # Glyphs only: fewer classes than the default protocol (a quick subset), None keeps it.
     glyphs_train_classes: int | None = None
     glyphs_test_classes: int | None = None
-    image_size: int = 224  # image datasets only; Glyphs images keep the protocol's size
+    # Glyphs only: set aside this many training characters and train on glyphs_train_classes
+    # of them, so that runs with different class counts are tested on the same characters.
+    glyphs_class_pool: int | None = None
+    glyphs_image_size: int | None = None  # Glyphs only: None keeps the protocol's 64 px
+    image_size: int = 224  # image datasets only
     loss: str = "see"
     implementation: str = "auto"
     backbone: str = "small_cnn"
@@ -31,6 +36,7 @@ class TrainConfig:
     batches_per_epoch: int | None = None
     lr: float = 1e-3
     proxy_lr: float = 1e-2  # the proxies learn 10x faster than the network (Proxy-Anchor: 100x a 1e-4 rate)
+    lr_schedule: str = "constant"  # or "cosine": both rates decay to ~0 over the epochs
     weight_decay: float = 1e-4
     alpha: float = 32.0
     margin: float = 0.1
@@ -60,6 +66,7 @@ class TrainConfig:
         for name, value, allowed in (
             ("dataset", self.dataset, DATASETS), ("loss", self.loss, LOSSES),
             ("backbone", self.backbone, BACKBONES), ("amp", self.amp, AMP_DTYPES),
+            ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -69,5 +76,8 @@ class TrainConfig:
             raise ValueError("--amp fp16/bf16 runs on a GPU only (--device cuda)")
         if self.batch_size % self.m_per_class:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of m_per_class ({self.m_per_class})")
+        if self.glyphs_class_pool and (self.glyphs_train_classes or 0) > self.glyphs_class_pool:
+            raise ValueError(f"--glyphs-train-classes ({self.glyphs_train_classes}) exceeds "
+                             f"--glyphs-class-pool ({self.glyphs_class_pool})")
         if self.loss == "see" and self.embedding_size < self.n_expansion + 1:
             raise ValueError(f"SEE needs embedding_size >= n_expansion + 1 = {self.n_expansion + 1}")

@@ -15,6 +15,7 @@ import torch
 from ..data import CUB200, IMAGENET_MEAN, IMAGENET_STD, Cars196, ClassBalancedBatchSampler, InShop, ResizeToTensor
 from ..data import StanfordOnlineProducts
 from ..data.glyphs import DEFAULT_PROTOCOL, Glyphs
+from .glyph_classes import GlyphClasses, classes_from_pool
 
 IMAGE_DATASETS = {"cub": CUB200, "cars": Cars196, "sop": StanfordOnlineProducts, "inshop": InShop}
 
@@ -26,20 +27,42 @@ class EvalSet:
     gallery: torch.utils.data.Dataset | None = None
 
 
+# Offset of the seed that draws a run's training classes from the pool (not the run's seed:
+# every run of a class count trains on the same characters).
+POOL_SEED_OFFSET = 17
+
+
 def glyphs_protocol(config):
+    """The default protocol with the config's class counts and image size.
+
+    With `glyphs_class_pool` the split sets aside that many training characters (the
+    test characters follow them), so runs of every class count up to the pool share
+    one test set; the run trains on `glyphs_train_classes` of them (`glyph_classes`).
+    """
     changes = {}
-    if config.glyphs_train_classes:
-        changes["num_train_classes"] = config.glyphs_train_classes
+    if config.glyphs_class_pool or config.glyphs_train_classes:
+        changes["num_train_classes"] = config.glyphs_class_pool or config.glyphs_train_classes
     if config.glyphs_test_classes:
         changes["num_test_classes"] = config.glyphs_test_classes
+    if config.glyphs_image_size:
+        changes["image_size"] = config.glyphs_image_size
     return dataclasses.replace(DEFAULT_PROTOCOL, **changes) if changes else DEFAULT_PROTOCOL
+
+
+def build_glyphs_train(config, protocol):
+    train = Glyphs("train", protocol)
+    if not config.glyphs_class_pool or config.glyphs_train_classes in (None, config.glyphs_class_pool):
+        return train
+    kept = classes_from_pool(config.glyphs_class_pool, config.glyphs_train_classes,
+                             protocol.split_seed + POOL_SEED_OFFSET)
+    return GlyphClasses(train, kept)
 
 
 def build_datasets(config):
     """(train dataset, EvalSet, input channels)."""
     if config.dataset == "glyphs":
         protocol = glyphs_protocol(config)
-        return Glyphs("train", protocol), EvalSet(Glyphs("test", protocol)), 1
+        return build_glyphs_train(config, protocol), EvalSet(Glyphs("test", protocol)), 1
     transform = ResizeToTensor(config.image_size, IMAGENET_MEAN, IMAGENET_STD)
     loader = IMAGE_DATASETS[config.dataset]
     train_set = loader(config.data_root, "train", transform)
@@ -69,7 +92,7 @@ class TrainBatches:
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.sampler.set_epoch(epoch)
         local = self.sampler.batch_size // self.world_size
-        if isinstance(self.dataset, Glyphs):
+        if isinstance(self.dataset, (Glyphs, GlyphClasses)):
             for batch in self.sampler:
                 # The whole batch is augmented, so the draws match a single process.
                 images, labels = self.dataset.batch(batch, self.generator)

@@ -1,7 +1,12 @@
-"""AdamW with two parameter groups: the network, and the proxies at their own, larger rate."""
+"""AdamW with two parameter groups: the network, and the proxies at their own, larger rate;
+and the per-epoch learning-rate schedule."""
 from __future__ import annotations
 
+import math
+
 import torch
+
+from .config import LR_SCHEDULES
 
 
 def build_optimizer(model: torch.nn.Module, proxies: torch.nn.Parameter, lr: float, proxy_lr: float,
@@ -11,3 +16,20 @@ def build_optimizer(model: torch.nn.Module, proxies: torch.nn.Parameter, lr: flo
         # No decay on the proxies: only their direction matters to the loss.
         {"params": [proxies], "lr": proxy_lr, "weight_decay": 0.0},
     ])
+
+
+def schedule_factor(schedule: str, epoch: int, epochs: int) -> float:
+    """The learning rates' multiplier during `epoch` (0-based) of `epochs`: 1, or a cosine
+    from ~1 to ~0 taken at the epoch's middle (a function of the epoch alone, so a resumed
+    run gets the same rates)."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * (epoch + 0.5) / epochs))
+    raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+
+
+def set_epoch_learning_rates(optimizer: torch.optim.Optimizer, config, epoch: int) -> None:
+    factor = schedule_factor(config.lr_schedule, epoch, config.epochs)
+    for group, base in zip(optimizer.param_groups, (config.lr, config.proxy_lr)):
+        group["lr"] = base * factor

@@ -7,6 +7,7 @@ weights are saved for `--backbone-weights`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -16,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.glyphs import DEFAULT_PROTOCOL, Glyphs, GlyphsProtocol
+from .glyph_classes import GlyphClasses
 from .metrics_log import write_atomically
 from .model import SmallCNN
 
@@ -24,50 +26,53 @@ PRETRAIN_FACES = DEFAULT_PROTOCOL.train_faces + ("Sans-Medium-JP", "Serif-SemiBo
 assert not set(PRETRAIN_FACES) & set(DEFAULT_PROTOCOL.test_faces)
 
 
-class DisjointGlyphs:
-    """Glyphs of `protocol`'s train split without the characters of `excluded`, relabelled 0..K-1."""
+@dataclasses.dataclass(frozen=True)
+class PretrainSettings:
+    """Everything the pretrained weights depend on (recorded beside them)."""
+    characters_drawn: int = 560  # drawn before the retrieval characters are removed
+    epochs: int = 12
+    width: int = 16
+    stem_stride: int = 1
+    image_size: int = 64
+    batch_size: int = 64
+    lr: float = 3e-3
+    seed: int = 0
 
-    def __init__(self, protocol: GlyphsProtocol, excluded: set[str]):
-        self.glyphs = Glyphs("train", protocol)
-        kept = [label for label, character in enumerate(self.glyphs.characters) if character not in excluded]
-        self.characters = "".join(self.glyphs.characters[label] for label in kept)
-        self.num_classes = len(kept)
-        relabel = torch.full((self.glyphs.num_classes,), -1, dtype=torch.int64)
-        relabel[torch.tensor(kept)] = torch.arange(len(kept))
-        self.relabel = relabel
-        self.indices = torch.tensor([i for i, label in enumerate(self.glyphs.labels) if relabel[label] >= 0])
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def batch(self, positions, generator=None):
-        images, labels = self.glyphs.batch(self.indices[positions], generator)
-        return images, self.relabel[labels]
+def disjoint_glyphs(protocol: GlyphsProtocol, excluded: set[str]) -> GlyphClasses:
+    """`protocol`'s training images without the characters of `excluded`, relabelled 0..K-1."""
+    glyphs = Glyphs("train", protocol)
+    return GlyphClasses(glyphs, [label for label, character in enumerate(glyphs.characters) if character not in excluded])
 
 
 def retrieval_characters(protocol: GlyphsProtocol = DEFAULT_PROTOCOL) -> set[str]:
     return set(Glyphs("train", protocol, augment=False).characters) | set(Glyphs("test", protocol).characters)
 
 
-def pretrain_backbone(out_path: str, num_characters: int = 560, epochs: int = 12, width: int = 16,
-                      batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> dict:
-    """Trains SmallCNN + a linear classifier; saves {"backbone": state_dict} to out_path and returns a summary."""
+def pretrain_backbone(out_path: str, settings: PretrainSettings = PretrainSettings(),
+                      retrieval: GlyphsProtocol = DEFAULT_PROTOCOL, progress: bool = True) -> dict:
+    """Trains SmallCNN + a linear classifier on characters outside `retrieval`'s split; saves
+    {"backbone": state_dict} to out_path and a summary (with `settings`) beside it, as .json."""
     began = time.perf_counter()
-    torch.manual_seed(seed)
+    s = settings
+    torch.manual_seed(s.seed)
     protocol = GlyphsProtocol(train_faces=PRETRAIN_FACES, test_faces=PRETRAIN_FACES[:1],
-                              num_train_classes=num_characters, num_test_classes=1, split_seed=seed + 101)
-    data = DisjointGlyphs(protocol, retrieval_characters())
-    backbone = SmallCNN(1, width)
+                              num_train_classes=s.characters_drawn, num_test_classes=1, image_size=s.image_size,
+                              split_seed=s.seed + 101)
+    data = disjoint_glyphs(protocol, retrieval_characters(retrieval))
+    backbone = SmallCNN(1, s.width, s.stem_stride)
     classifier = nn.Linear(backbone.feature_size, data.num_classes)
-    optimizer = torch.optim.AdamW(list(backbone.parameters()) + list(classifier.parameters()), lr=lr, weight_decay=1e-4)
-    generator = torch.Generator().manual_seed(seed + 7)
-    steps_per_epoch = len(data) // batch_size
+    optimizer = torch.optim.AdamW(list(backbone.parameters()) + list(classifier.parameters()), lr=s.lr,
+                                  weight_decay=1e-4)
+    generator = torch.Generator().manual_seed(s.seed + 7)
+    steps_per_epoch = len(data) // s.batch_size
     history = []
-    for epoch in range(epochs):
+    for epoch in range(s.epochs):
         order = torch.randperm(len(data), generator=generator)
         correct = total = 0
-        for step in tqdm(range(steps_per_epoch), desc=f"pretrain {epoch + 1}/{epochs}", disable=not progress, leave=False):
-            images, labels = data.batch(order[step * batch_size:(step + 1) * batch_size], generator)
+        for step in tqdm(range(steps_per_epoch), desc=f"pretrain {epoch + 1}/{s.epochs}", disable=not progress,
+                         leave=False):
+            images, labels = data.batch(order[step * s.batch_size:(step + 1) * s.batch_size], generator)
             logits = classifier(backbone(images))
             loss = nn.functional.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
@@ -75,13 +80,15 @@ def pretrain_backbone(out_path: str, num_characters: int = 560, epochs: int = 12
             optimizer.step()
             correct += int((logits.argmax(1) == labels).sum())
             total += len(labels)
-        history.append({"epoch": epoch + 1, "train_accuracy": correct / max(total, 1)})
+        history.append({"epoch": epoch + 1, "train_accuracy": correct / max(total, 1),
+                        "seconds": time.perf_counter() - began})
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     temporary = f"{out_path}.{os.getpid()}.tmp"
     torch.save({"backbone": backbone.state_dict()}, temporary)
     os.replace(temporary, out_path)
-    summary = {"characters": data.num_classes, "images": len(data), "faces": list(PRETRAIN_FACES),
-               "excluded_retrieval_characters": True, "epochs": epochs, "width": width, "history": history,
+    summary = {"settings": dataclasses.asdict(s), "retrieval_protocol": repr(retrieval),
+               "characters": data.num_classes, "images": len(data), "faces": list(PRETRAIN_FACES),
+               "excluded_retrieval_characters": True, "epochs": s.epochs, "width": s.width, "history": history,
                "wall_seconds": time.perf_counter() - began}
     write_atomically(os.path.splitext(out_path)[0] + ".json", json.dumps(summary, indent=1))
     return summary

@@ -16,7 +16,8 @@ from .loop import train_one_epoch
 from .loss import build_loss
 from .metrics_log import write_metrics
 from .model import build_model
-from .optim import build_optimizer
+from .optim import build_optimizer, set_epoch_learning_rates
+from .run_record import recorded_config
 
 
 def seed_everything(seed: int) -> None:
@@ -46,22 +47,26 @@ def train(config) -> list[dict]:
     batches = TrainBatches(train_set, config, rank, world)
 
     start, history = 0, []
+    record = recorded_config(config)
     if config.resume and checkpoint.exists(config.out_dir):
-        start, history = checkpoint.load(config.out_dir, model, loss_fn, optimizer, scaler, batches)
+        start, history = checkpoint.load(config.out_dir, config, model, loss_fn, optimizer, scaler, batches)
     if rank == 0:
         os.makedirs(config.out_dir, exist_ok=True)
     for epoch in range(start, config.epochs):
         loss_fn.step_epoch(epoch)
+        set_epoch_learning_rates(optimizer, config, epoch)
         began = time.perf_counter()
         row = {"epoch": epoch + 1}
         row.update(train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch, config, device,
                                    show_progress=config.progress and rank == 0))
         row["train_seconds"] = time.perf_counter() - began
         if rank == 0:
+            began = time.perf_counter()
             row.update(evaluate(model, eval_set, config.eval_batch_size, device, config.ks))
+            row["eval_seconds"] = time.perf_counter() - began
             history.append(row)
-            write_metrics(config.out_dir, config.as_dict(), history)
-            checkpoint.save(config.out_dir, epoch + 1, model, loss_fn, optimizer, scaler, batches, history)
+            write_metrics(config.out_dir, record, history)
+            checkpoint.save(config.out_dir, epoch + 1, model, loss_fn, optimizer, scaler, batches, history, record)
             if config.progress:
                 print(f"epoch {epoch + 1}: loss {row['loss']:.4f} R@1 {row.get('recall@1', float('nan')):.4f} "
                       f"MAP@R {row['map@r']:.4f}", flush=True)

@@ -1,0 +1,158 @@
+"""The report of a grid of PA vs SEE cells: one table per metric (a row per cell), SEE − PA R@1
+against the embedding size (a line per class count), and the R@1 curves of every cell."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from .metrics_log import write_atomically
+from .report import NAMES
+
+TABLE_METRICS = ("recall@1", "recall@2", "map@r")
+SUMMARY_FILES = ("summary.md", "summary.json", "see_minus_pa_recall_at_1.png", "recall_at_1_curves.png")
+
+
+def late_gain(runs: dict) -> float:
+    """Mean R@1 gain (points) of the runs over their last quarter of epochs: ~0 at a plateau."""
+    gains = []
+    for rows in runs.values():
+        start = rows[max(0, len(rows) - 1 - max(1, len(rows) // 4))]
+        gains.append(100 * (rows[-1]["recall@1"] - start["recall@1"]))
+    return sum(gains) / len(gains) if gains else float("nan")
+
+
+def seconds_per_run(runs: dict) -> float:
+    """Mean training + evaluation seconds of the runs (what the loop measured, not start-up)."""
+    totals = [sum(row.get("train_seconds", 0.0) + row.get("eval_seconds", 0.0) for row in rows) for rows in runs.values()]
+    return sum(totals) / len(totals) if totals else float("nan")
+
+
+def cell_row(result: dict) -> dict:
+    cell, summary = result["cell"], result["summary"]
+    return {"cell": cell.name, "embedding_size": cell.embedding_size, "train_classes": cell.train_classes,
+            "seeds": summary["seeds"], "epochs": len(next(iter(result["histories"]["pa"].values()))),
+            "pa_late_gain_r1": late_gain(result["histories"]["pa"]),
+            "see_late_gain_r1": late_gain(result["histories"]["see"]),
+            "pa_seconds_per_run": seconds_per_run(result["histories"]["pa"]),
+            "see_seconds_per_run": seconds_per_run(result["histories"]["see"]),
+            "metrics": summary["metrics"]}
+
+
+def markdown(rows: list[dict], title: str, notes: list[str]) -> str:
+    lines = [f"# {title}", "", *notes, "",
+             "Each cell: the last epoch of PA and PA + SEE runs on the same seeds (same initial weights, batches "
+             "and augmentations); %, mean ± std over seeds; SEE − PA is the mean paired difference with its 95% t "
+             "interval. 'late gain' is the mean R@1 gain over the last quarter of the epochs (≈ 0 at a plateau). "
+             "Per-cell details: cells/<cell>/summary.md; curves: recall_at_1_curves.png.", ""]
+    for metric in TABLE_METRICS:
+        name = NAMES[metric]
+        late = metric == "recall@1"
+        lines += [f"## {name}", "",
+                  "| embedding | classes | seeds | PA | PA + SEE | SEE − PA [95% CI] |"
+                  + (" PA late gain | SEE late gain |" if late else ""),
+                  "| --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if late else "")]
+        for row in rows:
+            m = row["metrics"][metric]
+            diff = m["see_minus_pa"]
+            interval = f"[{diff['low']:+.2f}, {diff['high']:+.2f}]" if not math.isnan(diff["low"]) else "(one seed)"
+            line = (f"| {row['embedding_size']} | {row['train_classes'] or '—'} | {len(row['seeds'])} | "
+                    f"{m['pa']['mean']:.2f} ± {m['pa']['std']:.2f} | {m['see']['mean']:.2f} ± {m['see']['std']:.2f} | "
+                    f"{diff['mean']:+.2f} {interval} |")
+            if late:
+                line += f" {row['pa_late_gain_r1']:+.2f} | {row['see_late_gain_r1']:+.2f} |"
+            lines.append(line)
+        lines.append("")
+    lines += ["## Time", "", "Seconds per run, training and evaluation (mean over seeds).", "",
+              "| embedding | classes | PA s | PA + SEE s |", "| --- | --- | --- | --- |"]
+    lines += [f"| {row['embedding_size']} | {row['train_classes'] or '—'} | {row['pa_seconds_per_run']:.0f} | "
+              f"{row['see_seconds_per_run']:.0f} |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: str) -> None:
+    temporary = path + ".tmp.png"
+    figure.savefig(temporary, dpi=120)
+    _pyplot().close(figure)
+    os.replace(temporary, path)
+
+
+def plot_difference(rows: list[dict], path: str, title: str) -> None:
+    """SEE − PA R@1 with its 95% interval against the embedding size, a line per class count."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(6, 4))
+    counts = sorted({row["train_classes"] or 0 for row in rows})
+    for index, count in enumerate(counts):
+        mine = sorted((row for row in rows if (row["train_classes"] or 0) == count), key=lambda r: r["embedding_size"])
+        # A small horizontal offset per class count keeps the intervals apart.
+        xs = [row["embedding_size"] * 2 ** (0.06 * (index - (len(counts) - 1) / 2)) for row in mine]
+        diffs = [row["metrics"]["recall@1"]["see_minus_pa"] for row in mine]
+        means = [d["mean"] for d in diffs]
+        errors = [[d["mean"] - d["low"] if not math.isnan(d["low"]) else 0 for d in diffs],
+                  [d["high"] - d["mean"] if not math.isnan(d["high"]) else 0 for d in diffs]]
+        axes.errorbar(xs, means, yerr=errors, marker="o", capsize=4,
+                      label=f"{count} classes" if count else "the data set's classes")
+    axes.axhline(0, color="grey", linewidth=1)
+    axes.set_xscale("log", base=2)
+    dims = sorted({row["embedding_size"] for row in rows})
+    axes.set_xticks(dims, [str(d) for d in dims])
+    axes.set_xlabel("embedding size")
+    axes.set_ylabel("SEE − PA R@1 (points, 95% CI)")
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_curves(results: list[dict], path: str, title: str) -> None:
+    """R@1 per epoch of PA and SEE in every cell: seeds thin, means thick."""
+    plt = _pyplot()
+    counts = sorted({r["cell"].train_classes or 0 for r in results})
+    dims = sorted({r["cell"].embedding_size for r in results})
+    figure, grid = plt.subplots(len(counts), len(dims), figsize=(3.2 * len(dims), 2.6 * len(counts)),
+                                squeeze=False, sharey=True)
+    for result in results:
+        cell = result["cell"]
+        axes = grid[counts.index(cell.train_classes or 0)][dims.index(cell.embedding_size)]
+        for loss, colour, label in (("pa", "tab:blue", "PA"), ("see", "tab:red", "PA + SEE")):
+            runs = [rows for _, rows in sorted(result["histories"][loss].items())]
+            for rows in runs:
+                axes.plot([r["epoch"] for r in rows], [100 * r["recall@1"] for r in rows], color=colour, alpha=0.25,
+                          linewidth=0.8)
+            length = min(len(rows) for rows in runs)
+            mean = [sum(100 * rows[e]["recall@1"] for rows in runs) / len(runs) for e in range(length)]
+            axes.plot(range(1, length + 1), mean, color=colour, linewidth=2, label=label)
+        axes.set_title(f"{cell.embedding_size}-d" + (f", {cell.train_classes} classes" if cell.train_classes else ""),
+                       fontsize=9)
+        axes.grid(alpha=0.3)
+    for axes in grid[-1]:
+        axes.set_xlabel("epoch")
+    for row in grid:
+        row[0].set_ylabel("R@1 (%)")
+    grid[0][0].legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def write_grid_report(out_dir: str, results: list[dict], title: str, notes: list[str], extra: dict) -> list[dict]:
+    """results: [{"cell": Cell, "summary": per-cell summary, "histories": {loss: {seed: rows}}}]."""
+    rows = [cell_row(result) for result in results]
+    if not rows:
+        return rows
+    os.makedirs(out_dir, exist_ok=True)
+    write_atomically(os.path.join(out_dir, "summary.json"), json.dumps({"title": title, "cells": rows, **extra}, indent=1))
+    write_atomically(os.path.join(out_dir, "summary.md"), markdown(rows, title, notes))
+    plot_difference(rows, os.path.join(out_dir, "see_minus_pa_recall_at_1.png"), title)
+    plot_curves(results, os.path.join(out_dir, "recall_at_1_curves.png"), title)
+    return rows

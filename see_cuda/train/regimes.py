@@ -1,0 +1,76 @@
+"""Named budgets of `python -m see_cuda.train.compare`: the flags of every run, the
+pretraining of the backbone (Glyphs), and the grid axes, with the reasons for each."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """Cross-entropy pretraining of the small CNN on characters outside the retrieval split,
+    once per comparison (`pretrain.py`); its width, stride and image size are the runs'."""
+    characters_drawn: int  # drawn before the retrieval characters are removed
+    epochs: int
+    batch_size: int = 64
+    lr: float = 3e-3
+
+
+@dataclass(frozen=True)
+class Regime:
+    title: str
+    flags: tuple[str, ...]  # `python -m see_cuda.train` flags of every run (later flags override)
+    pretraining: Pretraining | None = None
+    dims: tuple[int, ...] = ()  # a grid over embedding sizes; empty: one cell at --embedding-size
+    train_classes: tuple[int, ...] = ()  # Glyphs: a grid over training class counts
+    # Epochs per training class count (a grid whose cells differ in images per epoch);
+    # --epochs on the command line overrides it for every cell.
+    epochs_by_classes: tuple[tuple[int, int], ...] = ()
+    seeds: int = 3  # paired seeds unless --seeds says otherwise
+
+    def epochs_for(self, train_classes: int | None) -> int | None:
+        """The regime's epochs for a class count; None: the flags' --epochs."""
+        if not self.epochs_by_classes or train_classes is None:
+            return None
+        table = dict(self.epochs_by_classes)
+        if train_classes not in table:
+            raise ValueError(f"the regime has epochs for {sorted(table)} training classes, not {train_classes}; "
+                             "pass --epochs to set them for every cell")
+        return table[train_classes]
+
+
+REGIMES = {
+    # Budgets sized for a shared 2-core CPU (~0.6 s per batch of 120 at width 8):
+    # a regime's whole comparison in about 10-15 minutes.
+    "scratch": Regime("Glyphs, small CNN from scratch: PA vs PA + SEE",
+                      ("--epochs", "5", "--cnn-width", "8", "--lr", "1e-3")),
+    # The calibration budget of docs/glyphs.md (330 steps) with a cheaper, strided CNN.
+    "scratch-long": Regime("Glyphs, strided small CNN from scratch, 330 steps: PA vs PA + SEE",
+                           ("--epochs", "10", "--cnn-width", "16", "--cnn-stem-stride", "2", "--lr", "1e-3")),
+    # ~500 classes after the retrieval characters are removed: few enough to learn in minutes.
+    "pretrained": Regime("Glyphs, small CNN pretrained on disjoint characters: PA vs PA + SEE",
+                         ("--epochs", "4", "--cnn-width", "8", "--lr", "5e-4"),
+                         pretraining=Pretraining(characters_drawn=560, epochs=12)),
+}
+
+# The grid of docs/glyphs.md ("The embedding-size x class-count grid"): does SEE help more
+# with a low-dimensional embedding and many classes? Sized by pilot runs (their curves and
+# the reasons are in docs/glyphs.md) to about 4 hours of one thread on the shared 2-core machine:
+# - 48 px images and a strided CNN of width 16: ~95 ms a batch of 120 under the usual load,
+#   about half of 64 px, and PA's plateau is about as high. At 32 px a step is cheaper
+#   still, but PA needs many more epochs to level off.
+# - One split for every cell: 4,000 training characters set aside, the 1,000 test characters
+#   after them; a 1,000-class cell trains on 1,000 of the 4,000. The pool is a flag, so a
+#   command for some of the cells (--train-classes 1000) keeps the same split.
+# - Pretraining once on 1,894 other characters (2,500 drawn, the retrieval split's removed),
+#   15 epochs at lr 1e-3: 99% training accuracy in ~3-4 min. (4,584 characters at lr 3e-3
+#   stayed at chance for 12 epochs.)
+# - Fine-tuning at a constant lr 5e-4, proxies 5e-2: a cosine decay froze PA ~3 points below
+#   the constant rate, and lr 1e-3 started lower.
+# - Epochs per class count, each where PA's R@1 has levelled off: 40 at 1,000 classes (1,320
+#   batches), 16 at 4,000 (2,128 batches; an epoch there is 4x the batches).
+REGIMES["dims-classes"] = Regime(
+    "Glyphs, pretrained small CNN: PA vs PA + SEE over embedding size and training classes",
+    ("--glyphs-image-size", "48", "--glyphs-class-pool", "4000", "--cnn-width", "16", "--cnn-stem-stride", "2",
+     "--lr", "5e-4", "--proxy-lr", "5e-2", "--epochs", "40"),
+    pretraining=Pretraining(characters_drawn=2500, epochs=15, lr=1e-3),
+    dims=(32, 64, 256), train_classes=(1000, 4000), epochs_by_classes=((1000, 40), (4000, 16)), seeds=5)
