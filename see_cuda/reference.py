@@ -167,8 +167,7 @@ def _log1p_sum_exp(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Computed as softplus(logsumexp) so that large α and fp16 cannot overflow; a
     column with no row gives 0 with a zero gradient.
     """
-    neg_inf = torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device)
-    masked = torch.where(mask, logits, neg_inf)
+    masked = logits.masked_fill(~mask, float("-inf"))
     has_term = mask.any(0)
     shift = torch.where(has_term, masked.amax(0), torch.zeros_like(masked[0])).detach()
     sum_exp = torch.where(mask, torch.exp(masked - shift), torch.zeros_like(logits)).sum(0)
