@@ -20,12 +20,12 @@ from .options import SEEOptions, resolve_options
 
 
 def _check_values(implementation_is_reference: bool, device, check_values: bool, finite=None, labels=None,
-                  noise=None, noise_dtype=None) -> None:
+                  noise=None, rows=None, dtype=None) -> None:
     validation.check_bool(check_values, "check_values")
-    if not (finite or labels or noise):
+    if not (finite or labels or noise or rows):
         return
     if validation.values_are_read(device, check_values or implementation_is_reference):
-        validation.check_values(finite=finite, labels=labels, noise=noise, noise_dtype=noise_dtype)
+        validation.check_values(finite=finite, labels=labels, noise=noise, rows=rows, dtype=dtype)
 
 
 def mmd_centers(num_centers: int, dim: int, radius: float = 1.0, device=None,
@@ -63,8 +63,8 @@ def spherical_expansion(
     dtype = validation.check_expansion_inputs(z, w, n_expansion, noise, generator)
     w_needs_grad = torch.is_grad_enabled() and w.requires_grad
     primitives = dispatch.expansion_primitives(implementation, z.device, w_needs_grad)
-    _check_values(primitives is reference.PRIMITIVES, z.device, check_values, finite={"z": z, "w": w},
-                  noise={} if noise is None else {"noise": noise}, noise_dtype=dtype)
+    _check_values(primitives is reference.PRIMITIVES, z.device, check_values, rows={"z": z, "w": w},
+                  noise={} if noise is None else {"noise": noise}, dtype=dtype)
     k, D = z.shape
     if noise is None:
         noise = primitives.draw_noise(k, n_expansion, D, dtype, z.device, generator)
@@ -82,7 +82,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t, implementation: str = "auto",
     """
     dtype, t_rows = validation.check_slerp_inputs(a, b, t)
     fused = dispatch.use_fused(implementation, a.device)
-    _check_values(not fused, a.device, check_values, finite={"a": a, "b": b, "t": t_rows})
+    _check_values(not fused, a.device, check_values, rows={"a": a, "b": b}, finite={"t": t_rows}, dtype=dtype)
     if not fused:
         return reference.slerp(a.to(dtype), b.to(dtype), t_rows)
     kd = dispatch.kernel_dtype(dtype)
@@ -115,7 +115,8 @@ def proxy_anchor_loss(
     labels = validation.index_labels(labels)
     primitives = dispatch.see_primitives(implementation, embeddings.device)
     _check_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
-                  finite={"embeddings": embeddings, "proxies": proxies}, labels={"labels": (labels, proxies.shape[0])})
+                  rows={"embeddings": embeddings, "proxies": proxies}, labels={"labels": (labels, proxies.shape[0])},
+                  dtype=dtype)
     return primitives.proxy_anchor(embeddings, labels, proxies, None, None, 0.0, alpha, margin, False)
 
 
@@ -146,8 +147,8 @@ def proxy_anchor_loss_with_synthetic(
     primitives = dispatch.see_primitives(implementation, embeddings.device)
     C = proxies.shape[0]
     _check_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
-                  finite={"embeddings": embeddings, "proxies": proxies, "synthetic": synthetic},
-                  labels={"labels": (labels, C), "synthetic_labels": (synthetic_labels, C)})
+                  rows={"embeddings": embeddings, "proxies": proxies, "synthetic": synthetic},
+                  labels={"labels": (labels, C), "synthetic_labels": (synthetic_labels, C)}, dtype=dtype)
     return primitives.proxy_anchor(embeddings, labels, proxies, synthetic, synthetic_labels, lam, alpha, margin, True)
 
 
@@ -217,12 +218,14 @@ def see_loss_with_options(embeddings, labels, proxies, options: SEEOptions, gene
     primitives = dispatch.see_primitives(implementation, embeddings.device)
     given_noise = {} if noise is None else {"noise": noise}
     if dispatch.runs_in_one_call(primitives, embeddings.device, options):
-        # The kernel checks label range and finiteness of embeddings and proxies itself.
-        _check_values(False, embeddings.device, check_values, noise=given_noise, noise_dtype=dtype)
+        # The kernel checks label range and finiteness of embeddings and proxies itself, not
+        # whether their squared norms overflow: the one pass of that check is made here.
+        _check_values(False, embeddings.device, check_values, noise=given_noise,
+                      rows={"embeddings": embeddings, "proxies": proxies}, dtype=dtype)
         return dispatch.see_loss_in_one_call(embeddings, labels, proxies, options, generator, noise)
     _check_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
-                  finite={"embeddings": embeddings, "proxies": proxies}, labels={"labels": (labels, proxies.shape[0])},
-                  noise=given_noise, noise_dtype=dtype)
+                  rows={"embeddings": embeddings, "proxies": proxies}, labels={"labels": (labels, proxies.shape[0])},
+                  noise=given_noise, dtype=dtype)
     return composition.see_loss(embeddings, labels, proxies, options, primitives, generator, noise)
 
 

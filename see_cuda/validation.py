@@ -299,23 +299,25 @@ def values_are_read(device: torch.device, check_values: bool) -> bool:
 
 
 def check_values(finite: dict | None = None, labels: dict | None = None, noise: dict | None = None,
-                 noise_dtype: torch.dtype | None = None) -> None:
-    """Finiteness, label range and usable draws, with one host synchronisation when all is well.
+                 rows: dict | None = None, dtype: torch.dtype | None = None) -> None:
+    """Finiteness, label range and rows that can be normalised, with one host synchronisation when all is well.
 
     finite: name -> tensor that must hold finite values; labels: name ->
-    (labels, number of classes); noise: name -> given draws, finite and each
-    draw (a row of D numbers) normalisable in `noise_dtype` (the dtype the
-    draws are used in; default their own): its squared norm must be a normal
-    number, neither 0 (an all-zero draw spans nothing) nor an underflow or an
-    overflow, where x / |x| would be NaN or 0 (docs/method.md §3.2).
+    (labels, number of classes); rows: name -> tensor whose rows (last axis)
+    are normalised as x / sqrt(|x|² + ε) in `dtype`: finite, and |x|² must not
+    overflow there (x/|x| would be 0); noise: name -> given draws, normalised
+    in `dtype` as x / |x|: finite, and each draw's squared norm a normal number,
+    neither 0 (an all-zero draw spans nothing) nor an under- or overflow
+    (docs/method.md §3.2). dtype: the dtype of the computation (default: each
+    tensor's own).
     """
-    finite, labels, noise = finite or {}, labels or {}, noise or {}
+    finite, labels, noise, rows = finite or {}, labels or {}, noise or {}, rows or {}
     if torch.compiler.is_compiling():
-        tensors = list(finite.values()) + list(noise.values()) + [t for t, _ in labels.values()]
+        tensors = list(finite.values()) + list(noise.values()) + list(rows.values()) + [t for t, _ in labels.values()]
         if all(t.device.type == "cpu" for t in tensors):
-            return _assert_values_in_graph(finite, labels, noise, noise_dtype)
-        return _read_values_outside_the_graph(finite, labels, noise, noise_dtype)
-    return _read_values(finite, labels, noise, noise_dtype)
+            return _assert_values_in_graph(finite, labels, noise, rows, dtype)
+        return _read_values_outside_the_graph(finite, labels, noise, rows, dtype)
+    return _read_values(finite, labels, noise, rows, dtype)
 
 
 def _draws_are_normalisable(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
@@ -326,28 +328,50 @@ def _draws_are_normalisable(t: torch.Tensor, dtype: torch.dtype | None) -> torch
     return (squared >= info.tiny) & (squared <= info.max)
 
 
+def _rows_are_normalisable(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """Per row (last axis), whether its squared norm in `dtype` is finite, as the normalisation computes it."""
+    t = t.to(dtype or t.dtype)
+    return torch.isfinite((t * t).sum(-1))
+
+
+def _rows_flag(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """One pass, no temporary: every entry at most sqrt(max / 2D) in magnitude (NaN fails), so that no
+    row's squared norm can overflow. Failing it is not yet an error: the rows are then checked one by one."""
+    lo, hi = torch.aminmax(t)
+    limit = (torch.finfo(dtype or t.dtype).max / (2 * max(t.shape[-1], 1))) ** 0.5
+    return (lo >= -limit) & (hi <= limit)
+
+
 def _noise_message(name: str, dtype: torch.dtype) -> str:
     return (f"{name} has a draw that cannot be normalised in {dtype}: its squared norm is 0 or under- or "
             "overflows (an all-zero row, or a scale far from 1). Each row of D numbers is used by its direction "
             "only: rescale the draws")
 
 
-def _read_values(finite: dict, labels: dict, noise: dict, noise_dtype) -> None:
+def _rows_message(name: str, dtype: torch.dtype) -> str:
+    return (f"{name} has a row whose squared norm overflows in {dtype} (a norm above "
+            f"{torch.finfo(dtype).max ** 0.5:.3g}): it cannot be normalised; rescale it")
+
+
+def _read_values(finite: dict, labels: dict, noise: dict, rows: dict, dtype) -> None:
     flags = []
     for t in list(finite.values()) + list(noise.values()):
         if t.numel():
             flags.append(torch.isfinite(t.sum(dtype=_accumulation_dtype(t))))
+    for t in rows.values():
+        if t.numel():
+            flags.append(_rows_flag(t, dtype))
     for t, num_classes in labels.values():
         if t.numel():
             lo, hi = torch.aminmax(t)
             flags.append((lo >= 0) & (hi < num_classes))
     for t in noise.values():
         if t.numel():
-            flags.append(_draws_are_normalisable(t, noise_dtype).all())
+            flags.append(_draws_are_normalisable(t, dtype).all())
     if not flags or bool(torch.stack(flags).all()):
         return
-    # Something failed (or a sum of large finite values overflowed): find it, one argument at a time.
-    for name, t in list(finite.items()) + list(noise.items()):
+    # Something failed (or a flag was conservative): find it, one argument at a time.
+    for name, t in list(finite.items()) + list(rows.items()) + list(noise.items()):
         if t.numel() and not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
     for name, (t, num_classes) in labels.items():
@@ -357,9 +381,12 @@ def _read_values(finite: dict, labels: dict, noise: dict, noise_dtype) -> None:
                 raise ValueError(
                     f"{name} must lie in [0, {num_classes}) (the number of proxies), got values in [{lo}, {hi}]"
                 )
+    for name, t in rows.items():
+        if t.numel() and not bool(_rows_are_normalisable(t, dtype).all()):
+            raise ValueError(_rows_message(name, dtype or t.dtype))
     for name, t in noise.items():
-        if t.numel() and not bool(_draws_are_normalisable(t, noise_dtype).all()):
-            raise ValueError(_noise_message(name, noise_dtype or t.dtype))
+        if t.numel() and not bool(_draws_are_normalisable(t, dtype).all()):
+            raise ValueError(_noise_message(name, dtype or t.dtype))
 
 
 _read_values_outside_the_graph = torch.compiler.disable(
@@ -369,15 +396,17 @@ _read_values_outside_the_graph = torch.compiler.disable(
 )
 
 
-def _assert_values_in_graph(finite: dict, labels: dict, noise: dict, noise_dtype) -> None:
+def _assert_values_in_graph(finite: dict, labels: dict, noise: dict, rows: dict, dtype) -> None:
     """The checks of _read_values as asserts that torch.compile keeps in the graph (CPU tensors)."""
-    for name, t in list(finite.items()) + list(noise.items()):
+    for name, t in list(finite.items()) + list(rows.items()) + list(noise.items()):
         torch._assert_async(torch.isfinite(t).all(), f"{name} contains NaN or infinite values")
     for name, (t, num_classes) in labels.items():
         torch._assert_async(((t >= 0) & (t < num_classes)).all(),
                             f"{name} must lie in [0, {num_classes}) (the number of proxies)")
+    for name, t in rows.items():
+        torch._assert_async(_rows_are_normalisable(t, dtype).all(), _rows_message(name, dtype or t.dtype))
     for name, t in noise.items():
-        torch._assert_async(_draws_are_normalisable(t, noise_dtype).all(), _noise_message(name, noise_dtype or t.dtype))
+        torch._assert_async(_draws_are_normalisable(t, dtype).all(), _noise_message(name, dtype or t.dtype))
 
 
 def _accumulation_dtype(t: torch.Tensor) -> torch.dtype:

@@ -211,3 +211,35 @@ def test_noise_at_the_edges_of_the_range_that_can_be_normalised_is_used(implemen
     for scale in (1e-150, 1e150):
         got = see_cuda.fused_see_loss(x, Y, P.double(), noise=noise * scale, implementation=implementation)
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("implementation", ["reference", "auto"])
+@pytest.mark.parametrize("call", ["proxy_anchor_loss", "fused_see_loss", "fused_see_loss-attached", "slerp",
+                                  "spherical_expansion"])
+@pytest.mark.parametrize("dtype, scale", [(torch.float32, 1e20), (torch.float64, 1e160), (torch.float16, 300.0)])
+def test_rows_whose_squared_norm_overflows_are_rejected(implementation, call, dtype, scale):
+    """x / sqrt(|x|² + ε) is 0 when |x|² overflows: such a row would silently count as a zero vector
+    (and in float16, where the kernels work in float32, the two implementations would disagree)."""
+    x, proxies = X.to(dtype).clone(), P.to(dtype).clone()
+    x[2] = torch.linspace(-1, 1, 20, dtype=torch.float64) * scale
+    name = "a" if call == "slerp" else "z" if call == "spherical_expansion" else "embeddings"
+    calls = {
+        "proxy_anchor_loss": lambda: see_cuda.proxy_anchor_loss(x, Y, proxies, implementation=implementation),
+        "fused_see_loss": lambda: see_cuda.fused_see_loss(x, Y, proxies, n_expansion=4, implementation=implementation),
+        "fused_see_loss-attached": lambda: see_cuda.fused_see_loss(x, Y, proxies, n_expansion=4, detach_synthetic=False,
+                                                                   implementation=implementation),
+        "slerp": lambda: see_cuda.slerp(x, x.flip(0), 0.5, implementation=implementation),
+        "spherical_expansion": lambda: see_cuda.spherical_expansion(x, proxies[Y], 4, implementation=implementation),
+    }
+    with pytest.raises(ValueError, match=f"{name} has a row whose squared norm overflows in {dtype}"):
+        calls[call]()
+
+
+@pytest.mark.parametrize("implementation", ["reference", "auto"])
+def test_large_rows_that_can_be_normalised_are_used(implementation):
+    """float16 embeddings with float32 proxies are normalised in float32: entries of 300 are fine there."""
+    x = X.clone()
+    x[2] = torch.linspace(-1, 1, 20) * 300
+    expected = see_cuda.proxy_anchor_loss(x, Y, P, implementation=implementation)
+    got = see_cuda.proxy_anchor_loss(x.half(), Y, P, implementation=implementation)
+    torch.testing.assert_close(got, expected, rtol=1e-2, atol=0)
