@@ -328,18 +328,29 @@ def _draws_are_normalisable(t: torch.Tensor, dtype: torch.dtype | None) -> torch
     return (squared >= info.tiny) & (squared <= info.max)
 
 
+# The ε of the normalisation x / sqrt(|x|² + ε) (reference.NORM_EPS): 0 in float16, whose
+# smallest number is 6e-8, so that there a row of squared norm below that divides 0 by 0.
+_NORM_EPS = 1e-12
+
+
 def _rows_are_normalisable(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    """Per row (last axis), whether its squared norm in `dtype` is finite, as the normalisation computes it."""
+    """Per row (last axis), whether |x|² + ε in `dtype`, as the normalisation computes it, is finite and not 0."""
     t = t.to(dtype or t.dtype)
-    return torch.isfinite((t * t).sum(-1))
+    squared = (t * t).sum(-1) + _NORM_EPS
+    return torch.isfinite(squared) & (squared > 0)
 
 
 def _rows_flag(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    """One pass, no temporary: every entry at most sqrt(max / 2D) in magnitude (NaN fails), so that no
-    row's squared norm can overflow. Failing it is not yet an error: the rows are then checked one by one."""
-    lo, hi = torch.aminmax(t)
-    limit = (torch.finfo(dtype or t.dtype).max / (2 * max(t.shape[-1], 1))) ** 0.5
-    return (lo >= -limit) & (hi <= limit)
+    """Every entry at most sqrt(max / 2D) in magnitude (NaN fails), so that no row's squared norm can
+    overflow: one pass, no temporary. Where ε is 0 in the dtype (float16) the rows' norms are taken
+    too. Failing it is not yet an error: the rows are then checked one by one."""
+    dtype = dtype or t.dtype
+    lo, hi = (v.double() for v in torch.aminmax(t))  # the limit would round to inf in a narrower dtype
+    limit = (torch.finfo(dtype).max / (2 * max(t.shape[-1], 1))) ** 0.5
+    flag = (lo >= -limit) & (hi <= limit)
+    if torch.tensor(_NORM_EPS, dtype=dtype) == 0:
+        flag = flag & _rows_are_normalisable(t, dtype).all()
+    return flag
 
 
 def _noise_message(name: str, dtype: torch.dtype) -> str:
@@ -350,7 +361,8 @@ def _noise_message(name: str, dtype: torch.dtype) -> str:
 
 def _rows_message(name: str, dtype: torch.dtype) -> str:
     return (f"{name} has a row whose squared norm overflows in {dtype} (a norm above "
-            f"{torch.finfo(dtype).max ** 0.5:.3g}): it cannot be normalised; rescale it")
+            f"{torch.finfo(dtype).max ** 0.5:.3g}), or, where the normalisation's ε of 1e-12 is 0 "
+            f"(float16), underflows: it cannot be normalised; rescale it")
 
 
 def _read_values(finite: dict, labels: dict, noise: dict, rows: dict, dtype) -> None:

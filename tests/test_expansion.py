@@ -341,3 +341,27 @@ def test_float32_gradient_near_the_axis_is_within_rounding_over_rho(implementati
     bound = near_axis_rtol(torch.float32, n, D, kappa, residual)
     error = (got.double().cpu() - truth).norm(dim=1) / truth.norm(dim=1)
     assert (error <= bound).all(), (error / bound).max()
+
+
+@pytest.mark.parametrize("implementation, device", [
+    pytest.param("reference", "cpu", id="reference", marks=pytest.mark.xfail(
+        strict=True, reason="docs/method.md §3.2 leaves a draw in the span of the frame undefined: the reference "
+                            "divides a residual of exactly 0 by its norm (NaN). To define it, in reference.py and in "
+                            "the kernels' Gram-Schmidt (csrc/cpu/expansion_kernels.h gram_schmidt_draws, "
+                            "csrc/cpu/cholesky_frame.h's fallback, the CUDA frame): a residual of norm 0 is replaced "
+                            "by the basis vector e_j least aligned with the frame (j minimising Σ_l f_l[j]²), "
+                            "projected off it twice and normalised")),
+    *IMPLEMENTATIONS[1:]])
+def test_a_draw_exactly_in_the_span_of_the_frame_still_gives_a_regular_simplex(implementation, device):
+    """D = n + 1 leaves one direction for the last frame vector; a draw equal to the proxy has none of it."""
+    z = torch.tensor([[1.5410, -0.2934, -2.1788]])
+    w = torch.tensor([[0.6614, 0.2669, 0.0617]])
+    out = see_cuda.spherical_expansion(z.to(device), w.to(device), 2, noise=w.reshape(1, 1, 3).to(device),
+                                       implementation=implementation).cpu().double()
+    assert torch.isfinite(out).all()
+    _, w_unit, a, M, r = geometry(z.double(), w.double())
+    offsets = out - M.unsqueeze(1)
+    rho_sq = (r * r).sum(-1)
+    gram = offsets @ offsets.transpose(1, 2)
+    expected = torch.tensor([[[1.0, -0.5], [-0.5, 1.0]]], dtype=torch.float64) * rho_sq
+    torch.testing.assert_close(gram, expected, rtol=0, atol=1e-5)

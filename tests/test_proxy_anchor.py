@@ -362,3 +362,31 @@ def test_raw_op_turns_no_nan_into_a_finite_loss(where, dtype):
                                                     True)
     assert torch.isnan(outputs[0])
     assert all(torch.isnan(t).any() for t in outputs[1:])
+
+
+@pytest.mark.parametrize("implementation, device", IMPLEMENTATIONS)
+def test_a_term_whose_logits_are_exactly_zero_has_half_the_slope(implementation, device):
+    """softplus'(0) = σ(0) = 1/2. The reference wrote |v| with abs, whose derivative at 0 is 0, beside
+    clamp's 1, and gave twice the gradient to a synthetic row of zeros (cosine 0, margin 0)."""
+    x = torch.tensor([[1.5410, -0.2934]], dtype=torch.float64)
+    zero_row, y = torch.zeros(1, 2, dtype=torch.float64), torch.tensor([0])
+    lam, alpha = 0.2, 32.0
+    inputs = [leaf(t, device) for t in (x, x, zero_row)]
+    loss = see_cuda.proxy_anchor_loss_with_synthetic(inputs[0], y.to(device), inputs[1], inputs[2], y.to(device), lam,
+                                                     alpha, 0.0, implementation=implementation)
+    (grad_zero_row,) = torch.autograd.grad(loss, inputs[2])
+    # λ·softplus(-α ŝ) with ŝ = ẑ·p̂ and ẑ = z / sqrt(|z|² + ε), whose Jacobian at 0 is I/sqrt(ε).
+    expected = -lam * alpha * 0.5 / reference.NORM_EPS**0.5 * reference.l2_normalize(x)
+    torch.testing.assert_close(grad_zero_row.cpu(), expected, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("implementation, device", IMPLEMENTATIONS)
+def test_float16_loss_over_many_classes_does_not_overflow_its_sum(implementation, device):
+    """The terms are averaged, not summed first: 5000 classes of terms near 20 add up past float16's
+    65504, while their mean is far inside it."""
+    x, y, proxies = loss_problem(64, 5000, 16, seed=9)
+    got = see_cuda.proxy_anchor_loss(x.half().to(device), y.to(device), proxies.half().to(device),
+                                     implementation=implementation)
+    expected = reference.proxy_anchor_loss(x.half().double(), y, proxies.half().double())
+    assert torch.isfinite(got)
+    torch.testing.assert_close(got.double().cpu(), expected, rtol=2e-2, atol=0)

@@ -243,3 +243,26 @@ def test_large_rows_that_can_be_normalised_are_used(implementation):
     expected = see_cuda.proxy_anchor_loss(x, Y, P, implementation=implementation)
     got = see_cuda.proxy_anchor_loss(x.half(), Y, P, implementation=implementation)
     torch.testing.assert_close(got, expected, rtol=1e-2, atol=0)
+
+
+@pytest.mark.parametrize("implementation", ["reference", "auto"])
+@pytest.mark.parametrize("mode", ["none", "fraction"])
+def test_infinite_half_precision_embeddings_with_float32_proxies_are_rejected(implementation, mode):
+    """The check compared float16 entries with a limit that rounded to inf in float16: inf passed, and
+    the fused loss was 0 (mode 'none') and the reference's NaN."""
+    x = torch.tensor([[float("inf"), -0.2935]], dtype=torch.float16)
+    loss_fn = see_cuda.SEEProxyAnchorLoss(1, 2, n_expansion=1, mode=mode, implementation=implementation)
+    with pytest.raises(ValueError, match="embeddings contains NaN or infinite values"):
+        loss_fn(x, torch.tensor([0]))
+
+
+@pytest.mark.parametrize("implementation", ["reference", "auto"])
+def test_float16_rows_too_small_for_the_normalisation_are_rejected(implementation):
+    """In float16 the ε of x / sqrt(|x|² + 1e-12) is 0: a zero row divided 0 by 0 in the reference (NaN)
+    while the kernels, in float32, gave 0."""
+    z, w = torch.zeros(1, 3, dtype=torch.float16), torch.randn(1, 3).half()
+    with pytest.raises(ValueError, match="z has a row whose squared norm .* underflows"):
+        see_cuda.spherical_expansion(z, w, 2, noise=torch.randn(1, 1, 3).half(), implementation=implementation)
+    # With float32 proxies the computation is float32, where ε keeps a zero row finite.
+    x, proxies = torch.zeros(2, 3, dtype=torch.float16), torch.randn(2, 3)
+    assert torch.isfinite(see_cuda.proxy_anchor_loss(x, torch.tensor([0, 1]), proxies, implementation=implementation))
