@@ -331,6 +331,7 @@ def _draws_are_normalisable(t: torch.Tensor, dtype: torch.dtype | None) -> torch
 # The ε of the normalisation x / sqrt(|x|² + ε) (reference.NORM_EPS): 0 in float16, whose
 # smallest number is 6e-8, so that there a row of squared norm below that divides 0 by 0.
 _NORM_EPS = 1e-12
+_EPS_VANISHES = {dtype: float(torch.tensor(_NORM_EPS, dtype=dtype)) == 0 for dtype in FLOAT_DTYPES}
 
 
 def _rows_are_normalisable(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
@@ -348,7 +349,7 @@ def _rows_flag(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     lo, hi = (v.double() for v in torch.aminmax(t))  # the limit would round to inf in a narrower dtype
     limit = (torch.finfo(dtype).max / (2 * max(t.shape[-1], 1))) ** 0.5
     flag = (lo >= -limit) & (hi <= limit)
-    if torch.tensor(_NORM_EPS, dtype=dtype) == 0:
+    if _EPS_VANISHES[dtype]:
         flag = flag & _rows_are_normalisable(t, dtype).all()
     return flag
 

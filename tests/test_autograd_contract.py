@@ -14,7 +14,7 @@ MODIFIED_IN_PLACE = "modified by an inplace operation"
 
 
 def pa_case(implementation, device):
-    x, proxies = draw(8, 32, seed=1).to(device), draw(5, 32, seed=2).to(device)
+    x, proxies = draw(8, 6, seed=1).to(device), draw(5, 6, seed=2).to(device)
     y = (torch.arange(8) % 5).to(device)
     return [x, proxies], lambda a, p: see_cuda.proxy_anchor_loss(a, y, p, alpha=8.0, implementation=implementation)
 
