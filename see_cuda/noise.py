@@ -44,7 +44,7 @@ def draw_seed(generator: torch.Generator | None, device) -> torch.Tensor:
     """
     if generator is not None and torch.compiler.is_compiling():
         return _draw_seed_outside_the_graph(generator, device)
-    return torch.randint(0, SEED_HIGH, (), generator=generator, dtype=torch.int64, device=device)
+    return _draw_seed_eagerly(generator, device)
 
 
 def _draw_seed_eagerly(generator, device) -> torch.Tensor:
