@@ -173,7 +173,7 @@ def test_raw_one_call_op_sees_its_inputs_changed_in_place():
 @pytest.mark.parametrize("implementation, device", IMPLEMENTATIONS[1:])
 @pytest.mark.parametrize("loss_fn", [see_cuda.proxy_anchor_loss, see_cuda.fused_see_loss])
 def test_gradient_penalty_by_backward_is_an_error_on_the_fused_path(implementation, device, loss_fn):
-    """The reproducer: |x.grad| was 3.08 fused and 49.01 by the reference, without a sign."""
+    """A gradient penalty by backward(): |x.grad| was 3.08 fused and 49.01 by the reference, without a sign."""
     x = torch.randn(8, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0), device="cpu")
     x = x.to(device).requires_grad_()
     proxies, y = draw(5, 32, seed=1).to(device), (torch.arange(8) % 5).to(device)
