@@ -8,16 +8,18 @@ PyTorch statement of the method lives in `see_cuda.reference`.
 """
 from ._extension import backends
 from .functional import (
+    fraction_schedule,
     fused_see_loss,
     mmd_centers,
     proxy_anchor_loss,
     proxy_anchor_loss_with_synthetic,
+    select_for_expansion,
     slerp,
     spherical_expansion,
+    threshold_schedule,
 )
 from .losses import SEEProxyAnchorLoss
 from .options import SEEOptions
-from .selection import fraction_schedule, select_for_expansion, threshold_schedule
 from .stats import SEEStats
 
 __all__ = [

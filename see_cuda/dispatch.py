@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from . import noise, ops, reference, validation
-from ._extension import has_kernel
+from ._extension import PROBE_OP, has_kernel
 from .composition import SEEPrimitives
 from .gather import rows_or_nan
 from .selection import num_selected_by_fraction
@@ -22,13 +22,13 @@ from .stats import SEEStats
 
 WHOLE_LOSS_OP = "see_cuda::see_loss_fused"
 NOISE_OP = "see_cuda::philox_normal_"
-_NO_SEED = torch.zeros((), dtype=torch.int64)  # the one-call kernel's seed when the draws are given
+MMD_CENTERS_OP = "see_cuda::mmd_centers_"
 
 
-def use_fused(implementation: str, device: torch.device) -> bool:
+def use_fused(implementation: str, device: torch.device, op: str = PROBE_OP) -> bool:
     """Whether the compiled kernels run for `implementation` on `device`; "fused" without them is an error."""
     validation.check_implementation(implementation)
-    available = has_kernel(device.type)
+    available = has_kernel(device.type, op)
     if implementation == "fused" and not available:
         raise RuntimeError(f"see_cuda was built without fused kernels for {device.type}; see see_cuda.backends()")
     return implementation == "fused" or (implementation == "auto" and available)
@@ -114,11 +114,14 @@ def see_loss_in_one_call(x, y, proxies, options, generator=None, draws=None):
     kd = kernel_dtype(dtype)
     n = options.n_expansion
     num_selected = num_selected_by_fraction(x.shape[0], options.ratio) if options.mode == "fraction" else -1
-    seed = noise.draw_seed(generator, x.device) if draws is None else _NO_SEED
+    # Given draws make the seed unused: a zero seed on the device, not a draw of the generator.
+    seed = noise.draw_seed(generator, x.device) if draws is None else torch.zeros((), dtype=torch.int64,
+                                                                                   device=x.device)
     loss, k, mean_cosine = ops.see_loss_fused(
         _kernel_input(x, kd), _kernel_input(y, torch.int64), _kernel_input(proxies, kd),
         None if draws is None else _kernel_input(draws, kd), seed, n, num_selected, options.threshold,
         options.lam, options.alpha, options.margin,
     )
-    k = int(k)
+    # The fraction is known before the call; reading the threshold's count is a host synchronisation.
+    k = num_selected if num_selected >= 0 else int(k)
     return loss.to(dtype), SEEStats(num_expanded=k, num_synthetic=k * n, mean_positive_cosine=mean_cosine)

@@ -4,24 +4,28 @@ Each function uses the compiled kernels when this install has them for the
 input's device, and the reference path (same results, slower) otherwise;
 `implementation="reference"` or `"fused"` forces one.
 
-Value checks (label range, finiteness) follow one policy (see_cuda/validation.py):
-CPU tensors are always checked; CUDA tensors are checked with one host
-synchronisation per call unless `check_values=False`, and then an out-of-range
-label makes the loss NaN instead of an error; the reference always checks.
+Value checks (label range, finiteness, usable draws) follow one policy
+(see_cuda/validation.py): CPU tensors are always checked; CUDA tensors are
+checked with one host synchronisation per call unless `check_values=False`,
+and then an out-of-range label makes the loss NaN instead of an error; the
+reference always checks; meta tensors hold no values and are not checked.
+Labels may have any integer dtype.
 """
 from __future__ import annotations
 
 import torch
 
-from . import composition, dispatch, ops, reference, validation
+from . import composition, dispatch, ops, reference, selection, validation
 from .options import SEEOptions, resolve_options
 
 
-def _check_loss_values(implementation_is_reference: bool, device, check_values: bool, finite=None, labels=None,
-                       noise=None) -> None:
+def _check_values(implementation_is_reference: bool, device, check_values: bool, finite=None, labels=None,
+                  noise=None, rows=None, dtype=None) -> None:
     validation.check_bool(check_values, "check_values")
-    if implementation_is_reference or validation.values_are_read(device, check_values):
-        validation.check_values(finite=finite, labels=labels, noise=noise)
+    if not (finite or labels or noise or rows):
+        return
+    if validation.values_are_read(device, check_values or implementation_is_reference):
+        validation.check_values(finite=finite, labels=labels, noise=noise, rows=rows, dtype=dtype)
 
 
 def mmd_centers(num_centers: int, dim: int, radius: float = 1.0, device=None,
@@ -32,7 +36,7 @@ def mmd_centers(num_centers: int, dim: int, radius: float = 1.0, device=None,
     """
     validation.check_mmd_centers_args(num_centers, dim, radius)
     device = torch.device(device if device is not None else "cpu")
-    if not dispatch.use_fused(implementation, device):
+    if not dispatch.use_fused(implementation, device, dispatch.MMD_CENTERS_OP):
         return reference.mmd_centers(num_centers, dim, radius).to(device)
     return ops.mmd_centers(num_centers, dim, radius, device)
 
@@ -44,6 +48,7 @@ def spherical_expansion(
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     implementation: str = "auto",
+    check_values: bool = True,
 ) -> torch.Tensor:
     """SEE expansion of k samples z (k x D) about their class proxies w (k x D).
 
@@ -52,27 +57,33 @@ def spherical_expansion(
     (docs/method.md §3). The random frame comes from `noise` (k x (n-1) x D)
     or from `generator`. Gradients reach z; the fused kernel treats w as a
     constant, so when w needs a gradient the reference path runs instead.
-    Values (finiteness, usable draws) are checked on CPU tensors.
+    check_values: on CUDA tensors, whether finiteness and usable draws are
+    checked (one host synchronisation); CPU tensors are always checked.
     """
     dtype = validation.check_expansion_inputs(z, w, n_expansion, noise, generator)
     w_needs_grad = torch.is_grad_enabled() and w.requires_grad
     primitives = dispatch.expansion_primitives(implementation, z.device, w_needs_grad)
-    if z.device.type == "cpu" or primitives is reference.PRIMITIVES:
-        validation.check_values(finite={"z": z, "w": w}, noise={} if noise is None else {"noise": noise})
+    _check_values(primitives is reference.PRIMITIVES, z.device, check_values, rows={"z": z, "w": w},
+                  noise={} if noise is None else {"noise": noise}, dtype=dtype)
     k, D = z.shape
     if noise is None:
         noise = primitives.draw_noise(k, n_expansion, D, dtype, z.device, generator)
     return primitives.expand(z, w, n_expansion, noise).to(dtype)
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, t, implementation: str = "auto") -> torch.Tensor:
+def slerp(a: torch.Tensor, b: torch.Tensor, t, implementation: str = "auto",
+          check_values: bool = True) -> torch.Tensor:
     """Geodesic interpolation on the unit sphere: (..., D) inputs, t broadcastable to (...) (docs/method.md §6).
 
     Inputs are normalised first. Stable as the angle goes to 0; at the antipode the
     great circle through `orthogonal_unit(a)` is taken. Differentiable in a, b and t.
+    check_values: on CUDA tensors, whether a, b and t are checked to be finite
+    (one host synchronisation); CPU tensors are always checked.
     """
     dtype, t_rows = validation.check_slerp_inputs(a, b, t)
-    if not dispatch.use_fused(implementation, a.device):
+    fused = dispatch.use_fused(implementation, a.device)
+    _check_values(not fused, a.device, check_values, rows={"a": a, "b": b}, finite={"t": t_rows}, dtype=dtype)
+    if not fused:
         return reference.slerp(a.to(dtype), b.to(dtype), t_rows)
     kd = dispatch.kernel_dtype(dtype)
     D = a.shape[-1]
@@ -95,13 +106,17 @@ def proxy_anchor_loss(
     check_values: on CUDA tensors, whether label range and finiteness are
     checked (one host synchronisation); False skips that, and an out-of-range
     label then makes the loss NaN. CPU tensors are always checked.
+    alpha: up to validation.max_alpha(dtype, margin) (about 1e9 in float32,
+    5e17 in float64, 1.5e4 in float16); larger is a ValueError.
     """
-    validation.check_loss_inputs(embeddings, labels, proxies)
+    dtype = validation.check_loss_inputs(embeddings, labels, proxies)
     validation.check_loss_options(alpha, margin)
+    validation.check_alpha_for_dtype(alpha, margin, dtype)
+    labels = validation.index_labels(labels)
     primitives = dispatch.see_primitives(implementation, embeddings.device)
-    _check_loss_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
-                       finite={"embeddings": embeddings, "proxies": proxies},
-                       labels={"labels": (labels, proxies.shape[0])})
+    _check_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
+                  rows={"embeddings": embeddings, "proxies": proxies}, labels={"labels": (labels, proxies.shape[0])},
+                  dtype=dtype)
     return primitives.proxy_anchor(embeddings, labels, proxies, None, None, 0.0, alpha, margin, False)
 
 
@@ -122,16 +137,18 @@ def proxy_anchor_loss_with_synthetic(
     synthetic: M x D points with synthetic_labels (M,) in [0, C); M may be 0.
     The fused kernel forms both similarity blocks with one matrix product and
     never stores dL/dS. Gradients reach embeddings, proxies and synthetic.
-    check_values: as in proxy_anchor_loss.
+    check_values, alpha: as in proxy_anchor_loss.
     """
-    validation.check_loss_inputs(embeddings, labels, proxies)
+    dtype = validation.check_loss_inputs(embeddings, labels, proxies)
     validation.check_loss_options(alpha, margin)
+    validation.check_alpha_for_dtype(alpha, margin, dtype)
     validation.check_synthetic_inputs(embeddings, synthetic, synthetic_labels, lam)
+    labels, synthetic_labels = validation.index_labels(labels), validation.index_labels(synthetic_labels)
     primitives = dispatch.see_primitives(implementation, embeddings.device)
     C = proxies.shape[0]
-    _check_loss_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
-                       finite={"embeddings": embeddings, "proxies": proxies, "synthetic": synthetic},
-                       labels={"labels": (labels, C), "synthetic_labels": (synthetic_labels, C)})
+    _check_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
+                  rows={"embeddings": embeddings, "proxies": proxies, "synthetic": synthetic},
+                  labels={"labels": (labels, C), "synthetic_labels": (synthetic_labels, C)}, dtype=dtype)
     return primitives.proxy_anchor(embeddings, labels, proxies, synthetic, synthetic_labels, lam, alpha, margin, True)
 
 
@@ -169,6 +186,9 @@ def fused_see_loss(
             (and given noise) are checked, with one host synchronisation;
             False skips that, and an out-of-range label then makes the loss
             NaN. CPU tensors are always checked.
+    alpha is bounded as in proxy_anchor_loss. Under torch.compile a
+    `generator` other than the default one cannot be traced (a graph
+    break; an error that says so under fullgraph=True): pass `noise` there.
     Returns:
         The 0-d loss (in the promoted dtype of embeddings and proxies), or
         (loss, SEEStats).
@@ -185,20 +205,59 @@ def fused_see_loss(
 def see_loss_with_options(embeddings, labels, proxies, options: SEEOptions, generator=None, noise=None,
                           implementation: str = "auto", check_values: bool = True):
     """(loss, SEEStats) of fused_see_loss for settings already built as a SEEOptions."""
-    validation.check_loss_inputs(embeddings, labels, proxies)
+    dtype = validation.check_loss_inputs(embeddings, labels, proxies)
+    validation.check_alpha_for_dtype(options.alpha, options.margin, dtype)
     B, D = embeddings.shape
     if options.expands:
         validation.check_dim_for_expansion(D, options.n_expansion)
+    validation.check_mode_for_device(options.mode, embeddings.device)
     validation.check_noise_shape(noise, B, options.n_expansion, D)
     validation.check_same_device({"embeddings": embeddings, "noise": noise})
     validation.check_generator(generator, embeddings.device)
+    labels = validation.index_labels(labels)
     primitives = dispatch.see_primitives(implementation, embeddings.device)
     given_noise = {} if noise is None else {"noise": noise}
     if dispatch.runs_in_one_call(primitives, embeddings.device, options):
-        # The kernel checks label range and finiteness of embeddings and proxies itself.
-        _check_loss_values(False, embeddings.device, check_values, noise=given_noise)
+        # The kernel checks label range and finiteness of embeddings and proxies itself, not
+        # whether their squared norms overflow: the one pass of that check is made here.
+        _check_values(False, embeddings.device, check_values, noise=given_noise,
+                      rows={"embeddings": embeddings, "proxies": proxies}, dtype=dtype)
         return dispatch.see_loss_in_one_call(embeddings, labels, proxies, options, generator, noise)
-    _check_loss_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
-                       finite={"embeddings": embeddings, "proxies": proxies},
-                       labels={"labels": (labels, proxies.shape[0])}, noise=given_noise)
+    _check_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
+                  rows={"embeddings": embeddings, "proxies": proxies}, labels={"labels": (labels, proxies.shape[0])},
+                  noise=given_noise, dtype=dtype)
     return composition.see_loss(embeddings, labels, proxies, options, primitives, generator, noise)
+
+
+# ---------------------------------------------------------------- selection and schedules (docs/method.md §2)
+def select_for_expansion(scores: torch.Tensor, mode: str, ratio: float, threshold: float,
+                         check_values: bool = True) -> torch.Tensor:
+    """Indices of the samples to expand, given their detached positive cosines (1-D, floating point).
+
+    fraction: the round(B·ratio) largest scores, largest first; equal scores
+        in batch order. threshold: every sample whose score is >= threshold,
+        in batch order. none: no sample.
+    check_values: on CUDA, whether the scores are checked to be finite (one
+    host synchronisation); CPU scores are always checked.
+    """
+    validation.check_selection_args(scores, mode, ratio, threshold)
+    validation.check_mode_for_device(mode, scores.device)
+    _check_values(False, scores.device, check_values, finite={"scores": scores})
+    return selection.select_for_expansion(scores, mode, ratio, threshold)
+
+
+def fraction_schedule(epoch: float, num_epochs: float, rho_min: float = 0.04, rho_max: float = 0.4) -> float:
+    """ρ(e): the fraction of the batch to expand, rising from ρ_min at epoch 0 to ρ_max at the last."""
+    validation.check_schedule_epochs(epoch, num_epochs)
+    validation.check_real(rho_min, "rho_min", low=0.0, high=1.0)
+    validation.check_real(rho_max, "rho_max", low=0.0, high=1.0)
+    return selection.fraction_schedule(epoch, num_epochs, rho_min, rho_max)
+
+
+def threshold_schedule(epoch: float, num_epochs: float, tau_min: float, tau_max: float,
+                       lower_bound: float = 0.0) -> float:
+    """τ(e): the cosine a sample needs to be expanded, falling from τ_max to τ_min, not below lower_bound."""
+    validation.check_schedule_epochs(epoch, num_epochs)
+    for value, name in ((tau_min, "tau_min"), (tau_max, "tau_max"), (lower_bound, "lower_bound")):
+        validation.check_real(value, name)
+    return selection.threshold_schedule(epoch, num_epochs, tau_min, tau_max, lower_bound)

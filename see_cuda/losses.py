@@ -94,6 +94,8 @@ class SEEProxyAnchorLoss(nn.Module):
 
     def step_epoch(self, epoch: int | None = None) -> None:
         """Set the schedule to `epoch` (or advance it by one)."""
+        if epoch is not None:
+            validation.check_schedule_epochs(epoch, self.num_epochs)
         self.epoch = self.epoch + 1 if epoch is None else epoch
         self.options = self.options.replace(ratio=self.ratio, threshold=self.threshold)
 

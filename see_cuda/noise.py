@@ -42,7 +42,22 @@ def draw_seed(generator: torch.Generator | None, device) -> torch.Tensor:
     that draw. The seed stays on the device: no host synchronisation, and the
     draw can be captured in a CUDA graph.
     """
+    if generator is not None and torch.compiler.is_compiling():
+        return _draw_seed_outside_the_graph(generator, device)
+    return _draw_seed_eagerly(generator, device)
+
+
+def _draw_seed_eagerly(generator, device) -> torch.Tensor:
     return torch.randint(0, SEED_HIGH, (), generator=generator, dtype=torch.int64, device=device)
+
+
+# torch.compile cannot trace a draw from a torch.Generator object: the draw runs
+# outside the graph, and fullgraph=True says so.
+_draw_seed_outside_the_graph = torch.compiler.disable(
+    _draw_seed_eagerly,
+    reason="see_cuda draws the noise seed from the torch.Generator passed as `generator`, which torch.compile "
+           "cannot trace; under fullgraph=True pass noise= or leave generator=None (torch's default generator)",
+)
 
 
 def _mulhilo32(multiplier: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

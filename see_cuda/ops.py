@@ -84,12 +84,75 @@ def see_loss_fused(x, labels, proxies, noise, seed, n_expansion, num_selected, t
         x, labels, proxies, noise, seed, int(n_expansion), int(num_selected), float(threshold), float(lam),
         float(alpha), float(margin), compute_grad,
     )
+    if compute_grad and not torch.compiler.is_compiling():
+        _guard_one_call_backward(loss, x, proxies)
     return loss, num_expanded, mean_cosine
+
+
+def _guard_one_call_backward(loss: torch.Tensor, x: torch.Tensor, proxies: torch.Tensor) -> None:
+    """What the one-call op's C++ autograd node lacks, added as a hook on its loss.
+
+    That node scales gradients saved in the forward pass: differentiated again
+    (create_graph=True) it would give no second-order term, and it does not
+    see x or the proxies changed in place before the backward, as autograd's
+    version counter does for the other ops. The hook makes both an error:
+    it compares the inputs' versions with those of the forward, and passes
+    the incoming gradient through no_second_derivative. (A hook rather than
+    an autograd.Function: a third of the Python time in the backward.)
+    """
+    versions = (x._version, proxies._version)
+
+    def check(grad):
+        if (x._version, proxies._version) != versions:
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an inplace operation: "
+                "the embeddings or proxies of see_cuda::see_loss_fused changed between its forward and backward"
+            )
+        return no_second_derivative("see_loss_fused", (grad,), (grad, x, proxies))[0]
+
+    loss.register_hook(check)
 
 
 # ---------------------------------------------------------------- fake kernels and autograd
 def _empty_gradient(like: torch.Tensor) -> torch.Tensor:
     return like.new_empty(0)
+
+
+def no_second_derivative(op_name: str, grads, inputs):
+    """The backward's gradients, made so that differentiating them again raises.
+
+    The backward formulas below are first derivatives only. Under
+    `create_graph=True` (grad mode on in the backward) each gradient instead
+    hangs off a node whose own backward raises, and which is linked to
+    `inputs` (the op's inputs and the incoming gradients): any second
+    derivative that would pass through this op, by .backward() or by
+    torch.autograd.grad, is an error rather than a silently missing term. A
+    create_graph backward that does not differentiate again is unaffected.
+    """
+    if not torch.is_grad_enabled():
+        return grads
+    message = (f"see_cuda::{op_name} has no second derivative: double backward (create_graph=True and a "
+               "gradient of a gradient, e.g. a gradient penalty) is not supported by the fused kernels; "
+               "use implementation='reference'")
+    linked = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
+    return tuple(None if g is None else _SecondDerivativeError.apply(message, g.detach(), *linked) for g in grads)
+
+
+class _SecondDerivativeError(torch.autograd.Function):
+    """Passes `grad` through; its backward raises `message`. Linked to `inputs` so that autograd reaches it."""
+
+    @staticmethod
+    def forward(ctx, message, grad, *inputs):
+        ctx.message = message
+        return grad.clone()
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise RuntimeError(ctx.message)
+
+
+def _mmd_centers_fake(out, radius):
+    torch._check(out.dtype == torch.float64 and out.dim() == 2, lambda: "out must be a 2-D float64 tensor")
 
 
 def _philox_normal_fake(out, seed):
@@ -114,8 +177,9 @@ def _expansion_setup(ctx, inputs, output):
 
 def _expansion_backward(ctx, grad):
     z, w, noise = ctx.saved_tensors
-    grad_z = _op("expansion_backward")(grad.contiguous(), z, w, noise) if ctx.needs_input_grad[0] else None
-    return grad_z, None, None
+    with torch.no_grad():
+        grad_z = _op("expansion_backward")(grad.contiguous(), z, w, noise) if ctx.needs_input_grad[0] else None
+    return no_second_derivative("expansion", (grad_z, None, None), (grad, z))
 
 
 def _slerp_fake(a, b, t):
@@ -133,7 +197,10 @@ def _slerp_setup(ctx, inputs, output):
 
 def _slerp_backward(ctx, grad):
     a, b, t = ctx.saved_tensors
-    return _op("slerp_backward")(grad.contiguous(), a, b, t)
+    with torch.no_grad():
+        grads = _op("slerp_backward")(grad.contiguous(), a, b, t)
+    grads = tuple(g if needed else None for g, needed in zip(grads, ctx.needs_input_grad))
+    return no_second_derivative("slerp", grads, (grad, a, b, t))
 
 
 def _proxy_anchor_fake(x, labels, proxies, synthetic, synthetic_labels, alpha, margin, lam, compute_grad,
@@ -147,13 +214,17 @@ def _proxy_anchor_fake(x, labels, proxies, synthetic, synthetic_labels, alpha, m
 
 
 def _proxy_anchor_setup(ctx, inputs, output):
+    x, _, proxies, synthetic = inputs[:4]
     _, grad_x, grad_proxies, grad_synthetic = output
-    ctx.save_for_backward(grad_x, grad_proxies, grad_synthetic)
+    # The inputs are saved only for autograd's version check: the gradients were
+    # formed from their values in the forward pass, so changing them in place
+    # before the backward must be an error, as it is for the reference.
+    ctx.save_for_backward(grad_x, grad_proxies, grad_synthetic, x, proxies, synthetic)
     ctx.set_materialize_grads(False)  # the gradient outputs get no incoming gradient: skip their zeros
 
 
 def _proxy_anchor_backward(ctx, grad_loss, *_unused):
-    grad_x, grad_proxies, grad_synthetic = ctx.saved_tensors
+    grad_x, grad_proxies, grad_synthetic, x, proxies, synthetic = ctx.saved_tensors
     if grad_loss is None:
         return (None,) * 10
     if grad_x.numel() == 0 and (ctx.needs_input_grad[0] or ctx.needs_input_grad[2]):
@@ -162,10 +233,12 @@ def _proxy_anchor_backward(ctx, grad_loss, *_unused):
     def scaled(g, needed):
         return g * grad_loss if needed and g.numel() > 0 else None
 
-    return (
-        scaled(grad_x, ctx.needs_input_grad[0]), None, scaled(grad_proxies, ctx.needs_input_grad[2]),
-        scaled(grad_synthetic, ctx.needs_input_grad[3]), None, None, None, None, None, None,
-    )
+    with torch.no_grad():
+        grads = (
+            scaled(grad_x, ctx.needs_input_grad[0]), None, scaled(grad_proxies, ctx.needs_input_grad[2]),
+            scaled(grad_synthetic, ctx.needs_input_grad[3]), None, None, None, None, None, None,
+        )
+    return no_second_derivative("proxy_anchor_fused", grads, (grad_loss, x, proxies, synthetic))
 
 
 def _see_loss_fake(x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin,
@@ -177,6 +250,7 @@ def _see_loss_fake(x, labels, proxies, noise, seed, n_expansion, num_selected, t
 
 
 if HAVE_EXTENSION:
+    torch.library.register_fake("see_cuda::mmd_centers_", _mmd_centers_fake)
     torch.library.register_fake("see_cuda::philox_normal_", _philox_normal_fake)
     torch.library.register_fake("see_cuda::expansion", _expansion_fake)
     torch.library.register_fake("see_cuda::expansion_backward", _expansion_backward_fake)

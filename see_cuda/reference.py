@@ -167,8 +167,7 @@ def _log1p_sum_exp(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Computed as softplus(logsumexp) so that large α and fp16 cannot overflow; a
     column with no row gives 0 with a zero gradient.
     """
-    neg_inf = torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device)
-    masked = torch.where(mask, logits, neg_inf)
+    masked = logits.masked_fill(~mask, float("-inf"))
     has_term = mask.any(0)
     shift = torch.where(has_term, masked.amax(0), torch.zeros_like(masked[0])).detach()
     sum_exp = torch.where(mask, torch.exp(masked - shift), torch.zeros_like(logits)).sum(0)
@@ -177,8 +176,13 @@ def _log1p_sum_exp(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def _softplus(v: torch.Tensor) -> torch.Tensor:
-    """log(1 + e^v) exactly; torch's softplus turns linear above 20, off by 2e-9."""
-    return torch.clamp(v, min=0) + torch.log1p(torch.exp(-v.abs()))
+    """log(1 + e^v) exactly; torch's softplus turns linear above 20, off by 2e-9.
+
+    |v| is written as a where() that takes v at 0, where clamp's derivative is
+    also 1: the derivative at v = 0 is then 1 - 1/2 = σ(0) (abs' = 0 there would
+    give 1, twice the gradient of a term whose logits are exactly 0).
+    """
+    return torch.clamp(v, min=0) + torch.log1p(torch.exp(-torch.where(v >= 0, v, -v)))
 
 
 def proxy_anchor_loss(
@@ -196,7 +200,8 @@ def proxy_anchor_loss(
     pos_term = _log1p_sum_exp(-alpha * (s - margin), positive)
     neg_term = _log1p_sum_exp(alpha * (s + margin), ~positive)
     num_positive_classes = positive.any(0).sum()
-    return pos_term.sum() / num_positive_classes.clamp(min=1) + neg_term.sum() / C
+    # Each term divided before the sum: the sum of C terms could overflow where their mean does not.
+    return (pos_term / num_positive_classes.clamp(min=1)).sum() + (neg_term / C).sum()
 
 
 def proxy_anchor_loss_with_synthetic(

@@ -12,6 +12,11 @@ dtypes and devices read no tensor data. The checks that must read values
 - With `check_values=False` on CUDA nothing is read; the kernels stay
   memory-safe and an out-of-range label makes the loss NaN.
 - The reference implementation always checks: it is the specification.
+- Meta tensors hold no values: nothing is read, whatever the flags.
+- Inside torch.compile the checks of CPU tensors are asserts in the graph
+  (they raise RuntimeError with the same message when the graph runs); the
+  read of CUDA values, a host synchronisation, is left out of the graph
+  (a graph break; under fullgraph=True an error that names check_values=False).
 """
 from __future__ import annotations
 
@@ -58,6 +63,43 @@ def check_loss_options(alpha, margin) -> None:
     check_real(margin, "margin")
 
 
+# Mantissa bits (with the implicit one) of the dtype the kernels compute in.
+_KERNEL_PRECISION_BITS = {torch.float32: 24, torch.float64: 53}
+
+
+def max_alpha(dtype: torch.dtype, margin: float) -> float:
+    """The largest α for which the loss in `dtype` is finite and equal to the reference (docs/method.md §1).
+
+    Two bounds, the smaller one holds:
+    - Range: every logit α(s ± δ) (|s| <= 1) is at most A = α(1 + |δ|); each
+      softplus(logsumexp) term is at most A + log(2N), and the loss, two
+      means of such terms, at most 2(A + log 2N) < 4A for any batch whose
+      log(2N) stays below A (else the loss is small anyway). A <= max/4 keeps
+      every logit, term and the loss finite in `dtype`.
+    - Rounding: the kernels take each column's exponents relative to its
+      largest cosine. A cosine carries a rounding error up to 2^-p (p the
+      mantissa bits of the kernel dtype: 24, float32 for float32 and half
+      precision; 53, float64), which α multiplies: α <= 2^(p+6) keeps that
+      error within 64 in the exponent, inside the range of exp in the kernel
+      dtype (float32 underflows below -87), so no column's terms all vanish.
+    """
+    kernel_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    by_range = torch.finfo(dtype).max / 4 / (1 + abs(margin))
+    by_rounding = 2.0 ** (_KERNEL_PRECISION_BITS[kernel_dtype] + 6)
+    return min(by_range, by_rounding)
+
+
+def check_alpha_for_dtype(alpha: float, margin: float, dtype: torch.dtype) -> None:
+    """α within max_alpha(dtype, margin) (alpha and margin already checked as reals)."""
+    bound = max_alpha(dtype, margin)
+    if alpha > bound:
+        raise ValueError(
+            f"alpha={alpha:g} is too large for a loss computed in {dtype} with margin={margin:g}: "
+            f"need alpha <= {bound:.6g} (alpha·(1 + |margin|) <= max/4 of the dtype, and alpha <= 2^(p+6) "
+            "for the kernels' p-bit cosines; see max_alpha)"
+        )
+
+
 def check_see_options(options) -> None:
     """The fields of a SEEOptions (the dimension is checked per call: check_dim_for_expansion)."""
     check_positive_int(options.n_expansion, "n_expansion")
@@ -68,6 +110,30 @@ def check_see_options(options) -> None:
     check_real(options.threshold, "threshold")
     check_loss_options(options.alpha, options.margin)
     check_bool(options.detach_synthetic, "detach_synthetic")
+
+
+def check_selection_args(scores, mode, ratio, threshold) -> None:
+    if not isinstance(scores, torch.Tensor) or not scores.dtype.is_floating_point:
+        raise TypeError(f"scores must be a floating-point torch.Tensor of shape (B,), got "
+                        f"{scores.dtype if isinstance(scores, torch.Tensor) else type(scores).__name__}")
+    if scores.dim() != 1:
+        raise ValueError(f"scores must be 1-D with shape (B,), got shape {tuple(scores.shape)}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_real(ratio, "ratio", low=0.0, high=1.0)
+    check_real(threshold, "threshold")
+
+
+def check_mode_for_device(mode: str, device: torch.device) -> None:
+    """The threshold mode selects by values, which meta tensors do not hold: how many rows it expands is unknown."""
+    if mode == "threshold" and device.type == "meta":
+        raise ValueError("mode='threshold' expands as many rows as have a cosine above the threshold, which meta "
+                         "tensors (shapes without values) cannot tell; use mode='fraction' or 'none' on meta tensors")
+
+
+def check_schedule_epochs(epoch, num_epochs) -> None:
+    check_real(epoch, "epoch", low=0.0)
+    check_real(num_epochs, "num_epochs", low=0.0)
 
 
 def check_dim_for_expansion(dim: int, n_expansion: int, name: str = "n_expansion") -> None:
@@ -106,6 +172,14 @@ def check_labels(labels, batch_size: int, name: str = "labels") -> None:
         raise TypeError(f"{name} must be an integer tensor (e.g. torch.int64), got {labels.dtype}")
     if labels.dim() != 1 or labels.shape[0] != batch_size:
         raise ValueError(f"{name} must have shape ({batch_size},) to match its rows, got {tuple(labels.shape)}")
+
+
+def index_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Checked labels of any integer dtype as the int64 indices every implementation takes (converted once).
+
+    Unsigned values beyond int64 wrap to negative numbers, which the range check then rejects.
+    """
+    return labels if labels.dtype == torch.int64 else labels.to(torch.int64)
 
 
 def check_same_device(tensors: dict) -> None:
@@ -217,33 +291,100 @@ def check_slerp_inputs(a, b, t):
 
 # ---------------------------------------------------------------- values
 def values_are_read(device: torch.device, check_values: bool) -> bool:
-    """Whether a call on `device` reads its arguments' values: always on the CPU, on CUDA unless told not to."""
+    """Whether a call on `device` reads its arguments' values: always on the CPU, on CUDA unless
+    told not to, never on meta tensors (they hold none)."""
+    if device.type == "meta":
+        return False
     return device.type == "cpu" or check_values
 
 
-def check_values(finite: dict | None = None, labels: dict | None = None, noise: dict | None = None) -> None:
-    """Finiteness, label range and usable draws, with one host synchronisation when all is well.
+def check_values(finite: dict | None = None, labels: dict | None = None, noise: dict | None = None,
+                 rows: dict | None = None, dtype: torch.dtype | None = None) -> None:
+    """Finiteness, label range and rows that can be normalised, with one host synchronisation when all is well.
 
     finite: name -> tensor that must hold finite values; labels: name ->
-    (labels, number of classes); noise: name -> given draws (finite, and no
-    all-zero draw, from which no frame can be built).
+    (labels, number of classes); rows: name -> tensor whose rows (last axis)
+    are normalised as x / sqrt(|x|² + ε) in `dtype`: finite, and |x|² must not
+    overflow there (x/|x| would be 0); noise: name -> given draws, normalised
+    in `dtype` as x / |x|: finite, and each draw's squared norm a normal number,
+    neither 0 (an all-zero draw spans nothing) nor an under- or overflow
+    (docs/method.md §3.2). dtype: the dtype of the computation (default: each
+    tensor's own).
     """
-    finite, labels, noise = finite or {}, labels or {}, noise or {}
+    finite, labels, noise, rows = finite or {}, labels or {}, noise or {}, rows or {}
+    if torch.compiler.is_compiling():
+        tensors = list(finite.values()) + list(noise.values()) + list(rows.values()) + [t for t, _ in labels.values()]
+        if all(t.device.type == "cpu" for t in tensors):
+            return _assert_values_in_graph(finite, labels, noise, rows, dtype)
+        return _read_values_outside_the_graph(finite, labels, noise, rows, dtype)
+    return _read_values(finite, labels, noise, rows, dtype)
+
+
+def _draws_are_normalisable(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """Per draw (last axis), whether its squared norm in `dtype` is a normal number: x/|x| is then defined."""
+    t = t.to(dtype or t.dtype)
+    squared = (t * t).sum(-1)
+    info = torch.finfo(t.dtype)
+    return (squared >= info.tiny) & (squared <= info.max)
+
+
+# The ε of the normalisation x / sqrt(|x|² + ε) (reference.NORM_EPS): 0 in float16, whose
+# smallest number is 6e-8, so that there a row of squared norm below that divides 0 by 0.
+_NORM_EPS = 1e-12
+_EPS_VANISHES = {dtype: float(torch.tensor(_NORM_EPS, dtype=dtype)) == 0 for dtype in FLOAT_DTYPES}
+
+
+def _rows_are_normalisable(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """Per row (last axis), whether |x|² + ε in `dtype`, as the normalisation computes it, is finite and not 0."""
+    t = t.to(dtype or t.dtype)
+    squared = (t * t).sum(-1) + _NORM_EPS
+    return torch.isfinite(squared) & (squared > 0)
+
+
+def _rows_flag(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """Every entry at most sqrt(max / 2D) in magnitude (NaN fails), so that no row's squared norm can
+    overflow: one pass, no temporary. Where ε is 0 in the dtype (float16) the rows' norms are taken
+    too. Failing it is not yet an error: the rows are then checked one by one."""
+    dtype = dtype or t.dtype
+    lo, hi = (v.double() for v in torch.aminmax(t))  # the limit would round to inf in a narrower dtype
+    limit = (torch.finfo(dtype).max / (2 * max(t.shape[-1], 1))) ** 0.5
+    flag = (lo >= -limit) & (hi <= limit)
+    if _EPS_VANISHES[dtype]:
+        flag = flag & _rows_are_normalisable(t, dtype).all()
+    return flag
+
+
+def _noise_message(name: str, dtype: torch.dtype) -> str:
+    return (f"{name} has a draw that cannot be normalised in {dtype}: its squared norm is 0 or under- or "
+            "overflows (an all-zero row, or a scale far from 1). Each row of D numbers is used by its direction "
+            "only: rescale the draws")
+
+
+def _rows_message(name: str, dtype: torch.dtype) -> str:
+    return (f"{name} has a row whose squared norm overflows in {dtype} (a norm above "
+            f"{torch.finfo(dtype).max ** 0.5:.3g}), or, where the normalisation's ε of 1e-12 is 0 "
+            f"(float16), underflows: it cannot be normalised; rescale it")
+
+
+def _read_values(finite: dict, labels: dict, noise: dict, rows: dict, dtype) -> None:
     flags = []
     for t in list(finite.values()) + list(noise.values()):
         if t.numel():
             flags.append(torch.isfinite(t.sum(dtype=_accumulation_dtype(t))))
+    for t in rows.values():
+        if t.numel():
+            flags.append(_rows_flag(t, dtype))
     for t, num_classes in labels.values():
         if t.numel():
             lo, hi = torch.aminmax(t)
             flags.append((lo >= 0) & (hi < num_classes))
     for t in noise.values():
         if t.numel():
-            flags.append((t.abs().amax(-1) != 0).all())
+            flags.append(_draws_are_normalisable(t, dtype).all())
     if not flags or bool(torch.stack(flags).all()):
         return
-    # Something failed (or a sum of large finite values overflowed): find it, one argument at a time.
-    for name, t in list(finite.items()) + list(noise.items()):
+    # Something failed (or a flag was conservative): find it, one argument at a time.
+    for name, t in list(finite.items()) + list(rows.items()) + list(noise.items()):
         if t.numel() and not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
     for name, (t, num_classes) in labels.items():
@@ -253,9 +394,32 @@ def check_values(finite: dict | None = None, labels: dict | None = None, noise: 
                 raise ValueError(
                     f"{name} must lie in [0, {num_classes}) (the number of proxies), got values in [{lo}, {hi}]"
                 )
+    for name, t in rows.items():
+        if t.numel() and not bool(_rows_are_normalisable(t, dtype).all()):
+            raise ValueError(_rows_message(name, dtype or t.dtype))
     for name, t in noise.items():
-        if t.numel() and bool((t.abs().amax(-1) == 0).any()):
-            raise ValueError(f"{name} has an all-zero draw: each (n-1) x D slice needs nonzero rows to span a frame")
+        if t.numel() and not bool(_draws_are_normalisable(t, dtype).all()):
+            raise ValueError(_noise_message(name, dtype or t.dtype))
+
+
+_read_values_outside_the_graph = torch.compiler.disable(
+    _read_values,
+    reason="see_cuda reads the values of CUDA tensors (label range, finiteness) with one host synchronisation; "
+           "under torch.compile(fullgraph=True) pass check_values=False",
+)
+
+
+def _assert_values_in_graph(finite: dict, labels: dict, noise: dict, rows: dict, dtype) -> None:
+    """The checks of _read_values as asserts that torch.compile keeps in the graph (CPU tensors)."""
+    for name, t in list(finite.items()) + list(rows.items()) + list(noise.items()):
+        torch._assert_async(torch.isfinite(t).all(), f"{name} contains NaN or infinite values")
+    for name, (t, num_classes) in labels.items():
+        torch._assert_async(((t >= 0) & (t < num_classes)).all(),
+                            f"{name} must lie in [0, {num_classes}) (the number of proxies)")
+    for name, t in rows.items():
+        torch._assert_async(_rows_are_normalisable(t, dtype).all(), _rows_message(name, dtype or t.dtype))
+    for name, t in noise.items():
+        torch._assert_async(_draws_are_normalisable(t, dtype).all(), _noise_message(name, dtype or t.dtype))
 
 
 def _accumulation_dtype(t: torch.Tensor) -> torch.dtype:

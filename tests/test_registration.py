@@ -127,3 +127,129 @@ def test_backends_report_the_cpu_kernels():
     report = see_cuda.backends()
     assert report["cpu"] is True
     assert set(report) == {"cpu", "cuda", "cuda_device"}
+
+
+# ---------------------------------------------------------------- meta tensors and torch.compile(fullgraph=True)
+def loss_inputs(device="cpu", requires_grad=True):
+    g = torch.Generator().manual_seed(1)
+    x, proxies = torch.randn(32, 24, generator=g), torch.randn(6, 24, generator=g)
+    y, noise = torch.randint(0, 6, (32,), generator=g), torch.randn(32, 2, 24, generator=g)
+    x, proxies = (t.to(device).requires_grad_(requires_grad) for t in (x, proxies))
+    return x, y.to(device), proxies, noise.to(device)
+
+
+def public_calls(y, noise, implementation):
+    """name -> f(x, proxies): a 0-d result of each public function (the sums are the tests' upstream gradients)."""
+    return {
+        "proxy_anchor_loss": lambda a, p: see_cuda.proxy_anchor_loss(a, y, p, implementation=implementation),
+        "proxy_anchor_loss_with_synthetic": lambda a, p: see_cuda.proxy_anchor_loss_with_synthetic(
+            a, y, p, a[:8].detach() * 2, y[:8], implementation=implementation),
+        "fused_see_loss": lambda a, p: see_cuda.fused_see_loss(a, y, p, n_expansion=3, noise=noise,
+                                                               implementation=implementation),
+        "fused_see_loss-attached": lambda a, p: see_cuda.fused_see_loss(
+            a, y, p, n_expansion=3, noise=noise, detach_synthetic=False, implementation=implementation),
+        "fused_see_loss-none": lambda a, p: see_cuda.fused_see_loss(a, y, p, mode="none",
+                                                                    implementation=implementation),
+        "slerp": lambda a, p: see_cuda.slerp(a[:6], p, 0.3, implementation=implementation).sum(),
+        "spherical_expansion": lambda a, p: see_cuda.spherical_expansion(
+            a[:6], p.detach(), 3, noise=noise[:6], implementation=implementation).sum(),
+    }
+
+
+CALL_NAMES = list(public_calls(None, None, "auto"))
+
+
+@requires_cpu_kernels
+@pytest.mark.parametrize("implementation", ["fused", "reference"])
+@pytest.mark.parametrize("name", CALL_NAMES)
+def test_meta_tensors_run_the_fake_kernels(implementation, name):
+    """Meta tensors (shapes without values) failed on both paths: 'could not parse dispatch key: META'."""
+    x, y, proxies, noise = loss_inputs("meta")
+    out = public_calls(y, noise, implementation)[name](x, proxies)
+    assert out.device.type == "meta" and out.shape == () and out.dtype == torch.float32
+    grads = torch.autograd.grad(out, (x, proxies), allow_unused=True)
+    for grad, leaf_ in zip(grads, (x, proxies)):
+        assert grad is None or (grad.device.type == "meta" and grad.shape == leaf_.shape)
+
+
+@requires_cpu_kernels
+@pytest.mark.parametrize("implementation", ["auto", "fused", "reference"])
+def test_meta_mmd_centers_and_the_threshold_mode_on_meta(implementation):
+    centers = see_cuda.mmd_centers(5, 6, device="meta", implementation=implementation)
+    assert centers.device.type == "meta" and centers.shape == (5, 6) and centers.dtype == torch.float64
+    x, y, proxies, _ = loss_inputs("meta")
+    with pytest.raises(ValueError, match="mode='threshold'"):
+        see_cuda.fused_see_loss(x, y, proxies, n_expansion=3, mode="threshold", implementation=implementation)
+
+
+def compiled(fn, fullgraph=True):
+    torch._dynamo.reset()
+    return torch.compile(fn, backend="aot_eager", fullgraph=fullgraph)
+
+
+# Every public function on the fused path; the reference's traces (the expansion's loops unrolled)
+# take seconds each, so one of them stands for the reference path.
+COMPILE_CASES = [("fused", name) for name in CALL_NAMES] + [("reference", "proxy_anchor_loss")]
+
+
+@requires_cpu_kernels
+@pytest.mark.parametrize("implementation, name", COMPILE_CASES)
+def test_fullgraph_compile_matches_eager(implementation, name):
+    """fullgraph=True failed for every public function (the dispatcher query, then the value checks)."""
+    x, y, proxies, noise = loss_inputs()
+    fn = public_calls(y, noise, implementation)[name]
+    eager = fn(x, proxies)
+    eager_grads = torch.autograd.grad(eager, (x, proxies), allow_unused=True)
+    got = compiled(fn)(x, proxies)
+    got_grads = torch.autograd.grad(got, (x, proxies), allow_unused=True)
+    torch.testing.assert_close(got, eager)
+    for mine, theirs in zip(got_grads, eager_grads):
+        assert (mine is None) == (theirs is None)
+        if mine is not None:
+            torch.testing.assert_close(mine, theirs)
+
+
+@requires_cpu_kernels
+@pytest.mark.parametrize("name", ["proxy_anchor_loss", "fused_see_loss", "fused_see_loss-attached"])
+def test_fullgraph_compile_of_meta_inputs(name):
+    x, y, proxies, noise = loss_inputs("meta")
+    out = compiled(public_calls(y, noise, "fused")[name])(x, proxies)
+    assert out.device.type == "meta" and out.shape == ()
+    assert [g.shape for g in torch.autograd.grad(out, (x, proxies))] == [x.shape, proxies.shape]
+
+
+@requires_cpu_kernels
+def test_compiled_value_checks_stay_in_the_graph():
+    """On the CPU values are checked inside the compiled graph: an assert that names the argument."""
+    x, y, proxies, noise = loss_inputs(requires_grad=False)
+    fn = compiled(lambda a: see_cuda.proxy_anchor_loss(a, y, proxies, implementation="fused"))
+    fn(x)
+    with pytest.raises(RuntimeError, match="embeddings contains NaN or infinite values"):
+        fn(x.clone().index_fill_(0, torch.tensor([3]), float("nan")))
+    bad_noise = noise.clone()
+    bad_noise[2, 1] = 0.0
+    fn = compiled(lambda a, n: see_cuda.fused_see_loss(a, y, proxies, n_expansion=3, noise=n, implementation="fused"))
+    fn(x, noise)
+    with pytest.raises(RuntimeError, match="noise has a draw that cannot be normalised"):
+        fn(x, bad_noise)
+
+
+@requires_cpu_kernels
+@pytest.mark.parametrize("detach_synthetic", [True, False])
+def test_a_generator_under_compile_runs_outside_the_graph_and_fullgraph_says_so(detach_synthetic):
+    """A torch.Generator cannot be traced: without fullgraph the seed is drawn outside the graph (same
+    numbers as eager); with fullgraph=True the error names the argument and the way out."""
+    x, y, proxies, _ = loss_inputs()
+    generator = torch.Generator()
+
+    def fn(a, p):
+        return see_cuda.fused_see_loss(a, y, p, n_expansion=3, generator=generator, detach_synthetic=detach_synthetic,
+                                       implementation="fused")
+
+    with pytest.raises(Exception, match="torch.Generator passed as `generator`.*pass noise="):
+        compiled(fn)(x, proxies)
+    if detach_synthetic:  # one graph break, the same numbers as eager
+        generator.manual_seed(5)
+        eager = fn(x, proxies)
+        generator.manual_seed(5)
+        torch.testing.assert_close(compiled(fn, fullgraph=False)(x, proxies), eager)

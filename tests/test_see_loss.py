@@ -548,6 +548,11 @@ def test_value_checks_read_one_flag_when_all_is_well(monkeypatch):
                             noise={"noise": noise})
     assert len(reads) == 1
     reads.clear()
+    for dtype in (torch.float64, torch.float16):  # rows normalised in float16 add their norms to the one flag
+        validation.check_values(rows={"embeddings": x.to(dtype), "proxies": proxies.to(dtype)},
+                                labels={"labels": (y, 8)}, noise={"noise": noise.to(dtype)}, dtype=dtype)
+        assert len(reads) == 1
+        reads.clear()
     with pytest.raises(ValueError, match="labels must lie"):
         validation.check_values(finite={"embeddings": x}, labels={"labels": (y + 1, 8)})
 
