@@ -85,26 +85,6 @@ at::Tensor normalize_backward(const at::Tensor& unit, const at::Tensor& norms, c
   return grad;
 }
 
-// Labels index per-proxy arrays: out-of-range values would write out of bounds.
-// The message is the Python validation's (see_cuda/validation.py).
-inline void check_labels_in_range(const int64_t* y, int64_t count, int64_t C, const char* name) {
-  if (count == 0) return;
-  const auto [lo, hi] = std::minmax_element(y, y + count);
-  TORCH_CHECK_VALUE(*lo >= 0 && *hi < C, name, " must lie in [0, ", C, ") (the number of proxies), got values in [",
-                    *lo, ", ", *hi, "]");
-}
-
-// Rows whose norm is not finite hold a NaN or an infinity, or overflow when
-// squared; only the first is an error, worded as the Python validation's.
-template <typename T>
-void check_finite_rows(const T* rows, const T* norms, int64_t R, int64_t D, const char* name) {
-  for (int64_t i = 0; i < R; ++i) {
-    if (std::isfinite(norms[i])) continue;
-    for (int64_t d = 0; d < D; ++d)
-      TORCH_CHECK_VALUE(std::isfinite(rows[i * D + d]), name, " contains NaN or infinite values");
-  }
-}
-
 // The rows of each class, grouped by label and ascending within a class
 // (a counting sort): offsets (C + 1) and row indices (N).
 struct RowsByClass {

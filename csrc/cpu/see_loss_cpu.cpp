@@ -12,6 +12,7 @@
 
 #include <vector>
 
+#include "../op_checks.h"
 #include "proxy_anchor_core.h"
 #include "see_loss_kernels.h"
 
@@ -20,22 +21,6 @@ namespace cpu {
 namespace {
 
 using at::Tensor;
-
-void check_see_loss_args(const Tensor& x, const Tensor& labels, const Tensor& proxies,
-                         const c10::optional<Tensor>& noise, const Tensor& seed, int64_t n) {
-  TORCH_CHECK(x.dim() == 2 && proxies.dim() == 2 && proxies.size(1) == x.size(1), "x and proxies must be B x D, C x D");
-  TORCH_CHECK(x.scalar_type() == proxies.scalar_type(), "x and proxies must share one dtype");
-  TORCH_CHECK(labels.scalar_type() == at::kLong && labels.dim() == 1 && labels.numel() == x.size(0),
-              "labels must be B int64");
-  TORCH_CHECK(x.is_contiguous() && proxies.is_contiguous() && labels.is_contiguous(), "inputs must be contiguous");
-  TORCH_CHECK(n >= 1 && x.size(1) >= n + 1, "the expansion needs n >= 1 and D >= n + 1");
-  TORCH_CHECK(seed.scalar_type() == at::kLong && seed.numel() == 1, "seed must be one int64");
-  if (noise.has_value()) {
-    TORCH_CHECK(noise->dim() == 3 && noise->size(0) == x.size(0) && noise->size(1) == n - 1 &&
-                    noise->size(2) == x.size(1) && noise->scalar_type() == x.scalar_type() && noise->is_contiguous(),
-                "noise must be a contiguous B x (n-1) x D tensor of x's dtype");
-  }
-}
 
 // Writes the synthetic points of the rows `expanded` (of the unit rows `rows`,
 // B of them, about the unit axes `axis`, one per row) to rows B, B + n, ...; the
