@@ -1,4 +1,4 @@
-// Shared pieces of the SEE expansion (SEE_METHOD.md §3).
+// Shared pieces of the SEE expansion (docs/method.md §3).
 //
 // Frame of one source: f[0] = ŵ (the proxy axis), f[1] = u (the unit residual of
 // ẑ off ŵ), f[2 + j] = v_j, the j-th noise vector orthonormalised against all

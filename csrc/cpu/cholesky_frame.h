@@ -19,8 +19,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "../normalize.h"
 #include "../see_common.h"
+#include "normalize.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>

@@ -1,10 +1,10 @@
 // CPU kernel of the fused Proxy-Anchor loss with synthetic rows: normalise the
-// rows and proxies, then the shared loss on unit rows (proxy_anchor_core.h).
+// rows and proxies, then the shared loss on unit rows (proxy_anchor_aten.h).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include "../op_checks.h"
-#include "proxy_anchor_core.h"
+#include "proxy_anchor_aten.h"
 
 namespace see {
 namespace cpu {

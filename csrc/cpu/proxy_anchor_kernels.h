@@ -10,7 +10,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "../fast_exp.h"
 #include "../proxy_anchor.h"
@@ -30,6 +32,27 @@ struct LossProblem {
   int64_t num_positive_classes[2];  // per part, classes with at least one positive row
   bool exact_refs;                  // alpha too large for the fixed references (proxy_anchor.h)
   const T* row_scale = nullptr;     // C factors (1/|p_c|) that turn rows of P x̂^T into cosines, if set
+};
+
+// The rows of each class, grouped by label and ascending within a class
+// (a counting sort): offsets (C + 1) and row indices (N).
+struct RowsByClass {
+  std::vector<int64_t> begin, rows;
+  RowsByClass(const int64_t* labels, int64_t N, int64_t C) : begin(C + 1, 0), rows(N) {
+    for (int64_t i = 0; i < N; ++i) ++begin[labels[i] + 1];
+    for (int64_t c = 0; c < C; ++c) begin[c + 1] += begin[c];
+    std::vector<int64_t> next(begin.begin(), begin.end() - 1);
+    for (int64_t i = 0; i < N; ++i) rows[next[labels[i]]++] = i;
+  }
+  // Classes with a row in [r0, r1).
+  int64_t classes_in(int64_t r0, int64_t r1, int64_t C) const {
+    int64_t count = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      const auto first = std::lower_bound(rows.begin() + begin[c], rows.begin() + begin[c + 1], r0);
+      count += first != rows.begin() + begin[c + 1] && *first < r1;
+    }
+    return count;
+  }
 };
 
 // Calls f(begin, end) on the maximal ranges of [r0, r1) between the positive

@@ -1,4 +1,4 @@
-// CPU kernel of the whole SEE loss (SEE_METHOD.md §2-4) with detached synthetic points.
+// CPU kernel of the whole SEE loss (docs/method.md §2-4) with detached synthetic points.
 //
 // One call does what the reference does in many: normalise the batch and the
 // proxies, pick the rows to expand, build their synthetic points straight into
@@ -13,8 +13,10 @@
 #include <vector>
 
 #include "../op_checks.h"
-#include "proxy_anchor_core.h"
-#include "see_loss_kernels.h"
+#include "expansion_scratch.h"
+#include "proxy_anchor_aten.h"
+#include "row_selection.h"
+#include "unit_row_expansion.h"
 
 namespace see {
 namespace cpu {
@@ -30,12 +32,12 @@ template <typename T>
 void expand_rows(T* rows, int64_t B, const T* axis, const std::vector<int64_t>& expanded, int64_t n, int64_t D,
                  const T* given, uint64_t seed) {
   at::parallel_for(0, static_cast<int64_t>(expanded.size()), 1, [&](int64_t begin, int64_t end) {
-    ExpansionScratch<T> scratch(n, D);
+    const ExpansionScratch<T> scratch(n, D, false);
     for (int64_t j = begin; j < end; ++j) {
       const int64_t row = expanded[j];
       const DrawSource<T> draws{given != nullptr ? given + row * (n - 1) * D : nullptr, seed,
                                 static_cast<uint64_t>(j * (n - 1) * D)};
-      expand_unit_source(rows + row * D, axis + row * D, n, D, draws, scratch, rows + (B + j * n) * D);
+      expand_unit_source(rows + row * D, axis + row * D, n, D, draws, scratch.buffers(), rows + (B + j * n) * D);
     }
   });
 }

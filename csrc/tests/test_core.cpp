@@ -7,9 +7,10 @@
 #include <random>
 #include <vector>
 
+#include "cpu/cholesky_frame.h"
 #include "cpu/expansion_kernels.h"
-#include "cpu/see_loss_kernels.h"
 #include "cpu/proxy_anchor_kernels.h"
+#include "cpu/row_selection.h"
 #include "fast_exp.h"
 #include "mmd_centers.h"
 #include "philox_normal.h"
@@ -70,7 +71,7 @@ struct Expansion {
     for (auto* v : {&z, &w, &noise})
       for (auto& e : *v) e = normal(rng);
   }
-  see::cpu::SourceFrame<double> run(const std::vector<double>& source) {
+  see::cpu::SourceGeometry<double> run(const std::vector<double>& source) {
     auto geo = see::cpu::build_frame(source.data(), w.data(), noise.data(), n, D, z_unit.data(), frame.data(), coef.data(),
                                      pass_coef.data());
     see::cpu::emit_points(geo, frame.data(), n, D, out.data(), prefix.data());
@@ -91,11 +92,12 @@ void test_expansion_invariants_and_gradient() {
     }
     // Directional derivative of sum(grad * out) against central differences.
     std::normal_distribution<double> normal;
-    std::vector<double> upstream(n * e.D), direction(e.D), h(n * e.D), work(2 * e.D), grad_z(e.D);
+    std::vector<double> upstream(n * e.D), direction(e.D), h(n * e.D), work(2 * e.D), grad_z(e.D),
+        qr_work((n - 1) * (n - 1) + 4 * (n - 1));
     for (auto& v : upstream) v = normal(rng);
     for (auto& v : direction) v = normal(rng);
     see::cpu::source_backward(geo, e.frame.data(), e.coef.data(), e.z_unit.data(), e.noise.data(), upstream.data(), n,
-                              e.D, h.data(), work.data(), grad_z.data());
+                              e.D, h.data(), work.data(), qr_work.data(), grad_z.data());
     const double step = 1e-6;
     auto objective = [&](double s) {
       std::vector<double> moved(e.z);
