@@ -14,6 +14,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <limits>
 #include <vector>
 
 #include "proxy_anchor_kernels.h"
@@ -29,9 +30,9 @@ struct UnitRowsLoss {
 };
 
 // PA(rows [0, B)) + lam * PA(rows [B, N)) of unit rows (N x D) with labels
-// `row_labels` (N, int64, in range) against the proxies (C x D, raw) whose
-// norms are `proxy_norms`. The gradients are w.r.t. the unit rows and the unit
-// proxies.
+// `row_labels` (N, int64) against the proxies (C x D, raw) whose norms are
+// `proxy_norms`. The gradients are w.r.t. the unit rows and the unit proxies.
+// A label outside [0, C) makes the loss and every gradient NaN.
 template <typename T>
 UnitRowsLoss loss_on_unit_rows(const at::Tensor& rows_unit, const int64_t* row_labels, int64_t B,
                                const at::Tensor& proxies, const at::Tensor& proxy_norms, double alpha, double margin,
@@ -44,7 +45,7 @@ UnitRowsLoss loss_on_unit_rows(const at::Tensor& rows_unit, const int64_t* row_l
   LossProblem<T> problem{ST.data_ptr<T>(), C, B, N, by_class.begin.data(),
                          by_class.rows.data(), static_cast<T>(alpha), static_cast<T>(margin), {1.0, lam},
                          {by_class.classes_in(0, B, C), by_class.classes_in(B, N, C)}, !fixed_ref_is_safe<T>(alpha),
-                         inverse_norm.data()};
+                         inverse_norm.data(), by_class.out_of_range > 0};
   std::vector<double> term_storage(4 * C);
   const ColumnTerms terms{{term_storage.data(), term_storage.data() + C},
                           {term_storage.data() + 2 * C, term_storage.data() + 3 * C}};
@@ -65,6 +66,10 @@ UnitRowsLoss loss_on_unit_rows(const at::Tensor& rows_unit, const int64_t* row_l
     });
     result.grad_real = at::mm(ST.narrow(1, 0, B).t(), proxies);
     if (synthetic_grad) result.grad_synthetic = at::mm(ST.narrow(1, B, N - B).t(), proxies);
+    if (problem.labels_out_of_range) {  // the products spread G's NaN, except where C = 0 leaves them empty
+      for (at::Tensor* grad : {&result.grad_real, &result.grad_proxies, &result.grad_synthetic})
+        if (grad->defined()) grad->fill_(std::numeric_limits<double>::quiet_NaN());
+    }
   }
   return result;
 }

@@ -7,6 +7,10 @@
 // row: its sums stream through memory and its gradient is written while the
 // row is still in cache. Rows [0, B) are the real part of the batch, rows
 // [B, N) the synthetic part; each part has its own sums and weight.
+//
+// Labels are not range-checked here (the callers check them once, or not at
+// all): a label outside [0, C) puts its row in no class, so nothing is indexed
+// by it, and the loss and every entry of dL/dS come out NaN.
 #pragma once
 
 #include <algorithm>
@@ -32,17 +36,28 @@ struct LossProblem {
   int64_t num_positive_classes[2];  // per part, classes with at least one positive row
   bool exact_refs;                  // alpha too large for the fixed references (proxy_anchor.h)
   const T* row_scale = nullptr;     // C factors (1/|p_c|) that turn rows of P x̂^T into cosines, if set
+  bool labels_out_of_range = false;  // some label lies outside [0, C): the loss and dL/dS are NaN
 };
 
 // The rows of each class, grouped by label and ascending within a class
-// (a counting sort): offsets (C + 1) and row indices (N).
+// (a counting sort): offsets (C + 1) and row indices. A row whose label lies
+// outside [0, C) belongs to no class; `out_of_range` counts such rows.
 struct RowsByClass {
   std::vector<int64_t> begin, rows;
-  RowsByClass(const int64_t* labels, int64_t N, int64_t C) : begin(C + 1, 0), rows(N) {
-    for (int64_t i = 0; i < N; ++i) ++begin[labels[i] + 1];
+  int64_t out_of_range = 0;
+  RowsByClass(const int64_t* labels, int64_t N, int64_t C) : begin(C + 1, 0) {
+    auto in_range = [C](int64_t label) { return label >= 0 && label < C; };
+    for (int64_t i = 0; i < N; ++i) {
+      if (in_range(labels[i]))
+        ++begin[labels[i] + 1];
+      else
+        ++out_of_range;
+    }
     for (int64_t c = 0; c < C; ++c) begin[c + 1] += begin[c];
+    rows.resize(begin[C]);
     std::vector<int64_t> next(begin.begin(), begin.end() - 1);
-    for (int64_t i = 0; i < N; ++i) rows[next[labels[i]]++] = i;
+    for (int64_t i = 0; i < N; ++i)
+      if (in_range(labels[i])) rows[next[labels[i]]++] = i;
   }
   // Classes with a row in [r0, r1).
   int64_t classes_in(int64_t r0, int64_t r1, int64_t C) const {
@@ -78,6 +93,12 @@ struct ColumnTerms {
 template <typename T>
 void loss_proxy_row(const LossProblem<T>& p, int64_t c, bool write_grad, const ColumnTerms& terms) {
   T* row = p.ST + c * p.N;
+  if (p.labels_out_of_range) {  // a row of no class: the loss is undefined, and says so
+    for (int part = 0; part < 2; ++part)
+      terms.positive[part][c] = terms.negative[part][c] = std::numeric_limits<double>::quiet_NaN();
+    if (write_grad) std::fill(row, row + p.N, std::numeric_limits<T>::quiet_NaN());
+    return;
+  }
   const T scale = p.row_scale != nullptr ? p.row_scale[c] : T(1);  // row[i] * scale is the cosine
   const int64_t* pos_first = p.positives + p.positives_begin[c];
   const int64_t* pos_last = p.positives + p.positives_begin[c + 1];
@@ -134,6 +155,7 @@ void loss_proxy_row(const LossProblem<T>& p, int64_t c, bool write_grad, const C
 // depend on how the proxies were split among threads).
 template <typename T>
 double total_loss(const LossProblem<T>& p, const ColumnTerms& terms) {
+  if (p.labels_out_of_range) return std::numeric_limits<double>::quiet_NaN();
   double loss = 0.0;
   for (int part = 0; part < 2; ++part) {
     if (p.num_positive_classes[part] == 0) continue;  // a part without rows

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -222,6 +223,40 @@ void test_proxy_anchor_blocks(bool exact_refs, bool scaled_rows = false) {
   }
 }
 
+// RowsByClass groups the rows as test_proxy_anchor_blocks spells them out,
+// and puts a row whose label lies outside [0, C) in no class; such a row makes
+// the loss and every entry of dL/dS NaN, for either kind of reference.
+void test_out_of_range_labels() {
+  const std::vector<int64_t> labels = {0, 1, 0, 3, 1, 1, 4};
+  const see::cpu::RowsByClass grouped(labels.data(), 7, 5);
+  expect(grouped.begin == std::vector<int64_t>({0, 2, 5, 5, 6, 7}) &&
+             grouped.rows == std::vector<int64_t>({0, 2, 1, 4, 5, 3, 6}) && grouped.out_of_range == 0,
+         "rows grouped by class", static_cast<double>(grouped.out_of_range), 0);
+
+  const int64_t C = 3, B = 4, N = 6;
+  const std::vector<int64_t> bad = {0, -1, 2, 3, 1, std::numeric_limits<int64_t>::min()};
+  const see::cpu::RowsByClass by_class(bad.data(), N, C);
+  expect(by_class.out_of_range == 3, "rows out of range counted", static_cast<double>(by_class.out_of_range), 3);
+  expect(by_class.begin == std::vector<int64_t>({0, 1, 2, 3}) && by_class.rows == std::vector<int64_t>({0, 4, 2}),
+         "rows out of range are in no class", static_cast<double>(by_class.rows.size()), 3);
+  for (bool exact_refs : {false, true}) {
+    std::vector<double> ST(C * N, 0.25);
+    see::cpu::LossProblem<double> problem{ST.data(), C, B, N, by_class.begin.data(), by_class.rows.data(),
+                                          32.0, 0.1, {1.0, 0.5}, {by_class.classes_in(0, B, C),
+                                          by_class.classes_in(B, N, C)}, exact_refs, nullptr,
+                                          by_class.out_of_range > 0};
+    std::vector<double> storage(4 * C);
+    const see::cpu::ColumnTerms terms{{storage.data(), storage.data() + C},
+                                      {storage.data() + 2 * C, storage.data() + 3 * C}};
+    for (int64_t c = 0; c < C; ++c) see::cpu::loss_proxy_row(problem, c, true, terms);
+    const double loss = see::cpu::total_loss(problem, terms);
+    expect(std::isnan(loss), "a label out of range makes the loss NaN", loss, NAN);
+    bool all_nan = true;
+    for (const double g : ST) all_nan = all_nan && std::isnan(g);
+    expect(all_nan, "a label out of range makes dL/dS NaN", 0, 1);
+  }
+}
+
 void test_slerp_weights() {
   for (double tau : {0.0, 0.3, 0.5, 1.0, 1.2})
     for (double theta : {0.0, 1e-8, 0.19, 0.49, 0.51, 1.0, 3.0}) {
@@ -307,6 +342,7 @@ int main() {
   test_proxy_anchor_blocks(false);
   test_proxy_anchor_blocks(true);
   test_proxy_anchor_blocks(false, true);
+  test_out_of_range_labels();
   test_slerp_weights();
   test_philox_normal();
   if (failures == 0) std::printf("all core tests passed\n");
