@@ -14,6 +14,8 @@
 
 namespace see {
 
+SEE_ISA_BEGIN
+
 // Coefficient of frame vector f[1 + j] in synthetic point k (0-based: point k + 1).
 template <typename T>
 SEE_HD T simplex_coefficient(int64_t k, int64_t j, int64_t n) {
@@ -36,4 +38,5 @@ SEE_HD int64_t least_aligned_axis(const T* w, int64_t D) {
   return best;
 }
 
+SEE_ISA_END
 }  // namespace see

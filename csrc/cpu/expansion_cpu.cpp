@@ -4,8 +4,8 @@
 #include <torch/library.h>
 
 #include "../op_checks.h"
-#include "expansion_kernels.h"
 #include "expansion_scratch.h"
+#include "hot_loops.h"
 
 namespace see {
 namespace cpu {
@@ -23,6 +23,7 @@ Tensor expansion_cpu(const Tensor& z, const Tensor& w, const Tensor& noise) {
     scalar_t* op = out.data_ptr<scalar_t>();
     at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
       const ExpansionScratch<scalar_t> scratch(n, D, false);
+      const auto expand_source = hot_loops<scalar_t>().expand_source;
       for (int64_t i = begin; i < end; ++i)
         expand_source(zp + i * D, wp + i * D, np + i * (n - 1) * D, n, D, scratch.buffers(), op + i * n * D);
     });
@@ -41,6 +42,7 @@ Tensor expansion_backward_cpu(const Tensor& grad, const Tensor& z, const Tensor&
     scalar_t* out = grad_z.data_ptr<scalar_t>();
     at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
       const ExpansionScratch<scalar_t> scratch(n, D, true);
+      const auto expand_source_backward = hot_loops<scalar_t>().expand_source_backward;
       for (int64_t i = begin; i < end; ++i)
         expand_source_backward(zp + i * D, wp + i * D, np + i * (n - 1) * D, gp + i * n * D, n, D, scratch.buffers(),
                                out + i * D);

@@ -34,6 +34,15 @@ struct ExpansionBuffers {
   T* qr_work;    // (n - 1)^2 + 4 (n - 1), backward only
 };
 
+// Geometry of one source, as built by build_frame (SourceGeometry on CUDA too).
+template <typename T>
+struct SourceGeometry {
+  T a, rho, z_norm;
+  bool degenerate;  // rho == 0: the source equals its proxy (or its antipode)
+};
+
+SEE_ISA_BEGIN
+
 template <typename T>
 inline void axpy(T alpha, const T* x, T* y, int64_t D) {
   for (int64_t d = 0; d < D; ++d) y[d] += alpha * x[d];
@@ -69,12 +78,6 @@ void project_out(const T* frame, int64_t rows, int64_t D, T* v, T* coef, T* c) {
 // Most Gram-Schmidt passes for one draw (one is the rule, two when it cancels).
 constexpr int kMaxProjections = 4;
 
-// Geometry of one source, as built by build_frame (SourceGeometry on CUDA too).
-template <typename T>
-struct SourceGeometry {
-  T a, rho, z_norm;
-  bool degenerate;  // rho == 0: the source equals its proxy (or its antipode)
-};
 
 // Rows 0 and 1 of the frame, ŵ and u, from the unit source and unit proxy.
 template <typename T>
@@ -262,5 +265,6 @@ void expand_source_backward(const T* z, const T* w, const T* noise, const T* gra
                   scratch.qr_work, grad_z);
 }
 
+SEE_ISA_END
 }  // namespace cpu
 }  // namespace see

@@ -1,11 +1,11 @@
 // CPU kernel of philox_normal_: fills a tensor with elements 0 .. numel-1 of
-// a counter-based normal stream (philox_normal.h).
+// a counter-based normal stream (../philox_normal.h, through hot_loops.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include "../op_checks.h"
-#include "../philox_normal.h"
+#include "hot_loops.h"
 
 namespace see {
 namespace cpu {
@@ -21,7 +21,7 @@ void philox_normal_cpu(at::Tensor& out, const at::Tensor& seed) {
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "philox_normal_cpu", [&] {
     scalar_t* values = out.data_ptr<scalar_t>();
     at::parallel_for(0, out.numel(), kChunk, [&](int64_t begin, int64_t end) {
-      philox_normal_fill(seed_value, static_cast<uint64_t>(begin), end - begin, values + begin);
+      hot_loops<scalar_t>().philox_normal_fill(seed_value, static_cast<uint64_t>(begin), end - begin, values + begin);
     });
   });
 }

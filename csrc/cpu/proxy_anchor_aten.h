@@ -17,6 +17,7 @@
 #include <limits>
 #include <vector>
 
+#include "hot_loops.h"
 #include "proxy_anchor_kernels.h"
 #include "row_normalize_aten.h"
 
@@ -50,7 +51,7 @@ UnitRowsLoss loss_on_unit_rows(const at::Tensor& rows_unit, const int64_t* row_l
   const ColumnTerms terms{{term_storage.data(), term_storage.data() + C},
                           {term_storage.data() + 2 * C, term_storage.data() + 3 * C}};
   at::parallel_for(0, C, kRowGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) loss_proxy_row(problem, c, compute_grad, terms);
+    hot_loops<T>().loss_proxy_rows(problem, begin, end, compute_grad, terms);
   });
   UnitRowsLoss result;
   result.loss = total_loss(problem, terms);
@@ -59,10 +60,7 @@ UnitRowsLoss loss_on_unit_rows(const at::Tensor& rows_unit, const int64_t* row_l
     const int64_t columns = synthetic_grad ? N : B;  // of G, scaled by 1/|p_c| for the products with P
     T* g = ST.data_ptr<T>();
     at::parallel_for(0, C, kRowGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        SEE_PRAGMA(omp simd)
-        for (int64_t i = 0; i < columns; ++i) g[c * N + i] *= inverse_norm[c];
-      }
+      hot_loops<T>().scale_rows(g, inverse_norm.data(), N, columns, begin, end);
     });
     result.grad_real = at::mm(ST.narrow(1, 0, B).t(), proxies);
     if (synthetic_grad) result.grad_synthetic = at::mm(ST.narrow(1, B, N - B).t(), proxies);

@@ -36,8 +36,16 @@ struct LossProblem {
   int64_t num_positive_classes[2];  // per part, classes with at least one positive row
   bool exact_refs;                  // alpha too large for the fixed references (proxy_anchor.h)
   const T* row_scale = nullptr;     // C factors (1/|p_c|) that turn rows of P x̂^T into cosines, if set
-  bool labels_out_of_range = false;  // some label lies outside [0, C): the loss and dL/dS are NaN
+  bool labels_out_of_range = false; // some label lies outside [0, C): the loss and dL/dS are NaN
 };
+
+// Per-proxy loss terms, arrays of length C per part.
+struct ColumnTerms {
+  double* positive[2];
+  double* negative[2];
+};
+
+SEE_ISA_BEGIN
 
 // The rows of each class, grouped by label and ascending within a class
 // (a counting sort): offsets (C + 1) and row indices. A row whose label lies
@@ -82,12 +90,6 @@ inline void for_negative_runs(int64_t r0, int64_t r1, const int64_t* first, cons
   }
   f(begin, r1);
 }
-
-// Per-proxy loss terms, arrays of length C per part.
-struct ColumnTerms {
-  double* positive[2];
-  double* negative[2];
-};
 
 // The loss terms of proxy c and, with `write_grad`, dL/ds_ic in place of s_ic.
 template <typename T>
@@ -151,6 +153,22 @@ void loss_proxy_row(const LossProblem<T>& p, int64_t c, bool write_grad, const C
   }
 }
 
+// loss_proxy_row for the proxies [begin, end).
+template <typename T>
+void loss_proxy_rows(const LossProblem<T>& p, int64_t begin, int64_t end, bool write_grad, const ColumnTerms& terms) {
+  for (int64_t c = begin; c < end; ++c) loss_proxy_row(p, c, write_grad, terms);
+}
+
+// Rows [begin, end) of a matrix `stride` wide, each row c's first `columns`
+// entries times scale[c]: G's rows by 1/|p_c| before the products with P.
+template <typename T>
+void scale_rows(T* rows, const T* scale, int64_t stride, int64_t columns, int64_t begin, int64_t end) {
+  for (int64_t c = begin; c < end; ++c) {
+    SEE_PRAGMA(omp simd)
+    for (int64_t i = 0; i < columns; ++i) rows[c * stride + i] *= scale[c];
+  }
+}
+
 // The loss from the per-proxy terms, summed in proxy order (so it does not
 // depend on how the proxies were split among threads).
 template <typename T>
@@ -169,5 +187,6 @@ double total_loss(const LossProblem<T>& p, const ColumnTerms& terms) {
   return loss;
 }
 
+SEE_ISA_END
 }  // namespace cpu
 }  // namespace see

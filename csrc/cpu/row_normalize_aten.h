@@ -1,11 +1,11 @@
 // Row normalisation of whole tensors on the CPU, forward and backward: the
-// per-row loops of normalize.h run over row ranges in parallel.
+// row loops of normalize.h (through hot_loops.h) over row ranges in parallel.
 #pragma once
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include "normalize.h"
+#include "hot_loops.h"
 
 namespace see {
 namespace cpu {
@@ -21,7 +21,7 @@ void normalize_rows_into(const at::Tensor& in, at::Tensor& out, at::Tensor& norm
   T* dst = out.data_ptr<T>();
   T* nrm = norms.data_ptr<T>();
   at::parallel_for(0, in.size(0), kRowGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) nrm[i] = normalize_row(src + i * D, dst + i * D, D);
+    hot_loops<T>().normalize_rows(src, dst, nrm, begin, end, D);
   });
 }
 
@@ -31,13 +31,12 @@ void row_norms_into(const at::Tensor& in, at::Tensor& norms) {
   const int64_t D = in.size(1);
   const T* src = in.const_data_ptr<T>();
   T* nrm = norms.data_ptr<T>();
-  at::parallel_for(0, in.size(0), kRowGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) nrm[i] = row_norm(src + i * D, D);
-  });
+  at::parallel_for(0, in.size(0), kRowGrain,
+                   [&](int64_t begin, int64_t end) { hot_loops<T>().row_norms(src, nrm, begin, end, D); });
 }
 
-// In place, the gradient w.r.t. raw rows from the one w.r.t. their unit rows
-// (normalize_row_backward), with the unit rows made on the fly from the raw ones.
+// In place, the gradient w.r.t. raw rows from the one w.r.t. their unit rows,
+// with the unit rows made on the fly from the raw ones.
 template <typename T>
 void normalize_backward_from_raw(const at::Tensor& raw, const at::Tensor& norms, at::Tensor& grad) {
   const int64_t D = raw.size(1);
@@ -45,16 +44,7 @@ void normalize_backward_from_raw(const at::Tensor& raw, const at::Tensor& norms,
   const T* n = norms.const_data_ptr<T>();
   T* g = grad.data_ptr<T>();
   at::parallel_for(0, raw.size(0), kRowGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const T inverse = T(1) / n[i];
-      const T* row = r + i * D;
-      T* gi = g + i * D;
-      T along = T(0);
-      SEE_SIMD_SUM(along)
-      for (int64_t d = 0; d < D; ++d) along += row[d] * inverse * gi[d];
-      SEE_PRAGMA(omp simd)
-      for (int64_t d = 0; d < D; ++d) gi[d] = (gi[d] - row[d] * inverse * along) / n[i];
-    }
+    hot_loops<T>().normalize_rows_backward_from_raw(r, n, g, begin, end, D);
   });
 }
 
@@ -68,7 +58,7 @@ at::Tensor normalize_backward(const at::Tensor& unit, const at::Tensor& norms, c
   const T* g = grad_unit.const_data_ptr<T>();
   T* out = grad.data_ptr<T>();
   at::parallel_for(0, unit.size(0), kRowGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) normalize_row_backward(u + i * D, n[i], g + i * D, out + i * D, D);
+    hot_loops<T>().normalize_rows_backward(u, n, g, out, begin, end, D);
   });
   return grad;
 }

@@ -14,6 +14,7 @@
 
 #include "../op_checks.h"
 #include "expansion_scratch.h"
+#include "hot_loops.h"
 #include "proxy_anchor_aten.h"
 #include "row_selection.h"
 #include "unit_row_expansion.h"
@@ -33,6 +34,7 @@ void expand_rows(T* rows, int64_t B, const T* axis, const std::vector<int64_t>& 
                  const T* given, uint64_t seed) {
   at::parallel_for(0, static_cast<int64_t>(expanded.size()), 1, [&](int64_t begin, int64_t end) {
     const ExpansionScratch<T> scratch(n, D, false);
+    const auto expand_unit_source = hot_loops<T>().expand_unit_source;
     for (int64_t j = begin; j < end; ++j) {
       const int64_t row = expanded[j];
       const DrawSource<T> draws{given != nullptr ? given + row * (n - 1) * D : nullptr, seed,

@@ -25,6 +25,8 @@ struct DrawSource {
   uint64_t seed, first;
 };
 
+SEE_ISA_BEGIN
+
 // The n synthetic points (n x D, into `out`), normalised as the loss's rows, of
 // the unit source z_unit about the unit proxy w_unit. The frame is
 // orthonormalised by Cholesky QR, or by Gram-Schmidt with reorthogonalisation
@@ -51,5 +53,6 @@ void expand_unit_source(const T* z_unit, const T* w_unit, int64_t n, int64_t D, 
   for (int64_t k = 0; k < n; ++k) normalize_row(out + k * D, out + k * D, D);
 }
 
+SEE_ISA_END
 }  // namespace cpu
 }  // namespace see

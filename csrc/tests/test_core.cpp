@@ -10,8 +10,11 @@
 
 #include "cpu/cholesky_frame.h"
 #include "cpu/expansion_kernels.h"
+#include "cpu/expansion_scratch.h"
+#include "cpu/hot_loops.h"
 #include "cpu/proxy_anchor_kernels.h"
 #include "cpu/row_selection.h"
+#include "cpu/unit_row_expansion.h"
 #include "fast_exp.h"
 #include "mmd_centers.h"
 #include "philox_normal.h"
@@ -331,6 +334,160 @@ void test_philox_normal() {
   expect(worst <= 1, "float32 draws within 1 ulp of the double formula", static_cast<double>(worst), 1);
 }
 
+// ---------------------------------------------------------------- hot loop copies
+// Every compiled copy of the hot loops (hot_loops.h) that this CPU can run
+// against the same loops compiled here: the noise bit for bit (each of its
+// operations is rounded once, whatever the instruction set), scaling bit for
+// bit, the rest to rounding (a copy may sum in another order and fuse
+// multiply-adds).
+std::vector<const see::cpu::HotLoopSet*> runnable_copies() {
+  std::vector<const see::cpu::HotLoopSet*> copies = {&see::cpu::build_flags_loops};
+#if defined(SEE_CPU_AVX2_FMA_COPY)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) copies.push_back(&see::cpu::avx2_fma_loops);
+#endif
+  return copies;
+}
+
+template <typename T>
+double max_abs_diff(const std::vector<T>& a, const std::vector<T>& b) {
+  double worst = a.size() == b.size() ? 0.0 : INFINITY;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+  return worst;
+}
+
+template <typename T>
+std::vector<T> normal_vector(int64_t size, std::mt19937_64& rng) {
+  std::normal_distribution<double> normal;
+  std::vector<T> v(size);
+  for (auto& e : v) e = static_cast<T>(normal(rng));
+  return v;
+}
+
+template <typename T>
+void test_copy_noise(const see::cpu::HotLoops<T>& loops) {
+  const uint64_t seed = 0x9e3779b97f4a7c15ull;
+  std::vector<T> got(1100);
+  for (uint64_t start : {0ull, 1ull, 3ull, 254ull, 1021ull})
+    for (int64_t count : {0, 1, 7, 257, 1031}) {
+      loops.philox_normal_fill(seed, start, count, got.data());
+      bool equal = true;
+      for (int64_t i = 0; i < count; ++i) equal = equal && got[i] == see::philox_normal_at<T>(seed, start + i);
+      expect(equal, "a copy's noise equals the scalar form", static_cast<double>(start), static_cast<double>(count));
+    }
+}
+
+template <typename T>
+void test_copy_rows(const see::cpu::HotLoops<T>& loops, double tol) {
+  std::mt19937_64 rng(5);
+  const int64_t R = 9, D = 37;
+  const std::vector<T> in = normal_vector<T>(R * D, rng), grad_unit = normal_vector<T>(R * D, rng);
+  std::vector<T> unit(R * D), norms(R), want_unit(R * D), want_norms(R);
+  loops.normalize_rows(in.data(), unit.data(), norms.data(), 0, R, D);
+  see::normalize_rows(in.data(), want_unit.data(), want_norms.data(), 0, R, D);
+  expect(max_abs_diff(unit, want_unit) <= tol && max_abs_diff(norms, want_norms) <= tol * D,
+         "a copy's unit rows", max_abs_diff(unit, want_unit), 0);
+  std::vector<T> only_norms(R);
+  loops.row_norms(in.data(), only_norms.data(), 0, R, D);
+  expect(max_abs_diff(only_norms, want_norms) <= tol * D, "a copy's row norms", max_abs_diff(only_norms, want_norms),
+         0);
+  std::vector<T> grad(R * D), want_grad(R * D);
+  loops.normalize_rows_backward(want_unit.data(), want_norms.data(), grad_unit.data(), grad.data(), 0, R, D);
+  see::normalize_rows_backward(want_unit.data(), want_norms.data(), grad_unit.data(), want_grad.data(), 0, R, D);
+  expect(max_abs_diff(grad, want_grad) <= tol, "a copy's normalisation backward", max_abs_diff(grad, want_grad), 0);
+  std::vector<T> from_raw = grad_unit, want_from_raw = grad_unit;
+  loops.normalize_rows_backward_from_raw(in.data(), want_norms.data(), from_raw.data(), 0, R, D);
+  see::normalize_rows_backward_from_raw(in.data(), want_norms.data(), want_from_raw.data(), 0, R, D);
+  expect(max_abs_diff(from_raw, want_from_raw) <= tol, "a copy's normalisation backward from raw rows",
+         max_abs_diff(from_raw, want_from_raw), 0);
+  std::vector<T> scaled = in, want_scaled = in;
+  loops.scale_rows(scaled.data(), norms.data(), D, D - 3, 2, R);
+  see::cpu::scale_rows(want_scaled.data(), norms.data(), D, D - 3, 2, R);
+  expect(scaled == want_scaled, "a copy's row scaling", max_abs_diff(scaled, want_scaled), 0);
+}
+
+// The loss of test_proxy_anchor_blocks in T, scaled rows, both kinds of reference.
+template <typename T>
+void test_copy_loss(const see::cpu::HotLoops<T>& loops, double tol) {
+  const int64_t C = 5, B = 4, N = 7;
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> cosine(-1.0, 1.0);
+  const std::vector<int64_t> begin = {0, 2, 5, 5, 6, 7}, rows = {0, 2, 1, 4, 5, 3, 6};
+  std::vector<T> ST(C * N), inverse_norm(C);
+  for (auto& v : ST) v = static_cast<T>(cosine(rng));
+  for (int64_t c = 0; c < C; ++c) inverse_norm[c] = static_cast<T>(1.0 / (0.75 + 0.5 * c));
+  for (bool exact_refs : {false, true}) {
+    std::vector<T> got = ST, want = ST;
+    std::vector<double> got_storage(4 * C), want_storage(4 * C);
+    auto problem_on = [&](std::vector<T>& matrix) {
+      const T alpha = static_cast<T>(exact_refs ? 300 : 32);
+      return see::cpu::LossProblem<T>{matrix.data(), C,          B,          N,      begin.data(),
+                                      rows.data(),   alpha,      T(0.1),     {1.0, 0.3},
+                                      {3, 2},        exact_refs, inverse_norm.data()};
+    };
+    auto terms_in = [C](std::vector<double>& storage) {
+      return see::cpu::ColumnTerms{{storage.data(), storage.data() + C},
+                                   {storage.data() + 2 * C, storage.data() + 3 * C}};
+    };
+    const auto got_problem = problem_on(got), want_problem = problem_on(want);
+    const auto got_terms = terms_in(got_storage), want_terms = terms_in(want_storage);
+    loops.loss_proxy_rows(got_problem, 0, C, true, got_terms);
+    see::cpu::loss_proxy_rows(want_problem, 0, C, true, want_terms);
+    const double got_loss = see::cpu::total_loss(got_problem, got_terms);
+    const double want_loss = see::cpu::total_loss(want_problem, want_terms);
+    expect_close(got_loss, want_loss, tol * std::fabs(want_loss), "a copy's Proxy-Anchor loss");
+    double largest = 0.0;  // the entries grow with alpha
+    for (const T g : want) largest = std::max(largest, std::fabs(static_cast<double>(g)));
+    expect(max_abs_diff(got, want) <= tol * largest, "a copy's dL/dS", max_abs_diff(got, want), tol * largest);
+  }
+}
+
+template <typename T>
+void test_copy_expansion(const see::cpu::HotLoops<T>& loops, double tol) {
+  std::mt19937_64 rng(13);
+  for (int64_t n : {1, 2, 6}) {
+    const int64_t D = 4 * n + 9;
+    const std::vector<T> z = normal_vector<T>(D, rng), w = normal_vector<T>(D, rng);
+    const std::vector<T> noise = normal_vector<T>((n - 1) * D, rng), grad = normal_vector<T>(n * D, rng);
+    const see::cpu::ExpansionScratch<T> got_scratch(n, D, true), want_scratch(n, D, true);
+    std::vector<T> got(n * D), want(n * D), got_grad(D), want_grad(D);
+    loops.expand_source(z.data(), w.data(), noise.data(), n, D, got_scratch.buffers(), got.data());
+    see::cpu::expand_source(z.data(), w.data(), noise.data(), n, D, want_scratch.buffers(), want.data());
+    expect(max_abs_diff(got, want) <= tol, "a copy's expansion", max_abs_diff(got, want), 0);
+    loops.expand_source_backward(z.data(), w.data(), noise.data(), grad.data(), n, D, got_scratch.buffers(),
+                                 got_grad.data());
+    see::cpu::expand_source_backward(z.data(), w.data(), noise.data(), grad.data(), n, D, want_scratch.buffers(),
+                                     want_grad.data());
+    expect(max_abs_diff(got_grad, want_grad) <= tol * n, "a copy's expansion backward",
+           max_abs_diff(got_grad, want_grad), 0);
+    std::vector<T> z_unit(D), w_unit(D), norms(2);
+    see::normalize_rows(z.data(), z_unit.data(), norms.data(), 0, 1, D);
+    see::normalize_rows(w.data(), w_unit.data(), norms.data(), 0, 1, D);
+    for (const bool given : {true, false}) {
+      const see::cpu::DrawSource<T> draws{given ? noise.data() : nullptr, 77, 5};
+      loops.expand_unit_source(z_unit.data(), w_unit.data(), n, D, draws, got_scratch.buffers(), got.data());
+      see::cpu::expand_unit_source(z_unit.data(), w_unit.data(), n, D, draws, want_scratch.buffers(), want.data());
+      expect(max_abs_diff(got, want) <= tol, "a copy's expansion of a unit row", max_abs_diff(got, want), 0);
+    }
+  }
+}
+
+void test_hot_loop_copies() {
+  for (const see::cpu::HotLoopSet* copy : runnable_copies()) {
+    std::printf("checking the hot loops compiled for %s\n", copy->name);
+    test_copy_noise(copy->f32);
+    test_copy_noise(copy->f64);
+    test_copy_rows(copy->f32, 1e-6);
+    test_copy_rows(copy->f64, 1e-14);
+    test_copy_loss(copy->f32, 1e-5);
+    test_copy_loss(copy->f64, 1e-13);
+    test_copy_expansion(copy->f32, 1e-5);
+    test_copy_expansion(copy->f64, 1e-13);
+  }
+  std::printf("this process runs the hot loops compiled for %s\n", see::cpu::hot_loop_set().name);
+}
+
 }  // namespace
 
 int main() {
@@ -345,6 +502,7 @@ int main() {
   test_out_of_range_labels();
   test_slerp_weights();
   test_philox_normal();
+  test_hot_loop_copies();
   if (failures == 0) std::printf("all core tests passed\n");
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
