@@ -9,16 +9,17 @@ no -march flag, so x86-64 code stays at the x86-64 baseline (SSE2) and aarch64
 code at armv8-a. A wheel built on one machine must not die with an illegal
 instruction on another. The loops that take the time (the loss pass, the
 Philox/Box-Muller noise, the Cholesky and Gram-Schmidt frames, the row
-normalisations: csrc/cpu/hot_loops.h) are compiled a second time for AVX2 +
-FMA (csrc/cpu/hot_loops_avx2_fma.cpp, x86-64 with GCC), and the extension
-takes that copy at run time on CPUs that have both; SEE_CUDA_CPU_AVX2=0 in the
-environment keeps the baseline copy. Results can differ in the last bits
-between the two copies (other summation orders, fused multiply-adds).
+normalisations: csrc/cpu/hot_loops.h) are compiled again for AVX2 + FMA and
+for AVX-512 (csrc/cpu/hot_loops_avx2_fma.cpp, hot_loops_avx512.cpp; x86-64
+with GCC), and the extension takes the best copy the CPU runs, once per
+process. SEE_CUDA_CPU_ISA=baseline (or =avx2) in the environment caps that
+choice. Results can differ in the last bits between copies (other summation
+orders, fused multiply-adds).
 
 SEE_CUDA_CPU_FLAGS replaces the default (empty) CPU flags, e.g.
 SEE_CUDA_CPU_FLAGS=-march=native for a build that only ever runs on this
-machine; when those flags already target AVX2 and FMA, the second copy is
-left out and the build's own code runs everywhere it is loaded.
+machine; a copy whose instruction set those flags already target is left out,
+and the build's own code runs everywhere it is loaded.
 
 CUDA architectures: TORCH_CUDA_ARCH_LIST, default "8.0;9.0+PTX" (sm_80 and
 sm_90 code, plus PTX of sm_90 that newer GPUs compile at load time).

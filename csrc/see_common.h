@@ -20,12 +20,13 @@
 #define SEE_SIMD_SUM(var) SEE_PRAGMA(omp simd reduction(+ : var))
 #endif
 
-// The CPU loops are compiled twice on x86-64: with the build's flags, and for
-// AVX2 + FMA (cpu/hot_loops_avx2_fma.cpp), picked at run time. Each copy of the
-// functions of these headers lives in its own inline namespace, named by
-// SEE_CPU_ISA, so that the linker never takes one copy's inline function for
-// the other's; callers still write see::f. Types stay outside it (they carry
-// no code) so that both copies take the same arguments. CUDA code has one copy.
+// The CPU loops are compiled more than once on x86-64: with the build's flags,
+// and for AVX2 + FMA and AVX-512 (cpu/hot_loops.h), picked at run time. Each
+// copy of the functions of these headers lives in its own inline namespace,
+// named by SEE_CPU_ISA, so that the linker never takes one copy's inline
+// function for another's; callers still write see::f. Types stay outside it
+// (they carry no code) so that all copies take the same arguments. CUDA code
+// has one copy.
 #if defined(__CUDACC__)
 #define SEE_ISA_BEGIN
 #define SEE_ISA_END
@@ -37,9 +38,10 @@
 #define SEE_ISA_END }
 #endif
 
-// Host code that may use AVX2 and FMA instructions: the build targets them, or
-// this is the AVX2 + FMA copy (whose target pragma does not define __AVX2__ in C++).
-#if !defined(__CUDACC__) && ((defined(__AVX2__) && defined(__FMA__)) || defined(SEE_CPU_AVX2_FMA_COPY_UNIT))
+// Host code that may use AVX2 and FMA intrinsics: the build targets them, or
+// this is a copy compiled for them (GCC's target pragma does not define
+// __AVX2__ in C++).
+#if !defined(__CUDACC__) && ((defined(__AVX2__) && defined(__FMA__)) || defined(SEE_CPU_TARGETS_AVX2_FMA))
 #define SEE_HOST_AVX2_FMA 1
 #endif
 

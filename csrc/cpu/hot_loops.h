@@ -2,8 +2,9 @@
 // instruction set, chosen once per process (hot_loops.cpp).
 //
 // Wheels must run on any x86-64 CPU, so the build's flags stay at the
-// baseline; these loops are then compiled a second time for AVX2 + FMA
-// (hot_loops_avx2_fma.cpp) and that copy is taken where the CPU has both.
+// baseline; these loops are then compiled again for AVX2 + FMA
+// (hot_loops_avx2_fma.cpp) and for AVX-512 (hot_loops_avx512.cpp), and the
+// best copy the CPU can run is taken.
 // The ATen glue calls hot_loops<T>() for each range of rows or proxies it
 // hands to a thread, so one indirect call covers a whole chunk of work.
 #pragma once
@@ -43,7 +44,8 @@ struct HotLoops {
 
 // One compiled copy of every loop.
 struct HotLoopSet {
-  const char* name;  // "build flags" or "avx2+fma"
+  const char* name;  // "build flags", "avx2+fma" or "avx512"
+  int level;         // 0, 1, 2 in that order: SEE_CUDA_CPU_ISA caps it
   HotLoops<float> f32;
   HotLoops<double> f64;
 };
@@ -52,9 +54,16 @@ extern const HotLoopSet build_flags_loops;  // hot_loops_build_flags.cpp
 #if defined(SEE_CPU_AVX2_FMA_COPY)
 extern const HotLoopSet avx2_fma_loops;  // hot_loops_avx2_fma.cpp
 #endif
+#if defined(SEE_CPU_AVX512_COPY)
+extern const HotLoopSet avx512_loops;  // hot_loops_avx512.cpp
+#endif
 
-// The copy this process uses: avx2_fma_loops where the CPU has AVX2 and FMA,
-// unless the environment sets SEE_CUDA_CPU_AVX2=0; build_flags_loops otherwise.
+// The copies this CPU can run, best last: build_flags_loops first.
+int runnable_hot_loop_sets(const HotLoopSet* sets[3]);
+
+// The copy this process uses: the best runnable one, unless the environment
+// caps it with SEE_CUDA_CPU_ISA=baseline (the build's flags) or =avx2 (AVX2 +
+// FMA at most); other values leave it uncapped.
 const HotLoopSet& hot_loop_set();
 
 template <typename T>

@@ -1,5 +1,5 @@
 // The hot loops compiled for AVX2 + FMA, taken by hot_loops.cpp on CPUs that
-// have both.
+// have both (and not AVX-512).
 //
 // Only the standard headers come before the target pragma: their inline
 // functions stay baseline code, so that wherever the linker merges them with
@@ -10,25 +10,17 @@
 
 #if defined(SEE_CPU_AVX2_FMA_COPY)
 
-#include <immintrin.h>
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <limits>
-#include <numeric>
-#include <vector>
+#include "hot_loops_std_headers.h"
 
 #pragma GCC target("avx2,fma")
 #define SEE_CPU_ISA avx2_fma
-#define SEE_CPU_AVX2_FMA_COPY_UNIT 1
+#define SEE_CPU_TARGETS_AVX2_FMA 1
 #include "hot_loops_table.h"
 
 namespace see {
 namespace cpu {
 
-const HotLoopSet avx2_fma_loops = {"avx2+fma", hot_loops_of_this_copy<float>(), hot_loops_of_this_copy<double>()};
+const HotLoopSet avx2_fma_loops = {"avx2+fma", 1, hot_loops_of_this_copy<float>(), hot_loops_of_this_copy<double>()};
 
 }  // namespace cpu
 }  // namespace see

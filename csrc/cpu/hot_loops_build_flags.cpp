@@ -5,7 +5,7 @@
 namespace see {
 namespace cpu {
 
-const HotLoopSet build_flags_loops = {"build flags", hot_loops_of_this_copy<float>(),
+const HotLoopSet build_flags_loops = {"build flags", 0, hot_loops_of_this_copy<float>(),
                                       hot_loops_of_this_copy<double>()};
 
 }  // namespace cpu

@@ -340,15 +340,6 @@ void test_philox_normal() {
 // operations is rounded once, whatever the instruction set), scaling bit for
 // bit, the rest to rounding (a copy may sum in another order and fuse
 // multiply-adds).
-std::vector<const see::cpu::HotLoopSet*> runnable_copies() {
-  std::vector<const see::cpu::HotLoopSet*> copies = {&see::cpu::build_flags_loops};
-#if defined(SEE_CPU_AVX2_FMA_COPY)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) copies.push_back(&see::cpu::avx2_fma_loops);
-#endif
-  return copies;
-}
-
 template <typename T>
 double max_abs_diff(const std::vector<T>& a, const std::vector<T>& b) {
   double worst = a.size() == b.size() ? 0.0 : INFINITY;
@@ -474,7 +465,10 @@ void test_copy_expansion(const see::cpu::HotLoops<T>& loops, double tol) {
 }
 
 void test_hot_loop_copies() {
-  for (const see::cpu::HotLoopSet* copy : runnable_copies()) {
+  const see::cpu::HotLoopSet* copies[3];
+  const int count = see::cpu::runnable_hot_loop_sets(copies);
+  for (int i = 0; i < count; ++i) {
+    const see::cpu::HotLoopSet* copy = copies[i];
     std::printf("checking the hot loops compiled for %s\n", copy->name);
     test_copy_noise(copy->f32);
     test_copy_noise(copy->f64);
