@@ -5,8 +5,10 @@
 // baseline; these loops are then compiled again for AVX2 + FMA
 // (hot_loops_avx2_fma.cpp) and for AVX-512 (hot_loops_avx512.cpp), and the
 // best copy the CPU can run is taken.
-// The ATen glue calls hot_loops<T>() for each range of rows or proxies it
-// hands to a thread, so one indirect call covers a whole chunk of work.
+//
+// The ATen glue takes the entry it needs from hot_loops<T>() once per range
+// of rows or proxies it hands to a thread, and calls it for the range (or
+// for each expanded source in it): indirect calls cost nothing at that grain.
 #pragma once
 
 #include <cstdint>
