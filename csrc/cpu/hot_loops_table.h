@@ -16,10 +16,17 @@ SEE_ISA_BEGIN
 
 template <typename T>
 constexpr HotLoops<T> hot_loops_of_this_copy() {
-  return {&normalize_rows<T>,     &row_norms<T>,          &normalize_rows_backward<T>,
-          &normalize_rows_backward_from_raw<T>,           &loss_proxy_rows<T>,
-          &scale_rows<T>,         &philox_normal_fill<T>, &expand_unit_source<T>,
-          &expand_source<T>,      &expand_source_backward<T>};
+  // In the order of HotLoops' members.
+  return {&normalize_rows<T>,
+          &row_norms<T>,
+          &normalize_rows_backward<T>,
+          &normalize_rows_backward_from_raw<T>,
+          &loss_proxy_rows<T>,
+          &scale_rows<T>,
+          &philox_normal_fill<T>,
+          &expand_unit_source<T>,
+          &expand_source<T>,
+          &expand_source_backward<T>};
 }
 
 SEE_ISA_END
