@@ -2,12 +2,30 @@
 
 SEE_CUDA_BUILD=cpu forces a CPU-only build, SEE_CUDA_BUILD=cuda demands CUDA
 (and fails loudly without it); unset, CUDA is built when torch is a CUDA build
-and nvcc is found. SEE_CUDA_CPU_FLAGS overrides the CPU tuning flags
-(default -march=native, as this is a from-source build for this machine).
+and nvcc is found.
+
+CPU instruction sets. The default build runs on every CPU of its architecture:
+no -march flag, so x86-64 code stays at the x86-64 baseline (SSE2) and aarch64
+code at armv8-a. A wheel built on one machine must not die with an illegal
+instruction on another. The loops that take the time (the loss pass, the
+Philox/Box-Muller noise, the Cholesky and Gram-Schmidt frames, the row
+normalisations: csrc/cpu/hot_loops.h) are compiled again for AVX2 + FMA and
+for AVX-512 (csrc/cpu/hot_loops_avx2_fma.cpp, hot_loops_avx512.cpp; x86-64
+with GCC), and the extension takes the best copy the CPU runs, once per
+process. SEE_CUDA_CPU_ISA=baseline (or =avx2) in the environment caps that
+choice. Results can differ in the last bits between copies (other summation
+orders, fused multiply-adds).
+
+SEE_CUDA_CPU_FLAGS replaces the default (empty) CPU flags, e.g.
+SEE_CUDA_CPU_FLAGS=-march=native for a build that only ever runs on this
+machine; a copy whose instruction set those flags already target is left out,
+and the build's own code runs everywhere it is loaded.
+
+CUDA architectures: TORCH_CUDA_ARCH_LIST, default "8.0;9.0+PTX" (sm_80 and
+sm_90 code, plus PTX of sm_90 that newer GPUs compile at load time).
 """
 import glob
 import os
-import platform
 import re
 import shutil
 
@@ -19,9 +37,8 @@ CSRC = os.path.join("csrc")
 
 
 def cpu_flags():
-    if "SEE_CUDA_CPU_FLAGS" in os.environ:
-        return os.environ["SEE_CUDA_CPU_FLAGS"].split()
-    return ["-march=native"] if platform.machine() in ("x86_64", "AMD64", "aarch64") else []
+    """SEE_CUDA_CPU_FLAGS, split; none by default (portable code, see the module docstring)."""
+    return os.environ.get("SEE_CUDA_CPU_FLAGS", "").split()
 
 
 def find_cuda_home():
@@ -97,7 +114,9 @@ def extension():
     cxx = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"] + cpu_flags()
     if want_cuda():
         sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
-        arch = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        # +PTX: a GPU newer than the list JIT-compiles the sm_90 PTX instead of
+        # failing with "no kernel image is available".
+        arch = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
         print(f"see_cuda: building CPU and CUDA kernels (TORCH_CUDA_ARCH_LIST={arch})")
         return cpp_extension.CUDAExtension(
             "see_cuda._C",

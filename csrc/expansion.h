@@ -1,4 +1,4 @@
-// Shared pieces of the SEE expansion (SEE_METHOD.md §3).
+// Shared pieces of the SEE expansion (docs/method.md §3).
 //
 // Frame of one source: f[0] = ŵ (the proxy axis), f[1] = u (the unit residual of
 // ẑ off ŵ), f[2 + j] = v_j, the j-th noise vector orthonormalised against all
@@ -13,6 +13,8 @@
 #include "see_common.h"
 
 namespace see {
+
+SEE_ISA_BEGIN
 
 // Coefficient of frame vector f[1 + j] in synthetic point k (0-based: point k + 1).
 template <typename T>
@@ -36,4 +38,5 @@ SEE_HD int64_t least_aligned_axis(const T* w, int64_t D) {
   return best;
 }
 
+SEE_ISA_END
 }  // namespace see

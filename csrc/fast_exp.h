@@ -15,6 +15,8 @@
 
 namespace see {
 
+SEE_ISA_BEGIN
+
 SEE_HD float fast_exp(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693145751953125f;  // ln 2 split so that k*kLn2Hi is exact
@@ -43,4 +45,5 @@ SEE_HD float fast_exp(float x) {
 
 SEE_HD double fast_exp(double x) { return exp(x); }
 
+SEE_ISA_END
 }  // namespace see

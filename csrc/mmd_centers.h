@@ -15,6 +15,8 @@
 
 namespace see {
 
+SEE_ISA_BEGIN
+
 // Entry (i, j) of the unit-radius centers of `num_centers` points.
 SEE_HD double mmd_center_entry(int64_t i, int64_t j, int64_t num_centers) {
   if (num_centers == 1) return (i == 0 && j == 0) ? 1.0 : 0.0;
@@ -25,4 +27,5 @@ SEE_HD double mmd_center_entry(int64_t i, int64_t j, int64_t num_centers) {
   return -sqrt((n + 1.0) / (n * (n - jd) * (n - jd + 1.0)));
 }
 
+SEE_ISA_END
 }  // namespace see

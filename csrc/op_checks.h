@@ -1,10 +1,14 @@
-// The argument checks every backend's kernels make before touching memory:
-// shapes, dtypes, contiguity and one device. User-facing validation, with
-// messages that name the argument, happens once in Python (validation.py);
-// these guard the raw pointers against calls that bypass it.
+// Every argument and value check the kernels make, for all backends: shapes,
+// dtypes, contiguity and one device before any memory is touched, and the
+// value checks of the paths that make them in C++. User-facing validation,
+// with messages that name the argument, happens once in Python
+// (validation.py); these guard the raw pointers against calls that bypass it.
 #pragma once
 
 #include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
 
 namespace see {
 
@@ -48,6 +52,8 @@ inline void check_expansion_grad(const at::Tensor& grad, const at::Tensor& z, co
 inline void check_slerp_args(const at::Tensor& a, const at::Tensor& b, const at::Tensor& t) {
   TORCH_CHECK(a.dim() == 2 && b.sizes() == a.sizes() && t.dim() == 1 && t.size(0) == a.size(0),
               "a, b must be R x D and t of length R");
+  // The fallback tangent at the antipode picks one of the D coordinates.
+  TORCH_CHECK(a.size(1) >= 1, "a and b need at least one column (D >= 1), got D = 0");
   TORCH_CHECK(a.scalar_type() == b.scalar_type() && a.scalar_type() == t.scalar_type(), "one dtype expected");
   TORCH_CHECK(a.is_contiguous() && b.is_contiguous() && t.is_contiguous(), "inputs must be contiguous");
   check_one_device({&a, &b, &t});
@@ -59,9 +65,25 @@ inline void check_slerp_grad(const at::Tensor& grad, const at::Tensor& a) {
               "grad must be a contiguous R x D tensor like a");
 }
 
-inline void check_mmd_centers_args(const at::Tensor& out) {
-  TORCH_CHECK(out.dim() == 2 && out.scalar_type() == at::kDouble && out.is_contiguous(),
-              "out must be a contiguous 2-D float64 tensor");
+// The whole SEE loss in one call (see_loss_fused); noise, when given, holds
+// the draws of every batch row.
+inline void check_see_loss_args(const at::Tensor& x, const at::Tensor& labels, const at::Tensor& proxies,
+                                const c10::optional<at::Tensor>& noise, const at::Tensor& seed, int64_t n) {
+  TORCH_CHECK(x.dim() == 2 && proxies.dim() == 2 && proxies.size(1) == x.size(1), "x and proxies must be B x D, C x D");
+  TORCH_CHECK(x.scalar_type() == proxies.scalar_type(), "x and proxies must share one dtype");
+  TORCH_CHECK(labels.scalar_type() == at::kLong && labels.dim() == 1 && labels.numel() == x.size(0),
+              "labels must be B int64");
+  TORCH_CHECK(x.is_contiguous() && proxies.is_contiguous() && labels.is_contiguous(), "inputs must be contiguous");
+  // D - 1 >= n rather than D >= n + 1: n comes from the caller and n + 1 may overflow.
+  TORCH_CHECK(n >= 1 && x.size(1) - 1 >= n, "the expansion needs n >= 1 and D >= n + 1");
+  TORCH_CHECK(seed.scalar_type() == at::kLong && seed.numel() == 1, "seed must be one int64");
+  check_one_device({&x, &labels, &proxies, &seed});
+  if (noise.has_value()) {
+    TORCH_CHECK(noise->dim() == 3 && noise->size(0) == x.size(0) && noise->size(1) == n - 1 &&
+                    noise->size(2) == x.size(1) && noise->scalar_type() == x.scalar_type() && noise->is_contiguous(),
+                "noise must be a contiguous B x (n-1) x D tensor of x's dtype");
+    check_one_device({&x, &*noise});
+  }
 }
 
 inline void check_philox_normal_args(const at::Tensor& out, const at::Tensor& seed) {
@@ -69,6 +91,34 @@ inline void check_philox_normal_args(const at::Tensor& out, const at::Tensor& se
               "out must be a contiguous float32 or float64 tensor");
   TORCH_CHECK(seed.dim() == 0 && seed.scalar_type() == at::kLong && seed.device() == out.device(),
               "seed must be a 0-d int64 tensor on out's device");
+}
+
+inline void check_mmd_centers_args(const at::Tensor& out) {
+  TORCH_CHECK(out.dim() == 2 && out.scalar_type() == at::kDouble && out.is_contiguous(),
+              "out must be a contiguous 2-D float64 tensor");
+}
+
+// ---------------------------------------------------------------- values
+// Host arrays only: these read every value.
+
+// Labels index per-proxy arrays: out-of-range values would write out of bounds.
+// The message is the Python validation's (see_cuda/validation.py).
+inline void check_labels_in_range(const int64_t* y, int64_t count, int64_t C, const char* name) {
+  if (count == 0) return;
+  const auto [lo, hi] = std::minmax_element(y, y + count);
+  TORCH_CHECK_VALUE(*lo >= 0 && *hi < C, name, " must lie in [0, ", C, ") (the number of proxies), got values in [",
+                    *lo, ", ", *hi, "]");
+}
+
+// Rows whose norm is not finite hold a NaN or an infinity, or overflow when
+// squared; only the first is an error, worded as the Python validation's.
+template <typename T>
+void check_finite_rows(const T* rows, const T* norms, int64_t R, int64_t D, const char* name) {
+  for (int64_t i = 0; i < R; ++i) {
+    if (std::isfinite(norms[i])) continue;
+    for (int64_t d = 0; d < D; ++d)
+      TORCH_CHECK_VALUE(std::isfinite(rows[i * D + d]), name, " contains NaN or infinite values");
+  }
 }
 
 }  // namespace see

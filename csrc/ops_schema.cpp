@@ -15,6 +15,8 @@ PyMODINIT_FUNC PyInit__C(void) {
 
 TORCH_LIBRARY(see_cuda, m) {
   m.def("mmd_centers_(Tensor(a!) out, float radius) -> ()");
+  // Elements 0 .. numel-1 of the counter-based normal stream `seed` (a 0-d int64 tensor).
+  m.def("philox_normal_(Tensor(a!) out, Tensor seed) -> ()");
   m.def("expansion(Tensor z, Tensor w, Tensor noise) -> Tensor");
   m.def("expansion_backward(Tensor grad, Tensor z, Tensor w, Tensor noise) -> Tensor");
   m.def("slerp(Tensor a, Tensor b, Tensor t) -> Tensor");

@@ -17,7 +17,7 @@
 
 #include "see_common.h"
 
-#if defined(__AVX2__) && !defined(__CUDACC__)
+#if defined(SEE_HOST_AVX2_FMA)
 #include <immintrin.h>
 #endif
 
@@ -32,6 +32,8 @@ constexpr int kPhiloxRounds = 10;
 struct PhiloxWords {
   uint32_t w0, w1, w2, w3;
 };
+
+SEE_ISA_BEGIN
 
 SEE_HD void philox_round(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3, uint32_t key0, uint32_t key1) {
   const uint64_t product0 = static_cast<uint64_t>(kPhiloxMultiplier0) * c0;
@@ -204,7 +206,7 @@ constexpr int kBatchGroups = 64;  // 256 elements: the words stay in L1
 // Box-Muller loop vectorises across groups.
 using BatchWords = uint64_t[4][kBatchGroups];
 
-#if defined(__AVX2__)
+#if defined(SEE_HOST_AVX2_FMA)
 // GCC does not see that the products are 32 x 32 -> 64 bits and emulates a
 // 64-bit multiply by shifts and adds; vpmuludq is the whole product. Lanes are
 // 64 bits wide: the multiplications read only the low halves, and the high
@@ -312,4 +314,5 @@ void philox_normal_fill(uint64_t seed, uint64_t first, int64_t count, T* out) {
 }
 #endif  // !defined(__CUDACC__)
 
+SEE_ISA_END
 }  // namespace see

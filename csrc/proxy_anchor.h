@@ -20,6 +20,8 @@
 
 namespace see {
 
+SEE_ISA_BEGIN
+
 template <typename T>
 SEE_HD T softplus(T v) {
   return v > T(0) ? v + log1p(exp(-v)) : log1p(exp(v));
@@ -76,4 +78,5 @@ SEE_HD T column_grad_scale(T sum, T lse, T alpha, T weight, T sign) {
   return sum > T(0) ? sign * alpha * weight * sigmoid(lse) / sum : T(0);
 }
 
+SEE_ISA_END
 }  // namespace see

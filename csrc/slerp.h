@@ -15,6 +15,8 @@
 
 namespace see {
 
+SEE_ISA_BEGIN
+
 template <typename T>
 SEE_HD T sinc(T x) {
   return x == T(0) ? T(1) : sin(x) / x;
@@ -60,4 +62,5 @@ SEE_HD T slerp_tangent(T a, T b, T half_sq, bool near) {
   return near ? (b - a) + half_sq * a : (a + b) - half_sq * a;
 }
 
+SEE_ISA_END
 }  // namespace see

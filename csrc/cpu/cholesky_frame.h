@@ -19,15 +19,16 @@
 #include <cmath>
 #include <cstdint>
 
-#include "../normalize.h"
 #include "../see_common.h"
+#include "normalize.h"
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(SEE_HOST_AVX2_FMA)
 #include <immintrin.h>
 #endif
 
 namespace see {
 namespace cpu {
+SEE_ISA_BEGIN
 
 // out[i][j] = a_i . b_j for four rows a and two rows b (each D long, rows D
 // apart): 8 sums, few enough to stay in registers with their operands.
@@ -45,7 +46,7 @@ inline void dot_tile_4x2(const T* a, const T* b, int64_t D, double out[4][2]) {
   out[2][0] = s20, out[2][1] = s21, out[3][0] = s30, out[3][1] = s31;
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(SEE_HOST_AVX2_FMA)
 // The float tile with AVX2 intrinsics: compilers keep omp-simd reductions in
 // memory between iterations here, which costs this loop a third of its speed.
 inline float horizontal_sum(__m256 v) {
@@ -218,5 +219,6 @@ bool cholesky_frame(T* F, int64_t first, int64_t rows, int64_t D, double* gram) 
   return true;
 }
 
+SEE_ISA_END
 }  // namespace cpu
 }  // namespace see

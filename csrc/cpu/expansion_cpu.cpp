@@ -3,23 +3,15 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <vector>
-
 #include "../op_checks.h"
-#include "expansion_kernels.h"
+#include "expansion_scratch.h"
+#include "hot_loops.h"
 
 namespace see {
 namespace cpu {
 namespace {
 
 using at::Tensor;
-
-// Scratch of one source: its frame, ẑ and the Gram-Schmidt coefficients.
-template <typename T>
-struct FrameScratch {
-  std::vector<T> frame, z_unit, gs_coef, pass_coef;
-  FrameScratch(int64_t n, int64_t D) : frame((n + 1) * D), z_unit(D), gs_coef((n + 1) * (n + 1)), pass_coef(n + 1) {}
-};
 
 Tensor expansion_cpu(const Tensor& z, const Tensor& w, const Tensor& noise) {
   check_expansion_args(z, w, noise);
@@ -30,12 +22,10 @@ Tensor expansion_cpu(const Tensor& z, const Tensor& w, const Tensor& noise) {
     const scalar_t* np = noise.const_data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
     at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
-      FrameScratch<scalar_t> scratch(n, D);
-      for (int64_t i = begin; i < end; ++i) {
-        const auto geo = build_frame(zp + i * D, wp + i * D, np + i * (n - 1) * D, n, D, scratch.z_unit.data(),
-                                     scratch.frame.data(), scratch.gs_coef.data(), scratch.pass_coef.data());
-        emit_points(geo, scratch.frame.data(), n, D, op + i * n * D, scratch.z_unit.data());  // ẑ is spent
-      }
+      const ExpansionScratch<scalar_t> scratch(n, D, false);
+      const auto expand_source = hot_loops<scalar_t>().expand_source;
+      for (int64_t i = begin; i < end; ++i)
+        expand_source(zp + i * D, wp + i * D, np + i * (n - 1) * D, n, D, scratch.buffers(), op + i * n * D);
     });
   });
   return out;
@@ -51,15 +41,11 @@ Tensor expansion_backward_cpu(const Tensor& grad, const Tensor& z, const Tensor&
     const scalar_t *np = noise.const_data_ptr<scalar_t>(), *gp = grad.const_data_ptr<scalar_t>();
     scalar_t* out = grad_z.data_ptr<scalar_t>();
     at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
-      FrameScratch<scalar_t> scratch(n, D);
-      std::vector<scalar_t> h(n * D), work(2 * D);
-      for (int64_t i = begin; i < end; ++i) {
-        const scalar_t* source_noise = np + i * (n - 1) * D;
-        const auto geo = build_frame(zp + i * D, wp + i * D, source_noise, n, D, scratch.z_unit.data(),
-                                     scratch.frame.data(), scratch.gs_coef.data(), scratch.pass_coef.data());
-        source_backward(geo, scratch.frame.data(), scratch.gs_coef.data(), scratch.z_unit.data(), source_noise,
-                        gp + i * n * D, n, D, h.data(), work.data(), out + i * D);
-      }
+      const ExpansionScratch<scalar_t> scratch(n, D, true);
+      const auto expand_source_backward = hot_loops<scalar_t>().expand_source_backward;
+      for (int64_t i = begin; i < end; ++i)
+        expand_source_backward(zp + i * D, wp + i * D, np + i * (n - 1) * D, gp + i * n * D, n, D, scratch.buffers(),
+                               out + i * D);
     });
   });
   return grad_z;

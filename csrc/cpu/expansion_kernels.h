@@ -1,4 +1,4 @@
-// Per-sample CPU loops of the SEE expansion, forward and backward.
+// Per-sample CPU loops of the SEE expansion (docs/method.md §3), forward and backward.
 //
 // One source at a time on raw pointers; the ATen glue runs sources in parallel.
 // The scratch frame is (n + 1) x D; `gs_coef` ((n - 1) x (n + 1)) keeps the
@@ -8,14 +8,40 @@
 // backward needs.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
-#include <vector>
+#include <cstdint>
 
 #include "../expansion.h"
-#include "../normalize.h"
+#include "normalize.h"
 
 namespace see {
 namespace cpu {
+
+// Scratch for one source at a time, as raw pointers (expansion_scratch.h owns
+// the memory); each loop names the buffers it uses.
+template <typename T>
+struct ExpansionBuffers {
+  T* frame;      // (n + 1) x D
+  T* z_unit;     // D: ẑ
+  T* draws;      // (n - 1) x D: a copy of the draws for the Gram-Schmidt fallback
+  T* gs_coef;    // (n + 1) x (n + 1)
+  T* pass_coef;  // n + 1
+  T* prefix;     // D
+  double* gram;  // (n + 1) x (n + 1): the Cholesky factor
+  T* h;          // n x D, backward only
+  T* work;       // 2 D, backward only
+  T* qr_work;    // (n - 1)^2 + 4 (n - 1), backward only
+};
+
+// Geometry of one source, as built by build_frame (SourceGeometry on CUDA too).
+template <typename T>
+struct SourceGeometry {
+  T a, rho, z_norm;
+  bool degenerate;  // rho == 0: the source equals its proxy (or its antipode)
+};
+
+SEE_ISA_BEGIN
 
 template <typename T>
 inline void axpy(T alpha, const T* x, T* y, int64_t D) {
@@ -52,17 +78,11 @@ void project_out(const T* frame, int64_t rows, int64_t D, T* v, T* coef, T* c) {
 // Most Gram-Schmidt passes for one draw (one is the rule, two when it cancels).
 constexpr int kMaxProjections = 4;
 
-// Geometry of one source, as built by build_frame.
-template <typename T>
-struct SourceFrame {
-  T a, rho, z_norm;
-  bool degenerate;  // rho == 0: the source equals its proxy (or its antipode)
-};
 
 // Rows 0 and 1 of the frame, ŵ and u, from the unit source and unit proxy.
 template <typename T>
-SourceFrame<T> frame_axes(const T* z_unit, const T* w_unit, int64_t D, T* frame) {
-  SourceFrame<T> geo{};
+SourceGeometry<T> frame_axes(const T* z_unit, const T* w_unit, int64_t D, T* frame) {
+  SourceGeometry<T> geo{};
   geo.z_norm = T(1);
   T* u = frame + D;
   if (frame != w_unit) std::copy(w_unit, w_unit + D, frame);
@@ -73,7 +93,7 @@ SourceFrame<T> frame_axes(const T* z_unit, const T* w_unit, int64_t D, T* frame)
   if (!geo.degenerate) {
     geo.rho = std::sqrt(rho_sq);
     for (int64_t d = 0; d < D; ++d) u[d] = u[d] / geo.rho;
-  } else {  // SEE_METHOD.md §3.6: any unit u ⊥ ŵ
+  } else {  // docs/method.md §3.6: any unit u ⊥ ŵ
     geo.rho = T(0);
     const int64_t axis = least_aligned_axis(w_unit, D);
     for (int64_t d = 0; d < D; ++d) u[d] = -w_unit[axis] * w_unit[d];
@@ -116,11 +136,11 @@ void gram_schmidt_draws(const T* noise, int64_t n, int64_t D, T* frame, T* gs_co
 
 // Builds ẑ and the frame of one source; see the file comment for the layout.
 template <typename T>
-SourceFrame<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, int64_t D, T* z_unit, T* frame,
+SourceGeometry<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, int64_t D, T* z_unit, T* frame,
                            T* gs_coef, T* pass_coef) {
   normalize_row(w, frame, D);
   const T z_norm = normalize_row(z, z_unit, D);
-  SourceFrame<T> geo = frame_axes(z_unit, frame, D, frame);
+  SourceGeometry<T> geo = frame_axes(z_unit, frame, D, frame);
   geo.z_norm = z_norm;
   gram_schmidt_draws(noise, n, D, frame, gs_coef, pass_coef);
   return geo;
@@ -132,7 +152,7 @@ SourceFrame<T> build_frame(const T* z, const T* w, const T* noise, int64_t n, in
 // holds one value in every row. So point k is a running sum over the frame plus
 // one diagonal term, O(n D) instead of O(n^2 D). `prefix` is D of scratch.
 template <typename T>
-void emit_points(const SourceFrame<T>& geo, const T* frame, int64_t n, int64_t D, T* out, T* prefix) {
+void emit_points(const SourceGeometry<T>& geo, const T* frame, int64_t n, int64_t D, T* out, T* prefix) {
   const T* w_unit = frame;
   std::fill(prefix, prefix + D, T(0));
   for (int64_t k = 0; k < n; ++k) {
@@ -144,7 +164,8 @@ void emit_points(const SourceFrame<T>& geo, const T* frame, int64_t n, int64_t D
   }
 }
 
-// Gradient w.r.t. the source z of one source, given grad (n x D) w.r.t. its points.
+// Gradient w.r.t. the source z of one source, given grad (n x D) w.r.t. its
+// points; h (n x D), work (2 D) and qr_work ((n-1)^2 + 4 (n-1)) are scratch.
 //
 // With h_j = sum_k Bw[k][j] grad_k, the points depend on r = ẑ - aŵ through
 // rho (d rho/dr = u), through u = r/rho, and through the noise directions V,
@@ -156,8 +177,8 @@ void emit_points(const SourceFrame<T>& geo, const T* frame, int64_t n, int64_t D
 // The factor rho cancels the 1/rho of du/dr, so nothing divides by rho.
 // Degenerate sources (rho == 0) get no gradient through r, as in the reference.
 template <typename T>
-void source_backward(const SourceFrame<T>& geo, const T* frame, const T* gs_coef, const T* z_unit, const T* noise,
-                     const T* grad, int64_t n, int64_t D, T* h, T* work, T* grad_z) {
+void source_backward(const SourceGeometry<T>& geo, const T* frame, const T* gs_coef, const T* z_unit, const T* noise,
+                     const T* grad, int64_t n, int64_t D, T* h, T* work, T* qr_work, T* grad_z) {
   const T* w_unit = frame;
   const T* u = frame + D;
   T a_bar = T(0);
@@ -184,7 +205,7 @@ void source_backward(const SourceFrame<T>& geo, const T* frame, const T* gs_coef
       const T* V = frame + 2 * D;
       const T* H = h + D;  // h_1 .. h_{n-1}
       auto R22 = [&](int64_t l, int64_t j) { return gs_coef[j * (n + 1) + l + 2]; };
-      std::vector<T> M(m * m), t(m), ct(m), q(m), s(m);
+      T *M = qr_work, *t = M + m * m, *ct = t + m, *q = ct + m, *s = q + m;
       for (int64_t i = 0; i < m; ++i)
         for (int64_t l = 0; l < m; ++l) M[i * m + l] = -dot(H + i * D, V + l * D, D);
       // t = R22^{-T} c, c_j = noise_j . u (forward substitution).
@@ -222,5 +243,28 @@ void source_backward(const SourceFrame<T>& geo, const T* frame, const T* gs_coef
   normalize_row_backward(z_unit, geo.z_norm, z_unit_bar, grad_z, D);
 }
 
+// The expansion op, one source: its n points (n x D, into out) from z, w and
+// its n - 1 draws. Uses the scratch's frame, z_unit, gs_coef, pass_coef and prefix.
+template <typename T>
+void expand_source(const T* z, const T* w, const T* noise, int64_t n, int64_t D, const ExpansionBuffers<T>& scratch,
+                   T* out) {
+  const SourceGeometry<T> geo =
+      build_frame(z, w, noise, n, D, scratch.z_unit, scratch.frame, scratch.gs_coef, scratch.pass_coef);
+  emit_points(geo, scratch.frame, n, D, out, scratch.prefix);
+}
+
+// The expansion op's backward, one source: dL/dz (D, into grad_z) from the
+// gradient w.r.t. its points (n x D). Uses the scratch's frame, z_unit,
+// gs_coef, pass_coef, h, work and qr_work.
+template <typename T>
+void expand_source_backward(const T* z, const T* w, const T* noise, const T* grad, int64_t n, int64_t D,
+                            const ExpansionBuffers<T>& scratch, T* grad_z) {
+  const SourceGeometry<T> geo =
+      build_frame(z, w, noise, n, D, scratch.z_unit, scratch.frame, scratch.gs_coef, scratch.pass_coef);
+  source_backward(geo, scratch.frame, scratch.gs_coef, scratch.z_unit, noise, grad, n, D, scratch.h, scratch.work,
+                  scratch.qr_work, grad_z);
+}
+
+SEE_ISA_END
 }  // namespace cpu
 }  // namespace see

@@ -3,14 +3,14 @@
 #include <torch/library.h>
 
 #include "../mmd_centers.h"
+#include "../op_checks.h"
 
 namespace see {
 namespace cpu {
 namespace {
 
 void mmd_centers_cpu(at::Tensor& out, double radius) {
-  TORCH_CHECK(out.dim() == 2 && out.scalar_type() == at::kDouble && out.is_contiguous(),
-              "out must be a contiguous 2-D float64 tensor");
+  check_mmd_centers_args(out);
   const int64_t L = out.size(0), dim = out.size(1);
   double* centers = out.data_ptr<double>();
   for (int64_t i = 0; i < L; ++i)

@@ -1,4 +1,4 @@
-// CPU kernel of the whole SEE loss (SEE_METHOD.md §2-4) with detached synthetic points.
+// CPU kernel of the whole SEE loss (docs/method.md §2-4) with detached synthetic points.
 //
 // One call does what the reference does in many: normalise the batch and the
 // proxies, pick the rows to expand, build their synthetic points straight into
@@ -12,30 +12,18 @@
 
 #include <vector>
 
-#include "proxy_anchor_core.h"
-#include "see_loss_kernels.h"
+#include "../op_checks.h"
+#include "expansion_scratch.h"
+#include "hot_loops.h"
+#include "proxy_anchor_aten.h"
+#include "row_selection.h"
+#include "unit_row_expansion.h"
 
 namespace see {
 namespace cpu {
 namespace {
 
 using at::Tensor;
-
-void check_see_loss_args(const Tensor& x, const Tensor& labels, const Tensor& proxies,
-                         const c10::optional<Tensor>& noise, const Tensor& seed, int64_t n) {
-  TORCH_CHECK(x.dim() == 2 && proxies.dim() == 2 && proxies.size(1) == x.size(1), "x and proxies must be B x D, C x D");
-  TORCH_CHECK(x.scalar_type() == proxies.scalar_type(), "x and proxies must share one dtype");
-  TORCH_CHECK(labels.scalar_type() == at::kLong && labels.dim() == 1 && labels.numel() == x.size(0),
-              "labels must be B int64");
-  TORCH_CHECK(x.is_contiguous() && proxies.is_contiguous() && labels.is_contiguous(), "inputs must be contiguous");
-  TORCH_CHECK(n >= 1 && x.size(1) >= n + 1, "the expansion needs n >= 1 and D >= n + 1");
-  TORCH_CHECK(seed.scalar_type() == at::kLong && seed.numel() == 1, "seed must be one int64");
-  if (noise.has_value()) {
-    TORCH_CHECK(noise->dim() == 3 && noise->size(0) == x.size(0) && noise->size(1) == n - 1 &&
-                    noise->size(2) == x.size(1) && noise->scalar_type() == x.scalar_type() && noise->is_contiguous(),
-                "noise must be a contiguous B x (n-1) x D tensor of x's dtype");
-  }
-}
 
 // Writes the synthetic points of the rows `expanded` (of the unit rows `rows`,
 // B of them, about the unit axes `axis`, one per row) to rows B, B + n, ...; the
@@ -45,12 +33,13 @@ template <typename T>
 void expand_rows(T* rows, int64_t B, const T* axis, const std::vector<int64_t>& expanded, int64_t n, int64_t D,
                  const T* given, uint64_t seed) {
   at::parallel_for(0, static_cast<int64_t>(expanded.size()), 1, [&](int64_t begin, int64_t end) {
-    ExpansionScratch<T> scratch(n, D);
+    const ExpansionScratch<T> scratch(n, D, false);
+    const auto expand_unit_source = hot_loops<T>().expand_unit_source;
     for (int64_t j = begin; j < end; ++j) {
       const int64_t row = expanded[j];
       const DrawSource<T> draws{given != nullptr ? given + row * (n - 1) * D : nullptr, seed,
                                 static_cast<uint64_t>(j * (n - 1) * D)};
-      expand_unit_source(rows + row * D, axis + row * D, n, D, draws, scratch, rows + (B + j * n) * D);
+      expand_unit_source(rows + row * D, axis + row * D, n, D, draws, scratch.buffers(), rows + (B + j * n) * D);
     }
   });
 }

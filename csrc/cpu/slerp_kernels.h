@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "../expansion.h"
-#include "../normalize.h"
+#include "normalize.h"
 #include "../slerp.h"
 
 namespace see {

@@ -4,12 +4,17 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <random>
 #include <vector>
 
+#include "cpu/cholesky_frame.h"
 #include "cpu/expansion_kernels.h"
-#include "cpu/see_loss_kernels.h"
+#include "cpu/expansion_scratch.h"
+#include "cpu/hot_loops.h"
 #include "cpu/proxy_anchor_kernels.h"
+#include "cpu/row_selection.h"
+#include "cpu/unit_row_expansion.h"
 #include "fast_exp.h"
 #include "mmd_centers.h"
 #include "philox_normal.h"
@@ -70,7 +75,7 @@ struct Expansion {
     for (auto* v : {&z, &w, &noise})
       for (auto& e : *v) e = normal(rng);
   }
-  see::cpu::SourceFrame<double> run(const std::vector<double>& source) {
+  see::cpu::SourceGeometry<double> run(const std::vector<double>& source) {
     auto geo = see::cpu::build_frame(source.data(), w.data(), noise.data(), n, D, z_unit.data(), frame.data(), coef.data(),
                                      pass_coef.data());
     see::cpu::emit_points(geo, frame.data(), n, D, out.data(), prefix.data());
@@ -91,11 +96,12 @@ void test_expansion_invariants_and_gradient() {
     }
     // Directional derivative of sum(grad * out) against central differences.
     std::normal_distribution<double> normal;
-    std::vector<double> upstream(n * e.D), direction(e.D), h(n * e.D), work(2 * e.D), grad_z(e.D);
+    std::vector<double> upstream(n * e.D), direction(e.D), h(n * e.D), work(2 * e.D), grad_z(e.D),
+        qr_work((n - 1) * (n - 1) + 4 * (n - 1));
     for (auto& v : upstream) v = normal(rng);
     for (auto& v : direction) v = normal(rng);
     see::cpu::source_backward(geo, e.frame.data(), e.coef.data(), e.z_unit.data(), e.noise.data(), upstream.data(), n,
-                              e.D, h.data(), work.data(), grad_z.data());
+                              e.D, h.data(), work.data(), qr_work.data(), grad_z.data());
     const double step = 1e-6;
     auto objective = [&](double s) {
       std::vector<double> moved(e.z);
@@ -220,6 +226,40 @@ void test_proxy_anchor_blocks(bool exact_refs, bool scaled_rows = false) {
   }
 }
 
+// RowsByClass groups the rows as test_proxy_anchor_blocks spells them out,
+// and puts a row whose label lies outside [0, C) in no class; such a row makes
+// the loss and every entry of dL/dS NaN, for either kind of reference.
+void test_out_of_range_labels() {
+  const std::vector<int64_t> labels = {0, 1, 0, 3, 1, 1, 4};
+  const see::cpu::RowsByClass grouped(labels.data(), 7, 5);
+  expect(grouped.begin == std::vector<int64_t>({0, 2, 5, 5, 6, 7}) &&
+             grouped.rows == std::vector<int64_t>({0, 2, 1, 4, 5, 3, 6}) && grouped.out_of_range == 0,
+         "rows grouped by class", static_cast<double>(grouped.out_of_range), 0);
+
+  const int64_t C = 3, B = 4, N = 6;
+  const std::vector<int64_t> bad = {0, -1, 2, 3, 1, std::numeric_limits<int64_t>::min()};
+  const see::cpu::RowsByClass by_class(bad.data(), N, C);
+  expect(by_class.out_of_range == 3, "rows out of range counted", static_cast<double>(by_class.out_of_range), 3);
+  expect(by_class.begin == std::vector<int64_t>({0, 1, 2, 3}) && by_class.rows == std::vector<int64_t>({0, 4, 2}),
+         "rows out of range are in no class", static_cast<double>(by_class.rows.size()), 3);
+  for (bool exact_refs : {false, true}) {
+    std::vector<double> ST(C * N, 0.25);
+    see::cpu::LossProblem<double> problem{ST.data(), C, B, N, by_class.begin.data(), by_class.rows.data(),
+                                          32.0, 0.1, {1.0, 0.5}, {by_class.classes_in(0, B, C),
+                                          by_class.classes_in(B, N, C)}, exact_refs, nullptr,
+                                          by_class.out_of_range > 0};
+    std::vector<double> storage(4 * C);
+    const see::cpu::ColumnTerms terms{{storage.data(), storage.data() + C},
+                                      {storage.data() + 2 * C, storage.data() + 3 * C}};
+    for (int64_t c = 0; c < C; ++c) see::cpu::loss_proxy_row(problem, c, true, terms);
+    const double loss = see::cpu::total_loss(problem, terms);
+    expect(std::isnan(loss), "a label out of range makes the loss NaN", loss, NAN);
+    bool all_nan = true;
+    for (const double g : ST) all_nan = all_nan && std::isnan(g);
+    expect(all_nan, "a label out of range makes dL/dS NaN", 0, 1);
+  }
+}
+
 void test_slerp_weights() {
   for (double tau : {0.0, 0.3, 0.5, 1.0, 1.2})
     for (double theta : {0.0, 1e-8, 0.19, 0.49, 0.51, 1.0, 3.0}) {
@@ -294,6 +334,154 @@ void test_philox_normal() {
   expect(worst <= 1, "float32 draws within 1 ulp of the double formula", static_cast<double>(worst), 1);
 }
 
+// ---------------------------------------------------------------- hot loop copies
+// Every compiled copy of the hot loops (hot_loops.h) that this CPU can run
+// against the same loops compiled here: the noise bit for bit (each of its
+// operations is rounded once, whatever the instruction set), scaling bit for
+// bit, the rest to rounding (a copy may sum in another order and fuse
+// multiply-adds).
+template <typename T>
+double max_abs_diff(const std::vector<T>& a, const std::vector<T>& b) {
+  double worst = a.size() == b.size() ? 0.0 : INFINITY;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+  return worst;
+}
+
+template <typename T>
+std::vector<T> normal_vector(int64_t size, std::mt19937_64& rng) {
+  std::normal_distribution<double> normal;
+  std::vector<T> v(size);
+  for (auto& e : v) e = static_cast<T>(normal(rng));
+  return v;
+}
+
+template <typename T>
+void test_copy_noise(const see::cpu::HotLoops<T>& loops) {
+  const uint64_t seed = 0x9e3779b97f4a7c15ull;
+  std::vector<T> got(1100);
+  for (uint64_t start : {0ull, 1ull, 3ull, 254ull, 1021ull})
+    for (int64_t count : {0, 1, 7, 257, 1031}) {
+      loops.philox_normal_fill(seed, start, count, got.data());
+      bool equal = true;
+      for (int64_t i = 0; i < count; ++i) equal = equal && got[i] == see::philox_normal_at<T>(seed, start + i);
+      expect(equal, "a copy's noise equals the scalar form", static_cast<double>(start), static_cast<double>(count));
+    }
+}
+
+template <typename T>
+void test_copy_rows(const see::cpu::HotLoops<T>& loops, double tol) {
+  std::mt19937_64 rng(5);
+  const int64_t R = 9, D = 37;
+  const std::vector<T> in = normal_vector<T>(R * D, rng), grad_unit = normal_vector<T>(R * D, rng);
+  std::vector<T> unit(R * D), norms(R), want_unit(R * D), want_norms(R);
+  loops.normalize_rows(in.data(), unit.data(), norms.data(), 0, R, D);
+  see::normalize_rows(in.data(), want_unit.data(), want_norms.data(), 0, R, D);
+  expect(max_abs_diff(unit, want_unit) <= tol && max_abs_diff(norms, want_norms) <= tol * D,
+         "a copy's unit rows", max_abs_diff(unit, want_unit), 0);
+  std::vector<T> only_norms(R);
+  loops.row_norms(in.data(), only_norms.data(), 0, R, D);
+  expect(max_abs_diff(only_norms, want_norms) <= tol * D, "a copy's row norms", max_abs_diff(only_norms, want_norms),
+         0);
+  std::vector<T> grad(R * D), want_grad(R * D);
+  loops.normalize_rows_backward(want_unit.data(), want_norms.data(), grad_unit.data(), grad.data(), 0, R, D);
+  see::normalize_rows_backward(want_unit.data(), want_norms.data(), grad_unit.data(), want_grad.data(), 0, R, D);
+  expect(max_abs_diff(grad, want_grad) <= tol, "a copy's normalisation backward", max_abs_diff(grad, want_grad), 0);
+  std::vector<T> from_raw = grad_unit, want_from_raw = grad_unit;
+  loops.normalize_rows_backward_from_raw(in.data(), want_norms.data(), from_raw.data(), 0, R, D);
+  see::normalize_rows_backward_from_raw(in.data(), want_norms.data(), want_from_raw.data(), 0, R, D);
+  expect(max_abs_diff(from_raw, want_from_raw) <= tol, "a copy's normalisation backward from raw rows",
+         max_abs_diff(from_raw, want_from_raw), 0);
+  std::vector<T> scaled = in, want_scaled = in;
+  loops.scale_rows(scaled.data(), norms.data(), D, D - 3, 2, R);
+  see::cpu::scale_rows(want_scaled.data(), norms.data(), D, D - 3, 2, R);
+  expect(scaled == want_scaled, "a copy's row scaling", max_abs_diff(scaled, want_scaled), 0);
+}
+
+// The loss of test_proxy_anchor_blocks in T, scaled rows, both kinds of reference.
+template <typename T>
+void test_copy_loss(const see::cpu::HotLoops<T>& loops, double tol) {
+  const int64_t C = 5, B = 4, N = 7;
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> cosine(-1.0, 1.0);
+  const std::vector<int64_t> begin = {0, 2, 5, 5, 6, 7}, rows = {0, 2, 1, 4, 5, 3, 6};
+  std::vector<T> ST(C * N), inverse_norm(C);
+  for (auto& v : ST) v = static_cast<T>(cosine(rng));
+  for (int64_t c = 0; c < C; ++c) inverse_norm[c] = static_cast<T>(1.0 / (0.75 + 0.5 * c));
+  for (bool exact_refs : {false, true}) {
+    std::vector<T> got = ST, want = ST;
+    std::vector<double> got_storage(4 * C), want_storage(4 * C);
+    auto problem_on = [&](std::vector<T>& matrix) {
+      const T alpha = static_cast<T>(exact_refs ? 300 : 32);
+      return see::cpu::LossProblem<T>{matrix.data(), C,          B,          N,      begin.data(),
+                                      rows.data(),   alpha,      T(0.1),     {1.0, 0.3},
+                                      {3, 2},        exact_refs, inverse_norm.data()};
+    };
+    auto terms_in = [C](std::vector<double>& storage) {
+      return see::cpu::ColumnTerms{{storage.data(), storage.data() + C},
+                                   {storage.data() + 2 * C, storage.data() + 3 * C}};
+    };
+    const auto got_problem = problem_on(got), want_problem = problem_on(want);
+    const auto got_terms = terms_in(got_storage), want_terms = terms_in(want_storage);
+    loops.loss_proxy_rows(got_problem, 0, C, true, got_terms);
+    see::cpu::loss_proxy_rows(want_problem, 0, C, true, want_terms);
+    const double got_loss = see::cpu::total_loss(got_problem, got_terms);
+    const double want_loss = see::cpu::total_loss(want_problem, want_terms);
+    expect_close(got_loss, want_loss, tol * std::fabs(want_loss), "a copy's Proxy-Anchor loss");
+    double largest = 0.0;  // the entries grow with alpha
+    for (const T g : want) largest = std::max(largest, std::fabs(static_cast<double>(g)));
+    expect(max_abs_diff(got, want) <= tol * largest, "a copy's dL/dS", max_abs_diff(got, want), tol * largest);
+  }
+}
+
+template <typename T>
+void test_copy_expansion(const see::cpu::HotLoops<T>& loops, double tol) {
+  std::mt19937_64 rng(13);
+  for (int64_t n : {1, 2, 6}) {
+    const int64_t D = 4 * n + 9;
+    const std::vector<T> z = normal_vector<T>(D, rng), w = normal_vector<T>(D, rng);
+    const std::vector<T> noise = normal_vector<T>((n - 1) * D, rng), grad = normal_vector<T>(n * D, rng);
+    const see::cpu::ExpansionScratch<T> got_scratch(n, D, true), want_scratch(n, D, true);
+    std::vector<T> got(n * D), want(n * D), got_grad(D), want_grad(D);
+    loops.expand_source(z.data(), w.data(), noise.data(), n, D, got_scratch.buffers(), got.data());
+    see::cpu::expand_source(z.data(), w.data(), noise.data(), n, D, want_scratch.buffers(), want.data());
+    expect(max_abs_diff(got, want) <= tol, "a copy's expansion", max_abs_diff(got, want), 0);
+    loops.expand_source_backward(z.data(), w.data(), noise.data(), grad.data(), n, D, got_scratch.buffers(),
+                                 got_grad.data());
+    see::cpu::expand_source_backward(z.data(), w.data(), noise.data(), grad.data(), n, D, want_scratch.buffers(),
+                                     want_grad.data());
+    expect(max_abs_diff(got_grad, want_grad) <= tol * n, "a copy's expansion backward",
+           max_abs_diff(got_grad, want_grad), 0);
+    std::vector<T> z_unit(D), w_unit(D), norms(2);
+    see::normalize_rows(z.data(), z_unit.data(), norms.data(), 0, 1, D);
+    see::normalize_rows(w.data(), w_unit.data(), norms.data(), 0, 1, D);
+    for (const bool given : {true, false}) {
+      const see::cpu::DrawSource<T> draws{given ? noise.data() : nullptr, 77, 5};
+      loops.expand_unit_source(z_unit.data(), w_unit.data(), n, D, draws, got_scratch.buffers(), got.data());
+      see::cpu::expand_unit_source(z_unit.data(), w_unit.data(), n, D, draws, want_scratch.buffers(), want.data());
+      expect(max_abs_diff(got, want) <= tol, "a copy's expansion of a unit row", max_abs_diff(got, want), 0);
+    }
+  }
+}
+
+void test_hot_loop_copies() {
+  const see::cpu::HotLoopSet* copies[3];
+  const int count = see::cpu::runnable_hot_loop_sets(copies);
+  for (int i = 0; i < count; ++i) {
+    const see::cpu::HotLoopSet* copy = copies[i];
+    std::printf("checking the hot loops compiled for %s\n", copy->name);
+    test_copy_noise(copy->f32);
+    test_copy_noise(copy->f64);
+    test_copy_rows(copy->f32, 1e-6);
+    test_copy_rows(copy->f64, 1e-14);
+    test_copy_loss(copy->f32, 1e-5);
+    test_copy_loss(copy->f64, 1e-13);
+    test_copy_expansion(copy->f32, 1e-5);
+    test_copy_expansion(copy->f64, 1e-13);
+  }
+  std::printf("this process runs the hot loops compiled for %s\n", see::cpu::hot_loop_set().name);
+}
+
 }  // namespace
 
 int main() {
@@ -305,8 +493,10 @@ int main() {
   test_proxy_anchor_blocks(false);
   test_proxy_anchor_blocks(true);
   test_proxy_anchor_blocks(false, true);
+  test_out_of_range_labels();
   test_slerp_weights();
   test_philox_normal();
+  test_hot_loop_copies();
   if (failures == 0) std::printf("all core tests passed\n");
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -20,7 +20,7 @@
 #include "cuda/proxy_anchor_launch.h"
 #include "cuda/row_normalize.cuh"
 #include "emulated_test_support.h"
-#include "normalize.h"
+#include "cpu/normalize.h"
 
 namespace {
 
