@@ -162,15 +162,6 @@ CASES.update({
     "see_loss_fused-not-contiguous": ("see_loss_fused", lambda: _see(t(6, 5).t(), t(5, dtype=I64), t(3, 6), None)),
 })
 
-# What crashes today, and the C++ change that stops it.
-KNOWN_CRASHES = {
-    "slerp-D0": "csrc/cpu/slerp_cpu.cpp: SlerpRow::load with D = 0 takes the antipodal branch and writes "
-                "e[axis] past an empty row; check_slerp_args (csrc/op_checks.h) must require D >= 1 (or the "
-                "kernels return at once when D == 0)",
-    "slerp_backward-D0": "csrc/cpu/slerp_cpu.cpp: as slerp-D0, in slerp_backward_cpu",
-}
-
-
 def run_cases(names, start):
     """The child: each call announced on stdout before it starts, and its outcome after."""
     for name in names[start:]:
@@ -209,9 +200,7 @@ def outcomes() -> dict:
 
 
 @pytest.mark.skipif(not HAVE_CPU_KERNELS, reason="the raw ops need see_cuda._C")
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_CRASHES[name]) if name in KNOWN_CRASHES
-                 else ()) for name in CASES])
+@pytest.mark.parametrize("name", list(CASES))
 def test_raw_op_call_raises_or_returns(name):
     outcome = outcomes()[name]
     assert not outcome.startswith(("signal", "exit")), f"{CASES[name][0]} {name}: the process died ({outcome})"
