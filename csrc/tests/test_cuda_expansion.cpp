@@ -73,7 +73,7 @@ void cpu_expansion(const Sources& s, std::vector<T>& points, std::vector<T>& gra
   const int64_t k = s.k, n = s.n, D = s.D;
   const std::vector<T> z = as<T>(s.z), w = as<T>(s.w), noise = as<T>(s.noise), grad = as<T>(s.grad);
   std::vector<T> frame((n + 1) * D), z_unit(D), gs_coef((n + 1) * (n + 1)), pass_coef(n + 1), prefix(D), h(n * D),
-      work(2 * D);
+      work(2 * D), qr_work((n - 1) * (n - 1) + 4 * (n - 1));
   points.assign(k * n * D, T(0));
   grad_z.assign(k * D, T(0));
   if (kappa) *kappa = 1.0;
@@ -83,7 +83,8 @@ void cpu_expansion(const Sources& s, std::vector<T>& points, std::vector<T>& gra
                                            frame.data(), gs_coef.data(), pass_coef.data());
     see::cpu::emit_points(geo, frame.data(), n, D, points.data() + src * n * D, prefix.data());
     see::cpu::source_backward(geo, frame.data(), gs_coef.data(), z_unit.data(), source_noise,
-                              grad.data() + src * n * D, n, D, h.data(), work.data(), grad_z.data() + src * D);
+                              grad.data() + src * n * D, n, D, h.data(), work.data(), qr_work.data(),
+                              grad_z.data() + src * D);
     for (int64_t j = 0; kappa && j + 1 < n; ++j) {
       const double g = std::sqrt(double(see::dot(source_noise + j * D, source_noise + j * D, D)));
       *kappa = std::max(*kappa, g / double(gs_coef[j * (n + 1) + j + 2]));
