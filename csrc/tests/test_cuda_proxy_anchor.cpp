@@ -243,8 +243,9 @@ PassResult<T> cpu_passes(const std::vector<T>& S_all, const Problem& p, const Sh
 // the references exact maxima and minima), so they agree exactly. The
 // per-column sums of positive terms differ by order: the kernel adds in T
 // along a thread's rows (at most ceil(rows_per_chunk / 8) terms), then the 8
-// row lanes in T, then the row chunks in double; the CPU adds in double.
-// Relative to the sum: delta_sum = gamma_{rows/8 + 8}(T) + gamma_{N + chunks}(double).
+// row lanes in T, then the row chunks in double; the CPU adds blocks of
+// kExpBlock entries in T, then the blocks in double. Relative to the sum:
+// delta_sum = gamma_{rows/8 + 8}(T) + gamma_kExpBlock(T) + gamma_{N + chunks}(double).
 // The rest is in double: lse = shift + log(sum) moves by delta_sum plus a few
 // ulp of |lse|, softplus is 1-Lipschitz, so a column term moves by
 // delta_term = delta_sum + 8 u (1 + |lse|max), |lse| <= alpha (2 + margin) +
@@ -274,7 +275,8 @@ PassResult<T> compare_passes(const std::vector<T>& S_all, const Problem& p, cons
   const double class_chunks = std::ceil(double(shard.count) / double(shard.width));
   const double u = unit_roundoff<double>();
   const double rows_per_lane = std::ceil(std::ceil(double(std::max(p.B, p.m)) / chunks) / see::cuda::kRowLanes);
-  const double delta_sum = gamma<T>(rows_per_lane + see::cuda::kRowLanes) + gamma<double>(double(N + chunks));
+  const double delta_sum = gamma<T>(rows_per_lane + see::cuda::kRowLanes) +
+                           gamma<T>(double(see::cpu::kExpBlock)) + gamma<double>(double(N + chunks));
   const double lse_max = p.alpha * (2 + p.margin) + std::log(double(N) + 1);
   const double delta_term = delta_sum + 8 * u * (1 + lse_max);
   double loss_tol =
