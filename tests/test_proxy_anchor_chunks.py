@@ -5,50 +5,17 @@ at a time (at least one), so that its memory is O(N x chunk) for any number of c
 proxies may be a shard, the global classes [class_offset, class_offset + C_local) of
 total_classes, and it then returns their share of the loss (reference.proxy_anchor_share).
 """
-import math
-
 import pytest
 import torch
 
 import see_cuda
 from see_cuda import ops, reference
 
-from comparisons import assert_close_scaled, draw, leaf
+from comparisons import UNIT_ROUNDOFF, assert_close_scaled, chunking_bounds, draw, leaf
 from conftest import DEVICES, requires_cpu_kernels
 
-UNIT_ROUNDOFF = {torch.float32: 2.0**-24, torch.float64: 2.0**-53}
 RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}  # as test_proxy_anchor.py: the fused op against the reference
 LAM, ALPHA, MARGIN = 0.3, 32.0, 0.1
-
-
-def gamma(k, u):
-    return k * u / (1 - k * u)
-
-
-def chunking_bounds(alpha, lam, dtype, D, C, N, loss):
-    """(loss bound, row-gradient bound per unit of 1/|row|, proxy-gradient bound per unit of 1/|proxy|)
-    between two computations of one loss that chunk or shard its classes differently.
-
-    Chunking changes which matrix products form the cosines (a product of one class may take another
-    kernel, so another order of its D terms) and the order in which dL/dx̂ adds the chunks' G_c P̂_c.
-    The unit rows and proxies are the same (each row is normalised alone). A cosine of unit vectors
-    then moves by at most Δs = 2γ_D (two orders of a sum of D terms of total magnitude <= 1, Higham
-    (3.5)). The loss, 2α-Lipschitz in the cosines per part, moves by 2(1 + λ)α·Δs, and by 4u of itself
-    for its final rounding (and one per share when shares are added). An entry of G = dL/dS is
-    w·α·σ(lse)·exp(a - lse): a and lse move by αΔs, log σ(lse) by at most as much, so G moves by the
-    factor e^{3αΔs} - 1 relative, plus 8u of its own rounding. A row's entries of G sum to at most
-    2α·w in magnitude (each term's softmax weights sum to 1, negatives weigh 1/C each), a proxy's
-    to 2(1 + λ)α; dL/dx̂_i = Σ_c G_ic p̂_c adds 2γ_C of that for the order of its sum over classes,
-    dL/dp̂_c = Σ_i G_ic x̂_i 2γ_N over rows, and the normalisation's backward (a projection, then
-    1/|v|) 2γ_{D+4} of its own, and divides by |v|.
-    """
-    u = UNIT_ROUNDOFF[dtype]
-    delta_s = 2 * gamma(D, u)
-    relative = math.expm1(3 * alpha * delta_s) + 8 * u + 2 * gamma(D + 4, u)
-    loss_bound = 2 * (1 + lam) * alpha * delta_s + 4 * u * abs(loss)
-    rows_bound = (relative + 2 * gamma(C, u)) * 2 * alpha * max(1.0, lam)
-    proxies_bound = (relative + 2 * gamma(N, u)) * 2 * (1 + lam) * alpha
-    return loss_bound, rows_bound, proxies_bound
 
 
 def assert_rows_within(got, want, rows, bound):
