@@ -49,8 +49,20 @@ def left_out(device: str) -> dict:
     return reasons
 
 
-def see_loss_functions(shape: Shape, batch: Batch, device: str) -> dict:
-    """name -> f() returning the 0-d loss of `batch`, with its graph; SEE ones and pml (when installed)."""
+def fused_see_loss_function(shape: Shape, batch: Batch, device: str, chunk_bytes=None):
+    """f() returning the fused SEE loss of `batch`, its classes in chunks of at most chunk_bytes of cosines."""
+    options = dict(n_expansion=shape.n_expansion, lam=LAM, ratio=shape.ratio, alpha=ALPHA, margin=MARGIN)
+    return lambda: see_cuda.fused_see_loss(
+        batch.embeddings, batch.labels, batch.proxies, implementation="fused",
+        generator=torch.Generator(device=device).manual_seed(NOISE_SEED), chunk_bytes=chunk_bytes, **options
+    )
+
+
+def see_loss_functions(shape: Shape, batch: Batch, device: str, chunk_bytes=None) -> dict:
+    """name -> f() returning the 0-d loss of `batch`, with its graph; SEE ones and pml (when installed).
+
+    Where the classes are too many for an N x C matrix (shape.many_classes), the fused loss alone.
+    """
     x, y, proxies = batch.embeddings, batch.labels, batch.proxies
     options = dict(n_expansion=shape.n_expansion, lam=LAM, ratio=shape.ratio, alpha=ALPHA, margin=MARGIN)
 
@@ -59,9 +71,9 @@ def see_loss_functions(shape: Shape, batch: Batch, device: str) -> dict:
 
     functions = {}
     if fused_available(device):
-        functions["fused"] = lambda: see_cuda.fused_see_loss(
-            x, y, proxies, implementation="fused", generator=noise_source(), **options
-        )
+        functions["fused"] = fused_see_loss_function(shape, batch, device, chunk_bytes)
+    if shape.many_classes:
+        return functions
     see_options = see_cuda.SEEOptions(**options)
     functions["reference"] = lambda: composition.see_loss(x, y, proxies, see_options, TIMED_REFERENCE,
                                                           generator=noise_source())[0]
@@ -83,18 +95,39 @@ def pml_loss_function(shape: Shape, batch: Batch):
     return lambda: loss_fn(batch.embeddings, batch.labels)
 
 
-def fused_loss_products(X, P, G_T, B):
+# The default budget of the fused loss's chunks of cosines (kDefaultChunkBytes, csrc/proxy_anchor.h).
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+
+
+def chunk_classes(shape: Shape, dtype: torch.dtype, chunk_bytes=None) -> int:
+    """Classes per chunk of the fused loss, as classes_per_chunk in csrc/proxy_anchor.h computes them."""
+    itemsize = torch.finfo(dispatch.kernel_dtype(dtype)).bits // 8
+    return min(shape.classes, max(1, (chunk_bytes or DEFAULT_CHUNK_BYTES) // (shape.num_rows * itemsize)))
+
+
+def fused_loss_products(X, P, B, width):
     """The matrix products the fused SEE loss does, alone; update them if the kernel changes.
 
-    X is N x D (the B real rows, then the m synthetic ones), P is C x D and G_T
-    C x N the loss's gradient w.r.t. the cosines, transposed (the CPU kernel
-    keeps S^T; the CUDA kernel the same products transposed). Forward
-    S^T = P @ X^T; backward G_real @ P and G^T @ X over all N rows at once.
+    X is N x D (the B real rows, then the m synthetic ones), P is C x D, taken in
+    chunks of `width` classes as the kernel takes them. Per chunk P_c, forward
+    S_c^T = P_c @ X^T (the CPU kernel keeps S^T; the CUDA kernel the same products
+    transposed); backward, with S_c^T standing in for G_c (same shape),
+    dL/dP_c = G_c @ X over all N rows and dL/dX_real += G_c[:, :B]^T @ P_c.
     """
-    return P @ X.t(), G_T[:, :B].t() @ P, G_T @ X
+    N, D = X.shape
+    grad_P = P.new_empty(P.shape)
+    grad_X = X.new_zeros(B, D)
+    G = X.new_empty(min(width, P.shape[0]), N)
+    for first in range(0, P.shape[0], width):
+        P_c = P[first:first + width]
+        G_c = G[:P_c.shape[0]]
+        torch.mm(P_c, X.t(), out=G_c)
+        torch.mm(G_c, X, out=grad_P[first:first + width])
+        grad_X.addmm_(G_c[:, :B].t(), P_c)
+    return grad_P, grad_X
 
 
-def floor_step(shape: Shape, dtype: torch.dtype, device: str):
+def floor_step(shape: Shape, dtype: torch.dtype, device: str, chunk_bytes=None):
     """f() running the fused loss's products on random tensors of its shapes."""
     B, D, C, m = shape.batch, shape.dim, shape.classes, shape.num_synthetic
     generator = torch.Generator(device=device).manual_seed(0)
@@ -102,13 +135,14 @@ def floor_step(shape: Shape, dtype: torch.dtype, device: str):
     def operand(rows, cols):
         return torch.randn(rows, cols, generator=generator, dtype=dtype, device=device)
 
-    X, P, G_T = operand(B + m, D), operand(C, D), operand(C, B + m)
-    return lambda: fused_loss_products(X, P, G_T, B)
+    X, P = operand(B + m, D), operand(C, D)
+    width = chunk_classes(shape, dtype, chunk_bytes)
+    return lambda: fused_loss_products(X, P, B, width)
 
 
-def timed_steps(shape: Shape, batch: Batch, dtype: torch.dtype, device: str, names) -> dict:
+def timed_steps(shape: Shape, batch: Batch, dtype: torch.dtype, device: str, names, chunk_bytes=None) -> dict:
     """name -> f() doing one forward+backward (for the floor: its products), for `names`."""
-    losses = see_loss_functions(shape, batch, device)
+    losses = see_loss_functions(shape, batch, device, chunk_bytes)
 
     def forward_backward(loss_function):
         def step():
@@ -118,5 +152,5 @@ def timed_steps(shape: Shape, batch: Batch, dtype: torch.dtype, device: str, nam
 
     steps = {name: forward_backward(f) for name, f in losses.items() if name in names}
     if FLOOR in names:
-        steps[FLOOR] = floor_step(shape, dtype, device)
+        steps[FLOOR] = floor_step(shape, dtype, device, chunk_bytes)
     return steps

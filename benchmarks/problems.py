@@ -25,6 +25,11 @@ CONFIGS = {
     "In-Shop-like": (90, 384, 3997),
 }
 QUICK_CONFIG = ("quick", (32, 64, 16))
+# Shapes with so many classes that the N x C similarity matrix does not fit (5.3 GB in float32 at
+# N = 180 + 72·16 rows): run only with --config, the fused loss (in chunks of classes) and its floor.
+MANY_CLASSES_CONFIGS = {"many-classes": (180, 128, 1_000_000)}
+# There the fused loss is checked against itself in one chunk, at a class count where that fits.
+MANY_CLASSES_CHECK = 100_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,15 @@ class Shape:
     classes: int
     n_expansion: int
     ratio: float
+
+    @property
+    def many_classes(self) -> bool:
+        """Too many classes for the implementations that form the N x C similarity matrix."""
+        return self.name in MANY_CLASSES_CONFIGS
+
+    @property
+    def num_rows(self) -> int:  # N = B + m
+        return self.batch + self.num_synthetic
 
     @property
     def num_expanded(self) -> int:  # k

@@ -102,7 +102,8 @@ def _check_note(check: dict | None) -> str:
     if check is None:
         return ""
     if check["status"] in ("ok", "MISMATCH"):
-        return f"{check['status']} vs {check['against']} (|diff| {check['abs_error']:.1e})"
+        note = f"; {check['note']}" if check.get("note") else ""
+        return f"{check['status']} vs {check['against']} (|diff| {check['abs_error']:.1e}{note})"
     return check["status"]
 
 

@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                 # the five standard shapes, on the CPU
     python benchmarks/throughput.py --device cuda --dtype bfloat16
     python benchmarks/throughput.py --batch 256 --dim 128 --classes 1000
+    python benchmarks/throughput.py --config many-classes   # C = 10^6: the fused loss in chunks, and its floor
     python benchmarks/throughput.py --quick         # a few seconds, as CI runs it
 
 Each timing is one forward + backward of the loss. Every repeat runs every
@@ -10,6 +11,9 @@ implementation once, in a rotating order, so that drift of the machine hits all
 alike. Before timing, each loss is checked against see_cuda.reference; a mismatch
 exits with status 1. "original" is the per-sample oracle (tests/oracles), "published"
 the same algorithm with the published code's host round-trips (benchmarks/published_see.py).
+The many-classes shape (C = 10^6) is too large for an N x C similarity matrix: only the
+fused loss, which takes the classes in chunks, and its floor run there, and the fused
+loss is checked against itself in one chunk at C = 10^5 (checks.check_chunking).
 Without pytorch-metric-learning its column is left out (the output says so).
 Writes a table to stdout and a JSON file and a PNG plot to --output-dir
 (benchmarks/results by default).
@@ -37,9 +41,17 @@ from tqdm import tqdm  # noqa: E402
 
 import measure  # noqa: E402
 import report  # noqa: E402
-from checks import check_losses  # noqa: E402
+from checks import check_chunking, check_losses  # noqa: E402
 from implementations import ALL, FLOOR, left_out, timed_steps  # noqa: E402
-from problems import CONFIGS, EMBEDDING_PATTERN, LABEL_PATTERN, QUICK_CONFIG, Shape, make_batch  # noqa: E402
+from problems import (  # noqa: E402
+    CONFIGS,
+    EMBEDDING_PATTERN,
+    LABEL_PATTERN,
+    MANY_CLASSES_CONFIGS,
+    QUICK_CONFIG,
+    Shape,
+    make_batch,
+)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEFAULT_RESULTS = os.path.join(BENCHMARKS_DIR, "results")
@@ -50,8 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32", help="half types need --device cuda")
-    parser.add_argument("--config", action="append", choices=tuple(CONFIGS),
-                        help="standard shape(s) to run; default all")
+    parser.add_argument("--config", action="append", choices=tuple(CONFIGS) + tuple(MANY_CLASSES_CONFIGS),
+                        help="shape(s) to run; default the standard ones (all but many-classes)")
     parser.add_argument("--batch", type=int, help="B of a custom shape (replaces the standard ones)")
     parser.add_argument("--dim", type=int, help="D of a custom shape")
     parser.add_argument("--classes", type=int, help="C of a custom shape")
@@ -60,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per implementation (at least 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed repeats first")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random batches")
+    parser.add_argument("--chunk-bytes", type=int, help="the fused loss's budget per chunk of classes "
+                                                        "(default: the library's, 256 MiB); the floor's chunks follow")
     parser.add_argument("--quick", action="store_true", help="one tiny shape, few repeats: a smoke test")
     parser.add_argument("--output-dir", default=DEFAULT_RESULTS)
     args = parser.parse_args(argv)
@@ -84,16 +98,19 @@ def selected_shapes(args) -> list:
         B, D, C = CONFIGS["CUB-like"]
         chosen = [("custom", (args.batch or B, args.dim or D, args.classes or C))]
     else:
-        chosen = [(name, CONFIGS[name]) for name in (args.config or CONFIGS)]
+        chosen = [(name, (CONFIGS | MANY_CLASSES_CONFIGS)[name]) for name in (args.config or CONFIGS)]
     return [Shape(name, B, D, C, args.n_expansion, args.ratio) for name, (B, D, C) in chosen]
 
 
 def run_shape(shape: Shape, args, dtype, progress) -> dict:
     """Check, time (interleaved) and measure every implementation on one shape."""
     batch = make_batch(shape, dtype, args.device, args.seed)
-    checks = check_losses(shape, batch, args.device)
+    if shape.many_classes:
+        checks = check_chunking(shape, dtype, args.device, args.seed, args.chunk_bytes)
+    else:
+        checks = check_losses(shape, batch, args.device, args.chunk_bytes)
     names = [name for name in ALL if name == FLOOR or (name in checks and checks[name].timeable)]
-    steps = timed_steps(shape, batch, dtype, args.device, names)
+    steps = timed_steps(shape, batch, dtype, args.device, names, args.chunk_bytes)
     samples = {name: [] for name in names}
     for repeat in range(args.warmup + args.repeats):
         shift = repeat % len(names)
@@ -145,6 +162,7 @@ def run_settings(args, timed: list, not_run: dict) -> dict:
     return {
         "device": args.device, "dtype": args.dtype, "repeats": args.repeats, "warmup": args.warmup,
         "seed": args.seed, "quick": args.quick, "implementations": timed, "left_out": not_run,
+        "chunk_bytes": args.chunk_bytes,
         "timing": "forward+backward per call; median, min and max over the repeats; "
                   "each repeat runs every implementation once, in rotating order",
         "label_pattern": LABEL_PATTERN, "embedding_pattern": EMBEDDING_PATTERN,

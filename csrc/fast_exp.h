@@ -5,7 +5,9 @@
 // For float this is a Cody-Waite reduction to |r| <= ln2/2 and a degree-7
 // Taylor polynomial (truncation 5e-9, below half an ulp), scaled by 2^k through
 // the exponent bits: within 2 ulp of exp over the normal range (tested). Inputs
-// below the normal range return 0; the loss only feeds it values <= ~0.
+// below the normal range return 0; the loss only feeds it values <= ~0. NaN
+// returns NaN (a NaN cosine must reach the loss), without converting it to an
+// integer on the way (undefined behaviour): selects, which vectorise.
 // double keeps std::exp: float64 runs are for exactness, not speed.
 #pragma once
 
@@ -24,7 +26,8 @@ SEE_HD float fast_exp(float x) {
   constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   constexpr float kMin = -87.33654f;          // exp(kMin) is the smallest normal float
   constexpr float kMax = 88.72283f;
-  const float clamped = x < kMin ? kMin : (x > kMax ? kMax : x);
+  const bool is_nan = x != x;
+  const float clamped = is_nan ? 0.0f : (x < kMin ? kMin : (x > kMax ? kMax : x));
   const float k = (clamped * kLog2e + kRoundMagic) - kRoundMagic;
   float r = clamped - k * kLn2Hi;
   r = r - k * kLn2Lo;
@@ -40,7 +43,7 @@ SEE_HD float fast_exp(float x) {
   const int32_t ki = static_cast<int32_t>(k);
   const int32_t half = ki >> 1;
   const float result = (p * bits_to_float((half + 127) << 23)) * bits_to_float((ki - half + 127) << 23);
-  return x < kMin ? 0.0f : result;
+  return is_nan ? x : (x < kMin ? 0.0f : result);
 }
 
 SEE_HD double fast_exp(double x) { return exp(x); }

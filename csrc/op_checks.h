@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <limits>
 
 namespace see {
 
@@ -31,6 +33,28 @@ inline void check_proxy_anchor_args(const at::Tensor& x, const at::Tensor& label
                   synthetic_labels.is_contiguous(),
               "inputs must be contiguous");
   check_one_device({&x, &labels, &proxies, &synthetic, &synthetic_labels});
+}
+
+// The memory budget of the loss's chunks of classes (proxy_anchor.h).
+inline void check_chunk_bytes(int64_t chunk_bytes) {
+  TORCH_CHECK(chunk_bytes >= 0, "chunk_bytes must be >= 0 (0: the default budget), got ", chunk_bytes);
+}
+
+// The sharded interface of proxy_anchor_fused: the C local proxies are the
+// global classes [class_offset, class_offset + C) of total_classes (-1: C,
+// with class_offset 0). Returns the number of classes in all.
+inline int64_t check_class_shard(int64_t C, int64_t class_offset, int64_t total_classes, int64_t chunk_bytes) {
+  check_chunk_bytes(chunk_bytes);
+  if (total_classes == -1) {
+    TORCH_CHECK(class_offset == 0, "class_offset must be 0 when total_classes is -1 (the proxies are all classes), got ",
+                class_offset);
+    return C;
+  }
+  // class_offset <= total_classes - C: C and total_classes are >= 0 there, so nothing overflows.
+  TORCH_CHECK(total_classes >= 0 && class_offset >= 0 && class_offset <= total_classes - C,
+              "the ", C, " proxies must be the classes [class_offset, class_offset + ", C, ") of [0, total_classes), got "
+              "class_offset ", class_offset, " and total_classes ", total_classes);
+  return total_classes;
 }
 
 inline void check_expansion_args(const at::Tensor& z, const at::Tensor& w, const at::Tensor& noise) {
@@ -111,13 +135,21 @@ inline void check_labels_in_range(const int64_t* y, int64_t count, int64_t C, co
 }
 
 // Rows whose norm is not finite hold a NaN or an infinity, or overflow when
-// squared; only the first is an error, worded as the Python validation's.
+// squared (x / |x| would be 0): both are errors, worded as the Python
+// validation's (see_cuda/validation.py), which leaves these checks to the
+// kernel on the paths that make them here.
 template <typename T>
 void check_finite_rows(const T* rows, const T* norms, int64_t R, int64_t D, const char* name) {
   for (int64_t i = 0; i < R; ++i) {
     if (std::isfinite(norms[i])) continue;
     for (int64_t d = 0; d < D; ++d)
       TORCH_CHECK_VALUE(std::isfinite(rows[i * D + d]), name, " contains NaN or infinite values");
+    char largest[32];
+    std::snprintf(largest, sizeof largest, "%.3g", std::sqrt(static_cast<double>(std::numeric_limits<T>::max())));
+    TORCH_CHECK_VALUE(false, name, " has a row whose squared norm overflows in ",
+                      sizeof(T) == 4 ? "torch.float32" : "torch.float64", " (a norm above ", largest,
+                      "), or, where the normalisation's ε of 1e-12 is 0 (float16), underflows: it cannot be "
+                      "normalised; rescale it");
   }
 }
 

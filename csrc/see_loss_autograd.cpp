@@ -15,26 +15,28 @@ using SeeLossOutputs = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>;
 
 SeeLossOutputs call_kernel(const Tensor& x, const Tensor& labels, const Tensor& proxies,
                            const c10::optional<Tensor>& noise, const Tensor& seed, int64_t n, int64_t num_selected,
-                           double threshold, double lam, double alpha, double margin, bool compute_grad) {
+                           double threshold, double lam, double alpha, double margin, bool compute_grad,
+                           int64_t chunk_bytes) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("see_cuda::see_loss_fused", "")
                              .typed<SeeLossOutputs(const Tensor&, const Tensor&, const Tensor&,
                                                    const c10::optional<Tensor>&, const Tensor&, int64_t, int64_t,
-                                                   double, double, double, double, bool)>();
-  return op.call(x, labels, proxies, noise, seed, n, num_selected, threshold, lam, alpha, margin, compute_grad);
+                                                   double, double, double, double, bool, int64_t)>();
+  return op.call(x, labels, proxies, noise, seed, n, num_selected, threshold, lam, alpha, margin, compute_grad,
+                 chunk_bytes);
 }
 
-constexpr size_t kNumInputs = 12;
+constexpr size_t kNumInputs = 13;
 
 class SeeLossFunction : public torch::autograd::Function<SeeLossFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& labels, const Tensor& proxies,
                                const c10::optional<Tensor>& noise, const Tensor& seed, int64_t n,
                                int64_t num_selected, double threshold, double lam, double alpha, double margin,
-                               bool compute_grad) {
+                               bool compute_grad, int64_t chunk_bytes) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [loss, grad_x, grad_proxies, num_expanded, mean_cosine] =
-        call_kernel(x, labels, proxies, noise, seed, n, num_selected, threshold, lam, alpha, margin, compute_grad);
+    auto [loss, grad_x, grad_proxies, num_expanded, mean_cosine] = call_kernel(
+        x, labels, proxies, noise, seed, n, num_selected, threshold, lam, alpha, margin, compute_grad, chunk_bytes);
     ctx->save_for_backward({grad_x, grad_proxies});
     ctx->mark_non_differentiable({grad_x, grad_proxies, num_expanded, mean_cosine});
     ctx->set_materialize_grads(false);  // only the loss has an incoming gradient: skip zeros for the rest
@@ -57,9 +59,9 @@ class SeeLossFunction : public torch::autograd::Function<SeeLossFunction> {
 SeeLossOutputs see_loss_fused_autograd(const Tensor& x, const Tensor& labels, const Tensor& proxies,
                                        const c10::optional<Tensor>& noise, const Tensor& seed, int64_t n,
                                        int64_t num_selected, double threshold, double lam, double alpha, double margin,
-                                       bool compute_grad) {
+                                       bool compute_grad, int64_t chunk_bytes) {
   const variable_list out = SeeLossFunction::apply(x, labels, proxies, noise, seed, n, num_selected, threshold, lam,
-                                                   alpha, margin, compute_grad);
+                                                   alpha, margin, compute_grad, chunk_bytes);
   return {out[0], out[1], out[2], out[3], out[4]};
 }
 

@@ -11,6 +11,8 @@ detached synthetic points) it runs in one call.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from . import noise, ops, reference, validation
@@ -64,8 +66,12 @@ def fused_expansion(z: torch.Tensor, w: torch.Tensor, n: int, draws: torch.Tenso
     return ops.spherical_expansion(_kernel_input(z, kd), _kernel_input(w, kd), _kernel_input(draws, kd))
 
 
-def fused_proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad=False):
-    """The Proxy-Anchor op, with or without synthetic rows, in the dtype of x and proxies."""
+def fused_proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad=False,
+                       chunk_bytes=None):
+    """The Proxy-Anchor op, with or without synthetic rows, in the dtype of x and proxies.
+
+    chunk_bytes: the memory budget of its chunks of similarities (None: the default, see ops.proxy_anchor_fused).
+    """
     dtype = torch.promote_types(x.dtype, proxies.dtype)
     kd = kernel_dtype(dtype)
     if synthetic is None:
@@ -75,7 +81,7 @@ def fused_proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, m
     loss = ops.proxy_anchor_fused(
         _kernel_input(x, kd), _kernel_input(y, torch.int64), _kernel_input(proxies, kd),
         _kernel_input(synthetic, kd), _kernel_input(synthetic_labels, torch.int64), alpha, margin, lam,
-        synthetic_grad,
+        synthetic_grad, chunk_bytes=chunk_bytes,
     )
     return loss.to(dtype)
 
@@ -86,9 +92,19 @@ FUSED_PRIMITIVES = SEEPrimitives(
 )
 
 
-def see_primitives(implementation: str, device: torch.device) -> SEEPrimitives:
-    """The primitives of the SEE loss for `implementation` on `device`."""
-    return FUSED_PRIMITIVES if use_fused(implementation, device) else reference.PRIMITIVES
+def see_primitives(implementation: str, device: torch.device, chunk_bytes: int | None = None) -> SEEPrimitives:
+    """The primitives of the SEE loss for `implementation` on `device`.
+
+    chunk_bytes: the memory budget of the fused Proxy-Anchor loss's chunks of similarities (None: the default).
+    """
+    if not use_fused(implementation, device):
+        return reference.PRIMITIVES
+    return FUSED_PRIMITIVES if chunk_bytes is None else _fused_primitives_with_budget(chunk_bytes)
+
+
+@functools.lru_cache(maxsize=8)
+def _fused_primitives_with_budget(chunk_bytes: int) -> SEEPrimitives:
+    return FUSED_PRIMITIVES._replace(proxy_anchor=functools.partial(fused_proxy_anchor, chunk_bytes=chunk_bytes))
 
 
 def expansion_primitives(implementation: str, device: torch.device, w_needs_grad: bool) -> SEEPrimitives:
@@ -104,12 +120,12 @@ def expansion_primitives(implementation: str, device: torch.device, w_needs_grad
 # ---------------------------------------------------------------- the whole loss in one call
 def runs_in_one_call(primitives: SEEPrimitives, device: torch.device, options) -> bool:
     """Whether the one-call kernel computes this SEE loss (detached synthetic points, a kernel for the device)."""
-    return (primitives is FUSED_PRIMITIVES and options.expands and options.detach_synthetic
+    return (primitives is not reference.PRIMITIVES and options.expands and options.detach_synthetic
             and has_kernel(device.type, WHOLE_LOSS_OP))
 
 
-def see_loss_in_one_call(x, y, proxies, options, generator=None, draws=None):
-    """(loss, SEEStats) by ops.see_loss_fused, which checks label range and finiteness itself."""
+def see_loss_in_one_call(x, y, proxies, options, generator=None, draws=None, chunk_bytes=None):
+    """(loss, SEEStats) by ops.see_loss_fused, which checks label range, finiteness and rows that overflow itself."""
     dtype = torch.promote_types(x.dtype, proxies.dtype)
     kd = kernel_dtype(dtype)
     n = options.n_expansion
@@ -120,7 +136,7 @@ def see_loss_in_one_call(x, y, proxies, options, generator=None, draws=None):
     loss, k, mean_cosine = ops.see_loss_fused(
         _kernel_input(x, kd), _kernel_input(y, torch.int64), _kernel_input(proxies, kd),
         None if draws is None else _kernel_input(draws, kd), seed, n, num_selected, options.threshold,
-        options.lam, options.alpha, options.margin,
+        options.lam, options.alpha, options.margin, chunk_bytes,
     )
     # The fraction is known before the call; reading the threshold's count is a host synchronisation.
     k = num_selected if num_selected >= 0 else int(k)

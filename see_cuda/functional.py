@@ -100,20 +100,27 @@ def proxy_anchor_loss(
     margin: float = 0.1,
     implementation: str = "auto",
     check_values: bool = True,
+    chunk_bytes: int | None = None,
 ) -> torch.Tensor:
     """Proxy-Anchor loss (Kim et al., 2020; docs/method.md §1) of B x D embeddings, labels in [0, C), C x D proxies.
 
     check_values: on CUDA tensors, whether label range and finiteness are
     checked (one host synchronisation); False skips that, and an out-of-range
     label then makes the loss NaN. CPU tensors are always checked.
-    alpha: up to validation.max_alpha(dtype, margin) (about 1e9 in float32,
-    5e17 in float64, 1.5e4 in float16); larger is a ValueError.
+    alpha: up to validation.max_alpha(dtype, margin) (7.7e37 in float32 and
+    bfloat16, 4e307 in float64, 1.5e4 in float16 with margin 0.1); larger is a
+    ValueError.
+    chunk_bytes: how the fused kernels work, not what they compute: they form
+    the B x C cosines for chunks of classes of at most this many bytes (at least
+    one class per chunk), so that memory stays O(B x chunk) for any C; None
+    takes the default, 256 MiB. The reference ignores it.
     """
     dtype = validation.check_loss_inputs(embeddings, labels, proxies)
     validation.check_loss_options(alpha, margin)
     validation.check_alpha_for_dtype(alpha, margin, dtype)
+    validation.check_chunk_bytes(chunk_bytes)
     labels = validation.index_labels(labels)
-    primitives = dispatch.see_primitives(implementation, embeddings.device)
+    primitives = dispatch.see_primitives(implementation, embeddings.device, chunk_bytes)
     _check_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
                   rows={"embeddings": embeddings, "proxies": proxies}, labels={"labels": (labels, proxies.shape[0])},
                   dtype=dtype)
@@ -131,20 +138,23 @@ def proxy_anchor_loss_with_synthetic(
     margin: float = 0.1,
     implementation: str = "auto",
     check_values: bool = True,
+    chunk_bytes: int | None = None,
 ) -> torch.Tensor:
     """PA(embeddings) + lam·PA(synthetic): Proxy-Anchor with extra (e.g. synthetic) rows (docs/method.md §4).
 
     synthetic: M x D points with synthetic_labels (M,) in [0, C); M may be 0.
-    The fused kernel forms both similarity blocks with one matrix product and
-    never stores dL/dS. Gradients reach embeddings, proxies and synthetic.
-    check_values, alpha: as in proxy_anchor_loss.
+    The fused kernel forms both similarity blocks with one matrix product per
+    chunk of classes and never stores dL/dS beyond a chunk. Gradients reach
+    embeddings, proxies and synthetic.
+    check_values, alpha, chunk_bytes: as in proxy_anchor_loss.
     """
     dtype = validation.check_loss_inputs(embeddings, labels, proxies)
     validation.check_loss_options(alpha, margin)
     validation.check_alpha_for_dtype(alpha, margin, dtype)
     validation.check_synthetic_inputs(embeddings, synthetic, synthetic_labels, lam)
+    validation.check_chunk_bytes(chunk_bytes)
     labels, synthetic_labels = validation.index_labels(labels), validation.index_labels(synthetic_labels)
-    primitives = dispatch.see_primitives(implementation, embeddings.device)
+    primitives = dispatch.see_primitives(implementation, embeddings.device, chunk_bytes)
     C = proxies.shape[0]
     _check_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
                   rows={"embeddings": embeddings, "proxies": proxies, "synthetic": synthetic},
@@ -170,6 +180,7 @@ def fused_see_loss(
     implementation: str = "auto",
     options: SEEOptions | None = None,
     check_values: bool = True,
+    chunk_bytes: int | None = None,
 ):
     """SEE loss: Proxy-Anchor on the batch plus lam x Proxy-Anchor on synthetic points (docs/method.md §4).
 
@@ -186,6 +197,8 @@ def fused_see_loss(
             (and given noise) are checked, with one host synchronisation;
             False skips that, and an out-of-range label then makes the loss
             NaN. CPU tensors are always checked.
+        chunk_bytes: the memory budget of the fused loss's chunks of classes,
+            as in proxy_anchor_loss (None: the default, 256 MiB).
     alpha is bounded as in proxy_anchor_loss. Under torch.compile a
     `generator` other than the default one cannot be traced (a graph
     break; an error that says so under fullgraph=True): pass `noise` there.
@@ -198,15 +211,16 @@ def fused_see_loss(
         margin=margin, detach_synthetic=detach_synthetic,
     )
     loss, stats = see_loss_with_options(embeddings, labels, proxies, options, generator, noise, implementation,
-                                        check_values)
+                                        check_values, chunk_bytes)
     return (loss, stats) if return_stats else loss
 
 
 def see_loss_with_options(embeddings, labels, proxies, options: SEEOptions, generator=None, noise=None,
-                          implementation: str = "auto", check_values: bool = True):
+                          implementation: str = "auto", check_values: bool = True, chunk_bytes: int | None = None):
     """(loss, SEEStats) of fused_see_loss for settings already built as a SEEOptions."""
     dtype = validation.check_loss_inputs(embeddings, labels, proxies)
     validation.check_alpha_for_dtype(options.alpha, options.margin, dtype)
+    validation.check_chunk_bytes(chunk_bytes)
     B, D = embeddings.shape
     if options.expands:
         validation.check_dim_for_expansion(D, options.n_expansion)
@@ -215,14 +229,14 @@ def see_loss_with_options(embeddings, labels, proxies, options: SEEOptions, gene
     validation.check_same_device({"embeddings": embeddings, "noise": noise})
     validation.check_generator(generator, embeddings.device)
     labels = validation.index_labels(labels)
-    primitives = dispatch.see_primitives(implementation, embeddings.device)
+    primitives = dispatch.see_primitives(implementation, embeddings.device, chunk_bytes)
     given_noise = {} if noise is None else {"noise": noise}
     if dispatch.runs_in_one_call(primitives, embeddings.device, options):
-        # The kernel checks label range and finiteness of embeddings and proxies itself, not
-        # whether their squared norms overflow: the one pass of that check is made here.
-        _check_values(False, embeddings.device, check_values, noise=given_noise,
-                      rows={"embeddings": embeddings, "proxies": proxies}, dtype=dtype)
-        return dispatch.see_loss_in_one_call(embeddings, labels, proxies, options, generator, noise)
+        # The kernel checks label range, finiteness and rows whose squared norm overflows itself,
+        # in its dtype; a loss in half precision has its rows checked here, in that dtype.
+        rows = {} if dispatch.kernel_dtype(dtype) == dtype else {"embeddings": embeddings, "proxies": proxies}
+        _check_values(False, embeddings.device, check_values, noise=given_noise, rows=rows, dtype=dtype)
+        return dispatch.see_loss_in_one_call(embeddings, labels, proxies, options, generator, noise, chunk_bytes)
     _check_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
                   rows={"embeddings": embeddings, "proxies": proxies}, labels={"labels": (labels, proxies.shape[0])},
                   noise=given_noise, dtype=dtype)

@@ -37,6 +37,9 @@ class SEEProxyAnchorLoss(nn.Module):
         check_values: on CUDA, whether label range and finiteness are checked
             (one host synchronisation per call); False makes an out-of-range
             label give a NaN loss instead. CPU tensors are always checked.
+        chunk_bytes: the memory budget of the fused loss's chunks of classes
+            (None: the default, 256 MiB): how it computes, not what, so it is
+            not part of `options` (see_cuda.proxy_anchor_loss).
 
     `options` holds the settings of the current epoch as a SEEOptions. The
     state dict carries the epoch and the generator's state (extra state), so
@@ -62,6 +65,7 @@ class SEEProxyAnchorLoss(nn.Module):
         generator: torch.Generator | None = None,
         implementation: str = "auto",
         check_values: bool = True,
+        chunk_bytes: int | None = None,
     ):
         super().__init__()
         validation.check_positive_int(num_classes, "num_classes")
@@ -74,6 +78,7 @@ class SEEProxyAnchorLoss(nn.Module):
         validation.check_real(tau_lower_bound, "tau_lower_bound")
         validation.check_implementation(implementation)
         validation.check_bool(check_values, "check_values")
+        validation.check_chunk_bytes(chunk_bytes)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         self.num_classes, self.embedding_size = num_classes, embedding_size
@@ -81,7 +86,7 @@ class SEEProxyAnchorLoss(nn.Module):
         self.rho_min, self.rho_max = rho_min, rho_max
         self.tau_min, self.tau_max, self.tau_lower_bound = tau_min, tau_max, tau_lower_bound
         self.generator = generator
-        self.implementation, self.check_values = implementation, check_values
+        self.implementation, self.check_values, self.chunk_bytes = implementation, check_values, chunk_bytes
         self.epoch = 0
         self.options = SEEOptions(n_expansion=n_expansion, lam=lam, mode=mode, ratio=self.ratio,
                                   threshold=self.threshold, alpha=alpha, margin=margin,
@@ -119,7 +124,7 @@ class SEEProxyAnchorLoss(nn.Module):
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss, self.last_stats = see_loss_with_options(
             embeddings, labels, self.proxies, self.options, self.generator, None, self.implementation,
-            self.check_values,
+            self.check_values, self.chunk_bytes,
         )
         return loss
 

@@ -48,31 +48,47 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return _op("slerp")(a, b, t)
 
 
-def proxy_anchor_fused(x, labels, proxies, synthetic, synthetic_labels, alpha, margin, lam, synthetic_grad=False):
+def proxy_anchor_fused(x, labels, proxies, synthetic, synthetic_labels, alpha, margin, lam, synthetic_grad=False,
+                       class_offset=0, total_classes=None, chunk_bytes=None):
     """PA(x) + lam·PA(synthetic), one 0-d loss; gradients are formed in the forward pass.
 
     The kernel writes dL/dx, dL/dproxies (and dL/dsynthetic when asked) while
     the similarities are at hand, so the backward is a scaling by the incoming
-    gradient and no N x C matrix outlives the call. A label outside [0, C)
-    makes the loss and gradients NaN (the kernels are memory-safe for any label).
+    gradient and no N x C matrix outlives the call. Labels are global class
+    indices; a label outside [0, total_classes) makes the loss and gradients
+    NaN (the kernels are memory-safe for any label).
+
+    Sharded classes: the proxies (C_local x D) are the classes [class_offset,
+    class_offset + C_local) of total_classes (None: C_local, offset 0). The
+    result is their share of the loss, the terms of those classes with the
+    weights of all classes (1/total_classes, 1/|P+| with P+ the classes among
+    the labels), so that the shares of a partition of the classes add up to
+    the loss (reference.proxy_anchor_share); a row of another class is a
+    negative of every local proxy. chunk_bytes bounds the memory of the
+    similarities, formed for chunks of at most chunk_bytes / (N·itemsize)
+    classes (at least one); None: the library's default, 256 MiB
+    (kDefaultChunkBytes in csrc/proxy_anchor.h).
     """
     compute_grad = torch.is_grad_enabled() and (
         x.requires_grad or proxies.requires_grad or (synthetic_grad and synthetic.requires_grad)
     )
     outputs = _op("proxy_anchor_fused")(
         x, labels, proxies, synthetic, synthetic_labels, float(alpha), float(margin), float(lam), compute_grad,
-        compute_grad and synthetic_grad and synthetic.requires_grad,
+        compute_grad and synthetic_grad and synthetic.requires_grad, int(class_offset),
+        -1 if total_classes is None else int(total_classes), 0 if chunk_bytes is None else int(chunk_bytes),
     )
     return outputs[0]
 
 
-def see_loss_fused(x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin):
+def see_loss_fused(x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin,
+                   chunk_bytes=None):
     """(loss, number expanded, mean positive cosine) of the SEE loss with detached synthetic points.
 
     num_selected >= 0 expands that many best-fitted rows; -1 expands those
     with cosine >= threshold. The draws come from `noise` (B x (n-1) x D)
     or, when it is None, from the Philox stream of `seed` (0-d int64). The
-    kernel checks label range and finiteness itself (ValueError).
+    kernel checks label range, finiteness and rows whose squared norm
+    overflows itself (ValueError). chunk_bytes: as in proxy_anchor_fused.
 
     This op is the one whose autograd is not registered here: its formula (a
     scaling of the gradients the forward pass formed, as for proxy_anchor_fused)
@@ -82,7 +98,7 @@ def see_loss_fused(x, labels, proxies, noise, seed, n_expansion, num_selected, t
     compute_grad = torch.is_grad_enabled() and (x.requires_grad or proxies.requires_grad)
     loss, _, _, num_expanded, mean_cosine = _op("see_loss_fused")(
         x, labels, proxies, noise, seed, int(n_expansion), int(num_selected), float(threshold), float(lam),
-        float(alpha), float(margin), compute_grad,
+        float(alpha), float(margin), compute_grad, 0 if chunk_bytes is None else int(chunk_bytes),
     )
     if compute_grad and not torch.compiler.is_compiling():
         _guard_one_call_backward(loss, x, proxies)
@@ -204,7 +220,7 @@ def _slerp_backward(ctx, grad):
 
 
 def _proxy_anchor_fake(x, labels, proxies, synthetic, synthetic_labels, alpha, margin, lam, compute_grad,
-                       synthetic_grad):
+                       synthetic_grad, class_offset=0, total_classes=-1, chunk_bytes=0):
     # As the kernels: without compute_grad every gradient output is empty,
     # whatever synthetic_grad says; with it, dL/dsynthetic only when asked.
     if not compute_grad:
@@ -220,29 +236,35 @@ def _proxy_anchor_setup(ctx, inputs, output):
     # formed from their values in the forward pass, so changing them in place
     # before the backward must be an error, as it is for the reference.
     ctx.save_for_backward(grad_x, grad_proxies, grad_synthetic, x, proxies, synthetic)
+    # Which gradients the kernel formed (compute_grad, synthetic_grad): an empty output may also be
+    # the gradient of an empty input (a shard without classes).
+    ctx.computed = inputs[8], inputs[8] and inputs[9]
     ctx.set_materialize_grads(False)  # the gradient outputs get no incoming gradient: skip their zeros
 
 
 def _proxy_anchor_backward(ctx, grad_loss, *_unused):
     grad_x, grad_proxies, grad_synthetic, x, proxies, synthetic = ctx.saved_tensors
     if grad_loss is None:
-        return (None,) * 10
-    if grad_x.numel() == 0 and (ctx.needs_input_grad[0] or ctx.needs_input_grad[2]):
+        return (None,) * 13
+    computed, synthetic_computed = ctx.computed
+    if not computed and (ctx.needs_input_grad[0] or ctx.needs_input_grad[2]):
         raise RuntimeError("see_cuda: the fused loss was computed without gradients (grad mode was off)")
 
     def scaled(g, needed):
-        return g * grad_loss if needed and g.numel() > 0 else None
+        return g * grad_loss if needed else None
 
     with torch.no_grad():
         grads = (
             scaled(grad_x, ctx.needs_input_grad[0]), None, scaled(grad_proxies, ctx.needs_input_grad[2]),
-            scaled(grad_synthetic, ctx.needs_input_grad[3]), None, None, None, None, None, None,
+            # No synthetic rows: no gradient, as the reference leaves an empty synthetic part out of the graph.
+            scaled(grad_synthetic, ctx.needs_input_grad[3] and synthetic_computed and synthetic.shape[0] > 0),
+            *(None,) * 9,
         )
     return no_second_derivative("proxy_anchor_fused", grads, (grad_loss, x, proxies, synthetic))
 
 
 def _see_loss_fake(x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin,
-                   compute_grad):
+                   compute_grad, chunk_bytes=0):
     def grad_like(t):
         return torch.empty_like(t) if compute_grad else _empty_gradient(t)
 

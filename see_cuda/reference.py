@@ -185,23 +185,48 @@ def _softplus(v: torch.Tensor) -> torch.Tensor:
     return torch.clamp(v, min=0) + torch.log1p(torch.exp(-torch.where(v >= 0, v, -v)))
 
 
+def proxy_anchor_share(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    proxies_local: torch.Tensor,
+    class_offset: int,
+    total_classes: int,
+    alpha: float = 32.0,
+    margin: float = 0.1,
+) -> torch.Tensor:
+    """The share of some classes in the Proxy-Anchor loss (docs/method.md §1), for classes split among processes.
+
+    proxies_local (C_local x D) are the classes [class_offset, class_offset + C_local)
+    of total_classes; y holds the global labels of x, in [0, total_classes). The
+    share is those classes' terms with the weights of the whole loss: 1/total_classes
+    for the negatives and 1/|P+| for the positives, P+ the classes among all of y.
+    A row of another class is a negative of every local proxy. The shares of a
+    partition of the classes add up to the loss. Computed in the promoted dtype of
+    x and proxies_local; gradients reach both.
+    """
+    dtype = torch.promote_types(x.dtype, proxies_local.dtype)
+    x, proxies_local = x.to(dtype), proxies_local.to(dtype)
+    s = l2_normalize(x) @ l2_normalize(proxies_local).t()  # B x C_local cosines s_ic
+    local_classes = torch.arange(class_offset, class_offset + proxies_local.shape[0], device=y.device)
+    positive = y.unsqueeze(1) == local_classes.unsqueeze(0)
+    pos_term = _log1p_sum_exp(-alpha * (s - margin), positive)
+    neg_term = _log1p_sum_exp(alpha * (s + margin), ~positive)
+    # |P+|: the distinct labels, counted on the sorted labels (no host synchronisation).
+    sorted_labels = y.sort().values
+    num_positive_classes = (sorted_labels[1:] != sorted_labels[:-1]).sum() + (y.numel() > 0)
+    # Each term divided before the sum: the sum of C terms could overflow where their mean does not.
+    return (pos_term / num_positive_classes.clamp(min=1)).sum() + (neg_term / total_classes).sum()
+
+
 def proxy_anchor_loss(
     x: torch.Tensor, y: torch.Tensor, proxies: torch.Tensor, alpha: float = 32.0, margin: float = 0.1
 ) -> torch.Tensor:
     """Proxy-Anchor loss (docs/method.md §1) of B x D embeddings with labels in [0, C).
 
     Computed in the promoted dtype of x and proxies. Gradients reach x and proxies.
+    It is the share of all classes (proxy_anchor_share).
     """
-    dtype = torch.promote_types(x.dtype, proxies.dtype)
-    x, proxies = x.to(dtype), proxies.to(dtype)
-    C = proxies.shape[0]
-    s = l2_normalize(x) @ l2_normalize(proxies).t()  # B x C cosines s_ic
-    positive = torch.nn.functional.one_hot(y, C).bool()
-    pos_term = _log1p_sum_exp(-alpha * (s - margin), positive)
-    neg_term = _log1p_sum_exp(alpha * (s + margin), ~positive)
-    num_positive_classes = positive.any(0).sum()
-    # Each term divided before the sum: the sum of C terms could overflow where their mean does not.
-    return (pos_term / num_positive_classes.clamp(min=1)).sum() + (neg_term / C).sum()
+    return proxy_anchor_share(x, y, proxies, 0, proxies.shape[0], alpha, margin)
 
 
 def proxy_anchor_loss_with_synthetic(

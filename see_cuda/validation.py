@@ -63,30 +63,21 @@ def check_loss_options(alpha, margin) -> None:
     check_real(margin, "margin")
 
 
-# Mantissa bits (with the implicit one) of the dtype the kernels compute in.
-_KERNEL_PRECISION_BITS = {torch.float32: 24, torch.float64: 53}
-
-
 def max_alpha(dtype: torch.dtype, margin: float) -> float:
-    """The largest α for which the loss in `dtype` is finite and equal to the reference (docs/method.md §1).
+    """The largest α for which the loss in `dtype` is finite (docs/method.md §1).
 
-    Two bounds, the smaller one holds:
-    - Range: every logit α(s ± δ) (|s| <= 1) is at most A = α(1 + |δ|); each
-      softplus(logsumexp) term is at most A + log(2N), and the loss, two
-      means of such terms, at most 2(A + log 2N) < 4A for any batch whose
-      log(2N) stays below A (else the loss is small anyway). A <= max/4 keeps
-      every logit, term and the loss finite in `dtype`.
-    - Rounding: the kernels take each column's exponents relative to its
-      largest cosine. A cosine carries a rounding error up to 2^-p (p the
-      mantissa bits of the kernel dtype: 24, float32 for float32 and half
-      precision; 53, float64), which α multiplies: α <= 2^(p+6) keeps that
-      error within 64 in the exponent, inside the range of exp in the kernel
-      dtype (float32 underflows below -87), so no column's terms all vanish.
+    Every logit α(s ± δ) (|s| <= 1) is at most A = α(1 + |δ|); each
+    softplus(logsumexp) term is at most A + log(2N), and the loss, two means
+    of such terms, at most 2(A + log 2N) < 4A for any batch whose log(2N)
+    stays below A (else the loss is small anyway). A <= max/4 keeps every
+    logit, term and the loss finite in `dtype`. Up to it the loss is the
+    reference's value to within 2α(D + 4)u (u the unit roundoff of the
+    kernels' dtype): a cosine errs by (D + 4)u, which α multiplies. The
+    kernels take each column's exponents relative to its extreme stored
+    cosine, so that exponent is exactly 0 for any α and no column's terms
+    all vanish.
     """
-    kernel_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    by_range = torch.finfo(dtype).max / 4 / (1 + abs(margin))
-    by_rounding = 2.0 ** (_KERNEL_PRECISION_BITS[kernel_dtype] + 6)
-    return min(by_range, by_rounding)
+    return torch.finfo(dtype).max / 4 / (1 + abs(margin))
 
 
 def check_alpha_for_dtype(alpha: float, margin: float, dtype: torch.dtype) -> None:
@@ -95,9 +86,15 @@ def check_alpha_for_dtype(alpha: float, margin: float, dtype: torch.dtype) -> No
     if alpha > bound:
         raise ValueError(
             f"alpha={alpha:g} is too large for a loss computed in {dtype} with margin={margin:g}: "
-            f"need alpha <= {bound:.6g} (alpha·(1 + |margin|) <= max/4 of the dtype, and alpha <= 2^(p+6) "
-            "for the kernels' p-bit cosines; see max_alpha)"
+            f"need alpha <= {bound:.6g} (alpha·(1 + |margin|) <= max/4 of the dtype, so that every logit and the "
+            "loss stay finite; see max_alpha)"
         )
+
+
+def check_chunk_bytes(chunk_bytes) -> None:
+    """The memory budget of the fused loss's chunks of similarities: None (the default) or a positive int."""
+    if chunk_bytes is not None:
+        check_positive_int(chunk_bytes, "chunk_bytes")
 
 
 def check_see_options(options) -> None:

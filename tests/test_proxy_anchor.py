@@ -255,12 +255,12 @@ def large_alpha_tolerance(alpha, D, dtype, truth):
     return 2 * alpha * (D + 4) * u + 4 * u * abs(truth)
 
 
-@pytest.mark.parametrize("dtype, expected", [(torch.float64, 2.0**59), (torch.float32, 2.0**30),
-                                             (torch.bfloat16, 2.0**30), (torch.float16, 65504 / 4 / 1.1)])
-def test_max_alpha_is_the_smaller_of_the_range_and_the_rounding_bound(dtype, expected):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_max_alpha_is_the_range_bound(dtype):
+    """α(1 + |δ|) <= max/4 of the dtype: 7.7e37 in float32, 4.1e307 in float64, 1.5e4 in float16 at δ = 0.1."""
     from see_cuda import validation
 
-    assert validation.max_alpha(dtype, 0.1) == pytest.approx(expected, rel=1e-12)
+    assert validation.max_alpha(dtype, 0.1) == pytest.approx(torch.finfo(dtype).max / 4 / 1.1, rel=1e-12)
     assert validation.max_alpha(torch.float64, 1e300) == pytest.approx(torch.finfo(torch.float64).max / 4 / 1e300)
 
 
@@ -325,16 +325,14 @@ def test_loss_up_to_the_alpha_bound_is_finite_and_the_reference(implementation, 
         assert abs(see.item() - see_truth) <= large_alpha_tolerance(alpha, D, dtype, see_truth) + synthetic_error
 
 
-# Beyond 2^(p+6) the CPU kernel loses whole columns: it takes the column's largest cosine as
-# fl(row·scale) but the exponents as fma(row, scale, -ref) (the compiler contracts the product),
-# so the largest entry's exponent is α times a product's rounding error instead of 0.
+# The kernels take each column's exponents relative to its extreme cosine as stored, so that the
+# extreme entry's exponent is exactly 0 for any α. (A kernel that took the extreme of products
+# row·scale but recomputed the exponents as fma(row, scale, -ref) lost whole columns: α times a
+# product's rounding error, beyond α ≈ 2^31 in float32, pushed all of a column's terms below exp's range.)
 @requires_cpu_kernels
-@pytest.mark.xfail(strict=True, reason="csrc/cpu/proxy_anchor_kernels.h loss_proxy_row: scale each row to cosines "
-                                       "once (row[i] *= scale) before the reference and exponent passes, so that the "
-                                       "largest exponent is exactly 0 whatever the compiler contracts")
 @pytest.mark.parametrize("dtype, alpha", [(torch.float32, 2.0**36), (torch.float32, 1e20), (torch.float32, 1e30),
                                           (torch.float64, 2.0**66), (torch.float64, 1e20), (torch.float64, 1e100)])
-def test_raw_op_loss_at_alpha_beyond_the_rounding_bound_is_the_reference(dtype, alpha):
+def test_raw_op_loss_at_large_alpha_is_the_reference(dtype, alpha):
     x, y, proxies = loss_problem(16, 5, 32, seed=0)
     x, proxies = x.to(dtype), proxies.to(dtype)
     empty = x[:0]
@@ -346,22 +344,25 @@ def test_raw_op_loss_at_alpha_beyond_the_rounding_bound_is_the_reference(dtype, 
 
 # ---------------------------------------------------------------- non-finite input through the raw op
 # The public functions reject it (validation); the op itself must not turn it into a finite loss.
+# Its two parts are separate sums: a NaN in one reaches the loss and whatever that part's gradient
+# reaches (dL/dproxies always), as autograd of the reference has it.
 @requires_cpu_kernels
-@pytest.mark.xfail(strict=True, reason="csrc/proxy_anchor.h column_term and column_grad_scale, and the lse guards "
-                                       "in csrc/cpu/proxy_anchor_kernels.h (and csrc/cuda/proxy_anchor_kernels.cuh): "
-                                       "'sum > 0' drops a NaN sum as if the column had no term; test 'sum == 0' so "
-                                       "that NaN propagates")
 @pytest.mark.parametrize("where", ["x-nan", "x-inf", "proxies-nan", "synthetic-nan"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_raw_op_turns_no_nan_into_a_finite_loss(where, dtype):
+@pytest.mark.parametrize("chunk_bytes", [0, 1])
+def test_raw_op_turns_no_nan_into_a_finite_loss(where, dtype, chunk_bytes):
     x, y, proxies = (t.to(dtype) if t.dtype.is_floating_point else t for t in loss_problem(6, 3, 8, seed=5))
     synthetic, synthetic_labels = x[:4].clone() * 2, y[:4]
     target = {"x": x, "proxies": proxies, "synthetic": synthetic}[where.split("-")[0]]
     target[1, 3] = float("nan") if where.endswith("nan") else float("inf")
     outputs = torch.ops.see_cuda.proxy_anchor_fused(x, y, proxies, synthetic, synthetic_labels, 32.0, 0.1, 0.5, True,
-                                                    True)
-    assert torch.isnan(outputs[0])
-    assert all(torch.isnan(t).any() for t in outputs[1:])
+                                                    True, chunk_bytes=chunk_bytes)
+    inputs = [t.double().requires_grad_() for t in (x, proxies, synthetic)]
+    truth = reference.proxy_anchor_loss_with_synthetic(inputs[0], y, inputs[1], inputs[2], synthetic_labels, 0.5)
+    truth_grads = torch.autograd.grad(truth, inputs)
+    assert torch.isnan(outputs[0]) and torch.isnan(truth)
+    assert [bool(torch.isnan(t).any()) for t in outputs[1:]] == [bool(torch.isnan(t).any()) for t in truth_grads]
+    assert torch.isnan(outputs[2]).any(), "every proxy's gradient sees every row"
 
 
 @pytest.mark.parametrize("implementation, device", IMPLEMENTATIONS)

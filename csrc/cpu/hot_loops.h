@@ -34,7 +34,6 @@ struct HotLoops {
                                            int64_t D);
   void (*loss_proxy_rows)(const LossProblem<T>& p, int64_t begin, int64_t end, bool write_grad,
                           const ColumnTerms& terms);
-  void (*scale_rows)(T* rows, const T* scale, int64_t stride, int64_t columns, int64_t begin, int64_t end);
   void (*philox_normal_fill)(uint64_t seed, uint64_t first, int64_t count, T* out);
   void (*expand_unit_source)(const T* z_unit, const T* w_unit, int64_t n, int64_t D, const DrawSource<T>& draws,
                              const ExpansionBuffers<T>& scratch, T* out);

@@ -22,7 +22,6 @@ constexpr HotLoops<T> hot_loops_of_this_copy() {
           &normalize_rows_backward<T>,
           &normalize_rows_backward_from_raw<T>,
           &loss_proxy_rows<T>,
-          &scale_rows<T>,
           &philox_normal_fill<T>,
           &expand_unit_source<T>,
           &expand_source<T>,

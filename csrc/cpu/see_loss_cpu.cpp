@@ -4,7 +4,8 @@
 // proxies, pick the rows to expand, build their synthetic points straight into
 // the rows of the one matrix that the loss multiplies (each row's random draws
 // made inside the per-row loop from a counter-based stream, so none are stored),
-// then the shared loss on unit rows and the gradients w.r.t. x and the proxies.
+// then the shared loss on unit rows (chunk by chunk of classes) and the
+// gradients w.r.t. x and the proxies.
 // The synthetic points are detached: their normalisation has no backward.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -48,8 +49,8 @@ template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, const Tensor& labels,
                                                             const Tensor& proxies, const c10::optional<Tensor>& noise,
                                                             const Tensor& seed, int64_t n, int64_t num_selected,
-                                                            double threshold, double lam, double alpha, double margin,
-                                                            bool compute_grad) {
+                                                            double threshold, LossSettings settings,
+                                                            int64_t chunk_bytes, bool compute_grad) {
   const int64_t B = x.size(0), C = proxies.size(0), D = x.size(1);
   const int64_t* y = labels.const_data_ptr<int64_t>();
   check_labels_in_range(y, B, C, "labels");
@@ -88,12 +89,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
   const T* given = noise.has_value() ? noise->const_data_ptr<T>() : nullptr;
   expand_rows(rows, B, axis, expanded, n, D, given, static_cast<uint64_t>(seed.item<int64_t>()));
 
-  UnitRowsLoss result = loss_on_unit_rows<T>(rows_unit, row_labels.data(), B, proxies, proxy_norms, alpha, margin,
-                                             lam, compute_grad, false);
+  UnitRowsLoss result = loss_on_unit_rows<T>(rows_unit, row_labels.data(), B, proxies, ClassShard{0, C}, settings,
+                                             chunk_bytes, compute_grad, false);
   Tensor grad_x = at::empty({0}, x.options()), grad_proxies = at::empty({0}, x.options());
   if (compute_grad) {
-    grad_x = normalize_backward<T>(x_unit, x_norms, result.grad_real);
-    normalize_backward_from_raw<T>(proxies, proxy_norms, result.grad_proxies);
+    grad_x = normalize_backward<T>(x_unit, x_norms, result.grad_rows);
     grad_proxies = result.grad_proxies;
   }
   double cosine_sum = 0.0;
@@ -106,12 +106,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss_fused_cpu(
     const Tensor& x, const Tensor& labels, const Tensor& proxies, const c10::optional<Tensor>& noise,
     const Tensor& seed, int64_t n, int64_t num_selected, double threshold, double lam, double alpha, double margin,
-    bool compute_grad) {
+    bool compute_grad, int64_t chunk_bytes) {
   check_see_loss_args(x, labels, proxies, noise, seed, n);
+  check_chunk_bytes(chunk_bytes);
   std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "see_loss_fused_cpu", [&] {
-    result = see_loss<scalar_t>(x, labels, proxies, noise, seed, n, num_selected, threshold, lam, alpha, margin,
-                                compute_grad);
+    result = see_loss<scalar_t>(x, labels, proxies, noise, seed, n, num_selected, threshold, {alpha, margin, lam},
+                                chunk_bytes, compute_grad);
   });
   return result;
 }

@@ -1,6 +1,8 @@
 // Launch decisions of the fused Proxy-Anchor loss on the GPU
 // (proxy_anchor_kernels.cuh, row_normalize.cuh): block shapes, the row chunks
 // of the column passes given the device's multiprocessor count, grid sizes.
+// (The chunks of classes come from the memory budget: classes_per_chunk in
+// ../proxy_anchor.h.)
 #pragma once
 
 #include <algorithm>
@@ -40,6 +42,12 @@ inline LaunchShape column_pass_launch(int64_t C, int chunks) {
 }
 
 inline LaunchShape finish_launch() { return LaunchShape{{1, 1, 1}, {kFinishThreads, 1, 1}, 0}; }
+
+// The classes among the labels: one block per part.
+inline LaunchShape count_classes_launch() { return LaunchShape{{2, 1, 1}, {kFinishThreads, 1, 1}, 0}; }
+
+// The loss from its running sum: one thread.
+inline LaunchShape write_loss_launch() { return LaunchShape{{1, 1, 1}, {1, 1, 1}, 0}; }
 
 // One block per row of the N x C matrix, up to 256 threads along the row.
 inline LaunchShape loss_gradient_launch(int64_t N, int64_t C) {
