@@ -128,6 +128,23 @@ def test_bad_arguments_are_named():
         see_cuda.slerp(torch.randn(3, 4), torch.randn(3, 4), torch.rand(2))
     with pytest.raises(TypeError, match="a must"):
         see_cuda.slerp([1.0, 0.0], torch.randn(2), 0.5)
+    with pytest.raises(ValueError, match="D >= 2"):
+        see_cuda.slerp(torch.ones(3, 1), -torch.ones(3, 1), 0.5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op", ["slerp", "slerp_backward"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_raw_ops_refuse_rows_of_one_coordinate(device, op, dtype):
+    """With D = 1 the sphere is two points and no great circle joins opposite ones: the fallback tangent
+    at the antipode (§6, orthogonal to â) does not exist. The raw ops took D = 1 where the public slerp
+    does not, and answered what rounding made of it: NaN in float32 (with a gradient of 0 for b, where
+    the reference's was NaN), in float64 a "point" of norm 1.4 from a tangent e = â. They raise now."""
+    a = torch.tensor([[1.0], [2.0], [0.0]], dtype=dtype, device=device)
+    b, t = -a, torch.tensor([0.3, 0.5, 1.0], dtype=dtype, device=device)
+    args = (a, b, t) if op == "slerp" else (torch.ones_like(a), a, b, t)
+    with pytest.raises(RuntimeError, match="D >= 2"):
+        getattr(torch.ops.see_cuda, op).default(*args)
 
 
 # ---------------------------------------------------------------- each device's kernel vs the reference and the CPU

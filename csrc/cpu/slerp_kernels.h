@@ -20,9 +20,10 @@ namespace cpu {
 template <typename T>
 struct SlerpRow {
   std::vector<T> a_unit, b_unit, e;  // e: the fallback tangent at the antipode
-  T a_norm, b_norm, theta, e_raw_norm, chord_minus, chord_plus;
-  int64_t axis;
-  bool antipodal;
+  T a_norm{}, b_norm{}, theta{}, chord_minus{}, chord_plus{};
+  T e_raw_norm = T(1);  // antipodal rows only, as axis
+  int64_t axis = 0;
+  bool antipodal = false;
 
   explicit SlerpRow(int64_t D) : a_unit(D), b_unit(D), e(D) {}
 
@@ -39,6 +40,8 @@ struct SlerpRow {
     chord_minus = std::sqrt(minus_sq);
     chord_plus = std::sqrt(plus_sq);
     theta = angle_from_chords(chord_minus, chord_plus);
+    axis = 0;  // what an earlier row left has no meaning here
+    e_raw_norm = T(1);
     if (antipodal) {  // the great circle through the best-conditioned axis
       axis = least_aligned_axis(a_unit.data(), D);
       for (int64_t d = 0; d < D; ++d) e[d] = -a_unit[axis] * a_unit[d];
