@@ -190,6 +190,28 @@ def test_slerp_matches_reference_and_cpu(device, case, dtype, D):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", ["random", "close", "near-antipode"])
+@pytest.mark.parametrize("length", [0.0, 1e-7, 1e-5, 1e-3, 1.0])
+def test_gradients_for_rows_of_any_length_are_the_references(device, case, length):
+    """The kernels differentiate the formula their forward evaluates (chords, θ, the nearer chord's tangent)
+    without taking |â| = |b̂| = 1, which â = a/sqrt(|a|² + 1e-12) is not: the unit-sphere formula they used
+    before put the gradient of a zero row 0.4-0.7 of its size off the reference's, of a row of length 1e-5
+    1e-2 off, and of a row of length 1 (random_pairs take 10 to hide it) 1e-12 off."""
+    rows, D = 16, 5
+    a, b, t = slerp_problem(rows, D, seed=int(1e3 * length) + 7, case="random")
+    if case == "close":
+        b = a + 1e-3 * b
+    elif case == "near-antipode":
+        b = -a + 0.3 * b
+    a = a / 10 * length  # a of the given length, b of length 10
+    upstream = draw(rows, D, seed=6)
+    got = slerp_with_grads(device, torch.float64, a, b, t, upstream)
+    expected = slerp_with_grads("cpu", torch.float64, a, b, t, upstream, implementation="reference")
+    for mine, truth in zip(got, expected):
+        assert_close_scaled(mine, truth, 1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_slerp_low_precision_within_the_error_of_torch_in_that_precision(device, dtype):
     a, b, t = (v.to(device, dtype) for v in slerp_problem(64, 32, seed=3, case="random"))
