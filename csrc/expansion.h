@@ -16,6 +16,29 @@ namespace see {
 
 SEE_ISA_BEGIN
 
+// Unit roundoff η of T: 2^-24 for float, 2^-53 for double.
+template <typename T>
+SEE_HD T unit_roundoff() {
+  return sizeof(T) == 4 ? T(0x1p-24) : T(0x1p-53);
+}
+
+// docs/method.md §3.6: the source is on its proxy's axis when |r_⊥|² is at
+// most this times |ẑ|² (|r_⊥| <= 8η|ẑ|: twice what rounding leaves of r_⊥ then).
+template <typename T>
+SEE_HD T on_axis_rounding_sq() {
+  const T tau = T(8) * unit_roundoff<T>();
+  return tau * tau;
+}
+
+// docs/method.md §3.2: a draw orthogonalised against m frame vectors lies in
+// their span when its residual's squared norm is at most this times its own
+// (|v| <= (m + 1)(1 + sqrt(m)) η |g|, what rounding leaves of a draw in the span).
+template <typename T>
+SEE_HD T span_rounding_sq(int64_t m) {
+  const double tau = double(m + 1) * (1.0 + sqrt(double(m))) * double(unit_roundoff<T>());
+  return T(tau * tau);
+}
+
 // Coefficient of frame vector f[1 + j] in synthetic point k (0-based: point k + 1).
 template <typename T>
 SEE_HD T simplex_coefficient(int64_t k, int64_t j, int64_t n) {

@@ -76,8 +76,10 @@ inline void check_expansion_grad(const at::Tensor& grad, const at::Tensor& z, co
 inline void check_slerp_args(const at::Tensor& a, const at::Tensor& b, const at::Tensor& t) {
   TORCH_CHECK(a.dim() == 2 && b.sizes() == a.sizes() && t.dim() == 1 && t.size(0) == a.size(0),
               "a, b must be R x D and t of length R");
-  // The fallback tangent at the antipode picks one of the D coordinates.
-  TORCH_CHECK(a.size(1) >= 1, "a and b need at least one column (D >= 1), got D = 0");
+  // As the public slerp: with D = 1 the sphere is two points and no great
+  // circle joins them (the fallback tangent at the antipode, orthogonal to â,
+  // does not exist), and with D = 0 there is no direction at all.
+  TORCH_CHECK(a.size(1) >= 2, "slerp needs rows of D >= 2 coordinates, got D = ", a.size(1));
   TORCH_CHECK(a.scalar_type() == b.scalar_type() && a.scalar_type() == t.scalar_type(), "one dtype expected");
   TORCH_CHECK(a.is_contiguous() && b.is_contiguous() && t.is_contiguous(), "inputs must be contiguous");
   check_one_device({&a, &b, &t});

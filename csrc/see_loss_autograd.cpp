@@ -1,8 +1,14 @@
 // Autograd of the fused SEE loss, in C++ so that a training step spends no
 // Python on it. The kernels form dL/dx and dL/dproxies in the forward pass
 // (compute_grad), so the backward only scales them by the incoming gradient.
+// As for the operators whose autograd see_cuda/ops.py registers: x and the
+// proxies are saved so that autograd's version counter refuses a backward
+// after either changed in place, and a second derivative is an error.
 #include <torch/autograd.h>
 #include <torch/library.h>
+
+#include <string>
+#include <vector>
 
 namespace see {
 namespace {
@@ -28,6 +34,40 @@ SeeLossOutputs call_kernel(const Tensor& x, const Tensor& labels, const Tensor& 
 
 constexpr size_t kNumInputs = 13;
 
+// The words of no_second_derivative in see_cuda/ops.py, for this op.
+const std::string& second_derivative_message() {
+  static const std::string message =
+      "see_cuda::see_loss_fused has no second derivative: double backward (create_graph=True and a gradient of a "
+      "gradient, e.g. a gradient penalty) is not supported by the fused kernels; use implementation='reference'";
+  return message;
+}
+
+// Passes a gradient through; its own backward raises. Its inputs after the
+// gradient link it to the tensors a second derivative would come through
+// (the op's inputs and the incoming gradient), so that autograd reaches it.
+class SecondDerivativeError : public torch::autograd::Function<SecondDerivativeError> {
+ public:
+  static Tensor forward(AutogradContext* /*ctx*/, const Tensor& grad, at::TensorList /*linked*/) {
+    return grad.clone();
+  }
+
+  static variable_list backward(AutogradContext* /*ctx*/, variable_list /*grad_outputs*/) {
+    TORCH_CHECK(false, second_derivative_message());
+    return {};
+  }
+};
+
+// The backward's gradient as it is (grad mode off), or, under create_graph,
+// hanging off a SecondDerivativeError node linked to `inputs`: a gradient of
+// it raises, while a create_graph backward that stops there is unaffected.
+Tensor no_second_derivative(const Tensor& grad, std::initializer_list<Tensor> inputs) {
+  if (!at::GradMode::is_enabled()) return grad;
+  std::vector<Tensor> linked;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) linked.push_back(t);
+  return SecondDerivativeError::apply(grad.detach(), at::TensorList(linked));
+}
+
 class SeeLossFunction : public torch::autograd::Function<SeeLossFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& labels, const Tensor& proxies,
@@ -37,7 +77,8 @@ class SeeLossFunction : public torch::autograd::Function<SeeLossFunction> {
     at::AutoDispatchBelowADInplaceOrView guard;
     auto [loss, grad_x, grad_proxies, num_expanded, mean_cosine] = call_kernel(
         x, labels, proxies, noise, seed, n, num_selected, threshold, lam, alpha, margin, compute_grad, chunk_bytes);
-    ctx->save_for_backward({grad_x, grad_proxies});
+    // x and the proxies only for the version check: the gradients are formed from their values now.
+    ctx->save_for_backward({grad_x, grad_proxies, x, proxies});
     ctx->mark_non_differentiable({grad_x, grad_proxies, num_expanded, mean_cosine});
     ctx->set_materialize_grads(false);  // only the loss has an incoming gradient: skip zeros for the rest
     return {loss, grad_x, grad_proxies, num_expanded, mean_cosine};
@@ -47,11 +88,14 @@ class SeeLossFunction : public torch::autograd::Function<SeeLossFunction> {
     variable_list grads(kNumInputs);
     const Tensor& grad_loss = grad_outputs[0];
     if (!grad_loss.defined()) return grads;
+    // Unpacking checks the versions: x or the proxies changed in place since the forward is an error here.
     const variable_list saved = ctx->get_saved_variables();
+    const Tensor &grad_x = saved[0], &grad_proxies = saved[1], &x = saved[2], &proxies = saved[3];
     // Called with compute_grad = false, the saved gradients are empty and
     // autograd rejects their shape: the op's caller decides, see ops.py.
-    if (ctx->needs_input_grad(0)) grads[0] = saved[0].mul(grad_loss);
-    if (ctx->needs_input_grad(2)) grads[2] = saved[1].mul(grad_loss);
+    if (ctx->needs_input_grad(0)) grads[0] = no_second_derivative(grad_x.mul(grad_loss), {grad_loss, x, proxies});
+    if (ctx->needs_input_grad(2))
+      grads[2] = no_second_derivative(grad_proxies.mul(grad_loss), {grad_loss, x, proxies});
     return grads;
   }
 };

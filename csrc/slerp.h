@@ -1,12 +1,13 @@
 // Scalar weights of spherical linear interpolation and of its derivatives.
 //
-// slerp(â, b̂, t) = c1 â + c2 b̂ with c1 = sin((1-t)θ)/sin θ, c2 = sin(tθ)/sin θ.
-// Written with sinc(x) = sin(x)/x so that θ -> 0 has no 0/0:
-//   c2 = t sinc(tθ)/sinc(θ).
-// The derivatives need (dc/dθ)/sin θ, which with sinc'(x) = -x q(x),
+// slerp(â, b̂, t) = cos(tθ) â + R T (docs/method.md §6), T the tangent from the
+// nearer chord and R = sin(tθ)/sin θ, written with sinc(x) = sin(x)/x so that
+// θ -> 0 has no 0/0:
+//   R = t sinc(tθ)/sinc(θ).
+// The derivatives need (dR/dθ)/sin θ, which with sinc'(x) = -x q(x),
 // q(x) = (sin x - x cos x)/x^3, becomes
-//   (dc2/dθ)/sin θ = t (sinc(tθ) q(θ) - t^2 q(tθ) sinc(θ)) / sinc(θ)^3
-// (and the same with 1 - t for c1): finite at θ = 0, where it is t(1 - t^2)/3.
+//   (dR/dθ)/sin θ = t (sinc(tθ) q(θ) - t^2 q(tθ) sinc(θ)) / sinc(θ)^3,
+// finite at θ = 0, where it is t(1 - t^2)/3.
 #pragma once
 
 #include <cmath>
@@ -60,6 +61,50 @@ SEE_HD T angle_from_chords(T chord_minus, T chord_plus) {
 template <typename T>
 SEE_HD T slerp_tangent(T a, T b, T half_sq, bool near) {
   return near ? (b - a) + half_sq * a : (a + b) - half_sq * a;
+}
+
+// The gradient of one row w.r.t. its unit rows â, b̂ and t, given g (the
+// gradient w.r.t. the output), as coefficients:
+//   ā = ga g + aa â + ab b̂,   b̄ = gb g + ba â + bb b̂,   t̄ = t_bar.
+// It is the derivative of the formula the forward evaluates (the chords, θ,
+// the tangent from the nearer chord, R), without taking |â| = |b̂| = 1: a row
+// shorter than the normalisation's ε allows (a zero row, whose â is 0) gets the
+// reference's gradient too, and a unit row loses no ε-sized term. Inputs: the
+// row's t, θ, chords c- = |â - b̂|, c+ = |â + b̂| (c+ > 0: not the antipode),
+// the tangent's half_sq and branch (slerp_tangent), G_a = g.â and G_T = g.T.
+// With m = â - b̂, p = â + b̂ and dθ = (2 / (c-² + c+²)) (c+ dc- - c- dc+),
+// θ̄ = -t sin(tθ) G_a + (dR/dθ) G_T reaches â and b̂ as A m - B p and
+// -A m - B p, A = θ̄ c+ k / c-, B = θ̄ c- k / c+, k = 2 / (c-² + c+²); θ̄ / c- is
+// formed as (θ̄/θ)(θ/c-), both finite as θ -> 0 (θ/c- -> 2/c+).
+template <typename S>
+struct SlerpRowGrad {
+  S ga, aa, ab, gb, ba, bb, t_bar;
+};
+
+template <typename S>
+SEE_HD SlerpRowGrad<S> slerp_row_grad(S t, S theta, S chord_minus, S chord_plus, S half_sq, bool near, S G_a, S G_T) {
+  const S tt = t * theta, st = sinc(theta);
+  const S R = t * sinc(tt) / st;
+  const S theta_bar_over_theta = -t * t * sinc(tt) * G_a + slerp_angle_weight(t, theta) * st * G_T;
+  const S k = S(2) / (chord_minus * chord_minus + chord_plus * chord_plus);
+  const S theta_over_chord = chord_minus > S(0) ? theta / chord_minus : S(2) / chord_plus;
+  const S A = theta_bar_over_theta * theta_over_chord * chord_plus * k;
+  const S B = theta_bar_over_theta * theta * chord_minus / chord_plus * k;
+  SlerpRowGrad<S> grad;
+  grad.gb = R;
+  if (near) {  // T = -m + half_sq â
+    const S mu = R * G_a + A;
+    grad.ga = cos(tt) + R * (half_sq - S(1));
+    grad.aa = mu - B, grad.ab = -mu - B;
+    grad.ba = -mu - B, grad.bb = mu - B;
+  } else {  // T = p - half_sq â
+    const S nu = R * G_a + B;
+    grad.ga = cos(tt) + R * (S(1) - half_sq);
+    grad.aa = A - nu, grad.ab = -A - nu;
+    grad.ba = -A - nu, grad.bb = A - nu;
+  }
+  grad.t_bar = -theta * sin(tt) * G_a + cos(tt) * G_T / st;
+  return grad;
 }
 
 SEE_ISA_END

@@ -93,40 +93,16 @@ def see_loss_fused(x, labels, proxies, noise, seed, n_expansion, num_selected, t
     This op is the one whose autograd is not registered here: its formula (a
     scaling of the gradients the forward pass formed, as for proxy_anchor_fused)
     is registered in C++ (csrc/see_loss_autograd.cpp), so that a training step
-    that makes this one call spends no Python time in its backward.
+    that makes this one call spends no Python time in its backward. Like the
+    formulas below it refuses a second derivative (the message of
+    no_second_derivative) and a backward after x or the proxies changed in place.
     """
     compute_grad = torch.is_grad_enabled() and (x.requires_grad or proxies.requires_grad)
     loss, _, _, num_expanded, mean_cosine = _op("see_loss_fused")(
         x, labels, proxies, noise, seed, int(n_expansion), int(num_selected), float(threshold), float(lam),
         float(alpha), float(margin), compute_grad, 0 if chunk_bytes is None else int(chunk_bytes),
     )
-    if compute_grad and not torch.compiler.is_compiling():
-        _guard_one_call_backward(loss, x, proxies)
     return loss, num_expanded, mean_cosine
-
-
-def _guard_one_call_backward(loss: torch.Tensor, x: torch.Tensor, proxies: torch.Tensor) -> None:
-    """What the one-call op's C++ autograd node lacks, added as a hook on its loss.
-
-    That node scales gradients saved in the forward pass: differentiated again
-    (create_graph=True) it would give no second-order term, and it does not
-    see x or the proxies changed in place before the backward, as autograd's
-    version counter does for the other ops. The hook makes both an error:
-    it compares the inputs' versions with those of the forward, and passes
-    the incoming gradient through no_second_derivative. (A hook rather than
-    an autograd.Function: a third of the Python time in the backward.)
-    """
-    versions = (x._version, proxies._version)
-
-    def check(grad):
-        if (x._version, proxies._version) != versions:
-            raise RuntimeError(
-                "one of the variables needed for gradient computation has been modified by an inplace operation: "
-                "the embeddings or proxies of see_cuda::see_loss_fused changed between its forward and backward"
-            )
-        return no_second_derivative("see_loss_fused", (grad,), (grad, x, proxies))[0]
-
-    loss.register_hook(check)
 
 
 # ---------------------------------------------------------------- fake kernels and autograd

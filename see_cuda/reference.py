@@ -21,6 +21,19 @@ from .options import SEEOptions, resolve_options
 
 # The original code adds this to the squared norm before the square root.
 NORM_EPS = 1e-12
+# §3.6: a source whose residual keeps at most AXIS_ROUNDING·η·|ẑ| off the axis is on it (η: unit_roundoff).
+AXIS_ROUNDING = 8.0
+
+
+def unit_roundoff(dtype: torch.dtype) -> float:
+    """η = 2^-p of a floating dtype (2^-24 for float32, 2^-53 for float64): half its machine epsilon."""
+    return torch.finfo(dtype).eps / 2
+
+
+def span_rounding(m: int) -> float:
+    """§3.2: (m + 1)(1 + √m), the most of a draw's length, in units of η, that rounding leaves of a
+    draw in the span of the m frame vectors it is orthogonalised against."""
+    return (m + 1) * (1 + math.sqrt(m))
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -110,25 +123,56 @@ def spherical_expansion(
     M = a * w
     r = z - M
     rho = _safe_norm(r).unsqueeze(-1)
-    degenerate = rho == 0  # §3.6: z equals its proxy; any u ⊥ w will do
+    # §3.6: z on its proxy's axis, to rounding: ρ_r = 0, and any u ⊥ w will do.
+    degenerate = on_the_axis(a, r, rho, w)
     u = torch.where(degenerate, orthogonal_unit(w), r / torch.where(degenerate, torch.ones_like(rho), rho))
+    rho = torch.where(degenerate, torch.zeros_like(rho), rho)
 
     # §3.2 Gram-Schmidt of the noise against w, u and the earlier directions,
     # twice: one pass leaves errors of (conditioning x rounding) when a draw lies
     # close to the span (likely when D is near n + 1); the second pass makes the
-    # frame orthonormal to rounding. Both passes define the same function.
+    # frame orthonormal to rounding. Both passes define the same function. A
+    # draw left with rounding alone lies in the span: its sample's points are NaN.
     frame = [w, u]
+    in_span = torch.zeros(k, 1, dtype=torch.bool, device=z.device)
     for j in range(n - 1):
         g = noise[:, j]
+        with torch.no_grad():
+            draw_sq = (g * g).sum(-1, keepdim=True)
         for _ in range(2):
             for f in frame:
                 g = g - (g * f).sum(-1, keepdim=True) * f
-        frame.append(g / torch.sqrt((g * g).sum(-1, keepdim=True)))
+        residual_sq = (g * g).sum(-1, keepdim=True)
+        tau = span_rounding(len(frame)) * unit_roundoff(z.dtype)
+        lost = residual_sq.detach() <= tau * tau * draw_sq
+        in_span = in_span | lost
+        frame.append(g / torch.sqrt(torch.where(lost, torch.ones_like(residual_sq), residual_sq)))
     f = torch.stack(frame[1:], dim=1)  # k x n x D: f_0 = u, f_j = v_{j+1}
 
     # §3.3-3.4 rows 1..n of the simplex coefficients; row 0 would give z back.
     Bw = _simplex_coefficients(n).to(dtype=z.dtype, device=z.device)
-    return M.unsqueeze(1) + rho.unsqueeze(1) * torch.einsum("kj,ijd->ikd", Bw, f)
+    points = M.unsqueeze(1) + rho.unsqueeze(1) * torch.einsum("kj,ijd->ikd", Bw, f)
+    # A factor, not a where(): the gradient of an undefined sample is NaN too, the others' untouched.
+    undefined = torch.where(in_span, torch.full_like(rho, math.nan), torch.ones_like(rho))
+    return points * undefined.unsqueeze(1)
+
+
+def on_the_axis(a: torch.Tensor, r: torch.Tensor, rho: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """§3.6: whether the residual r = ẑ - aŵ is rounding alone (k x 1 booleans, no gradient).
+
+    Computed, r keeps a part along ŵ even for z on the axis (the rounding of
+    a, and the ε that makes |ŵ| < 1); what decides is r_⊥, its part
+    orthogonal to ŵ, which is then the rounding of the coordinates of the
+    input, ẑ, ŵ and aŵ alone (4η|ẑ| at most). On the axis: |r_⊥| <= 8η|ẑ|,
+    with |ẑ|² = a² + ρ_r² (to rounding).
+    """
+    with torch.no_grad():
+        w_sq = (w * w).sum(-1, keepdim=True)
+        along = torch.where(w_sq > 0, (r * w).sum(-1, keepdim=True) / torch.where(w_sq > 0, w_sq, 1.0), 0.0)
+        perp = r - along * w
+        perp_sq = (perp * perp).sum(-1, keepdim=True)
+        tau = AXIS_ROUNDING * unit_roundoff(r.dtype)
+        return perp_sq <= tau * tau * (a * a + rho * rho)
 
 
 # ---------------------------------------------------------------- slerp (§6)

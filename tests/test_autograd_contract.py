@@ -139,11 +139,9 @@ def test_inputs_changed_in_place_before_the_backward_are_an_error(implementation
 
 
 @requires_cpu_kernels
-@pytest.mark.xfail(strict=True, reason="csrc/see_loss_autograd.cpp: SeeLossFunction::backward must raise "
-                                       "'... has no second derivative' when grad mode is on (create_graph): its "
-                                       "gradients are constants saved in the forward pass")
 def test_raw_one_call_op_refuses_a_second_derivative():
-    """ops.see_loss_fused guards this from Python (a hook on the loss); the op itself does not yet."""
+    """The op's C++ autograd (csrc/see_loss_autograd.cpp) scales gradients saved in the forward pass, constants
+    to autograd: under create_graph it links them to an error node, as ops.no_second_derivative does."""
     x, proxies, noise = draw(10, 9, seed=6).requires_grad_(), draw(4, 9, seed=7), draw(10, 3, 9, seed=8)
 
     def loss_fn(a):
@@ -156,16 +154,16 @@ def test_raw_one_call_op_refuses_a_second_derivative():
 
 
 @requires_cpu_kernels
-@pytest.mark.xfail(strict=True, reason="csrc/see_loss_autograd.cpp: SeeLossFunction::forward must save x and proxies "
-                                       "(save_for_backward) so that autograd's version check sees them change")
-def test_raw_one_call_op_sees_its_inputs_changed_in_place():
+@pytest.mark.parametrize("changed", ["x", "proxies"])
+def test_raw_one_call_op_sees_its_inputs_changed_in_place(changed):
+    """The op saves x and the proxies (save_for_backward) so that autograd's version counter sees them change."""
     x, proxies, noise = draw(10, 9, seed=6).requires_grad_(), draw(4, 9, seed=7).requires_grad_(), draw(10, 3, 9,
                                                                                                        seed=8)
     outputs = torch.ops.see_cuda.see_loss_fused.default(x, torch.arange(10) % 4, proxies, noise,
                                                        torch.zeros((), dtype=torch.int64), 4, 5, 0.0, 0.2, 32.0, 0.1,
                                                        True)
     with torch.no_grad():
-        proxies.mul_(1.5)
+        (x if changed == "x" else proxies).mul_(1.5)
     with pytest.raises(RuntimeError, match=MODIFIED_IN_PLACE):
         outputs[0].backward()
 

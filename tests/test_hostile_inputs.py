@@ -237,10 +237,9 @@ def frame_kappa(z, w, draws):
 
 
 def frame_is_degenerate(kappa, dtype):
-    """A draw in the span of the frame before it (κ·u >= 1/16) leaves the frame, and the points, defined
-    by rounding: any unit vector of the complement gives a regular simplex, and where the residual is
-    exactly 0 the reference divides 0 by 0 (NaN) while a kernel's rounding may leave a direction.
-    docs/method.md §3.2 does not define that case yet (test_expansion.py holds it as an xfail)."""
+    """A draw near the span of the frame before it (κ·u >= 1/16) leaves the frame, and the points, defined
+    by rounding: a draw in the span to rounding makes them NaN (docs/method.md §3.2), and one just outside
+    may count as in it in one implementation and not in another (test_expansion.py tests both sides)."""
     return kappa * kernel_unit_roundoff(dtype) >= 1 / 16
 
 

@@ -128,6 +128,23 @@ def test_bad_arguments_are_named():
         see_cuda.slerp(torch.randn(3, 4), torch.randn(3, 4), torch.rand(2))
     with pytest.raises(TypeError, match="a must"):
         see_cuda.slerp([1.0, 0.0], torch.randn(2), 0.5)
+    with pytest.raises(ValueError, match="D >= 2"):
+        see_cuda.slerp(torch.ones(3, 1), -torch.ones(3, 1), 0.5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op", ["slerp", "slerp_backward"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_raw_ops_refuse_rows_of_one_coordinate(device, op, dtype):
+    """With D = 1 the sphere is two points and no great circle joins opposite ones: the fallback tangent
+    at the antipode (§6, orthogonal to â) does not exist. The raw ops took D = 1 where the public slerp
+    does not, and answered what rounding made of it: NaN in float32 (with a gradient of 0 for b, where
+    the reference's was NaN), in float64 a "point" of norm 1.4 from a tangent e = â. They raise now."""
+    a = torch.tensor([[1.0], [2.0], [0.0]], dtype=dtype, device=device)
+    b, t = -a, torch.tensor([0.3, 0.5, 1.0], dtype=dtype, device=device)
+    args = (a, b, t) if op == "slerp" else (torch.ones_like(a), a, b, t)
+    with pytest.raises(RuntimeError, match="D >= 2"):
+        getattr(torch.ops.see_cuda, op).default(*args)
 
 
 # ---------------------------------------------------------------- each device's kernel vs the reference and the CPU
@@ -170,6 +187,28 @@ def test_slerp_matches_reference_and_cpu(device, case, dtype, D):
         # Unit scale: for close pairs dL/dt = g.(b̂ - â) + O(θ²) cancels between terms of size |g|.
         assert_close_scaled(mine, truth, RTOL[dtype], min_scale=1.0)
         assert_close_scaled(mine, theirs, RTOL[dtype], min_scale=1.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", ["random", "close", "near-antipode"])
+@pytest.mark.parametrize("length", [0.0, 1e-7, 1e-5, 1e-3, 1.0])
+def test_gradients_for_rows_of_any_length_are_the_references(device, case, length):
+    """The kernels differentiate the formula their forward evaluates (chords, θ, the nearer chord's tangent)
+    without taking |â| = |b̂| = 1, which â = a/sqrt(|a|² + 1e-12) is not: the unit-sphere formula they used
+    before put the gradient of a zero row 0.4-0.7 of its size off the reference's, of a row of length 1e-5
+    1e-2 off, and of a row of length 1 (random_pairs take 10 to hide it) 1e-12 off."""
+    rows, D = 16, 5
+    a, b, t = slerp_problem(rows, D, seed=int(1e3 * length) + 7, case="random")
+    if case == "close":
+        b = a + 1e-3 * b
+    elif case == "near-antipode":
+        b = -a + 0.3 * b
+    a = a / 10 * length  # a of the given length, b of length 10
+    upstream = draw(rows, D, seed=6)
+    got = slerp_with_grads(device, torch.float64, a, b, t, upstream)
+    expected = slerp_with_grads("cpu", torch.float64, a, b, t, upstream, implementation="reference")
+    for mine, truth in zip(got, expected):
+        assert_close_scaled(mine, truth, 1e-12)
 
 
 @pytest.mark.parametrize("device", DEVICES)

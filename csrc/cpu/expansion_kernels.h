@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "../expansion.h"
 #include "normalize.h"
@@ -38,7 +39,8 @@ struct ExpansionBuffers {
 template <typename T>
 struct SourceGeometry {
   T a, rho, z_norm;
-  bool degenerate;  // rho == 0: the source equals its proxy (or its antipode)
+  bool degenerate;    // rho == 0: the source is on its proxy's axis (docs/method.md §3.6)
+  bool draw_in_span;  // a draw lies in the span of the frame before it (§3.2): the points are NaN
 };
 
 SEE_ISA_BEGIN
@@ -79,6 +81,21 @@ void project_out(const T* frame, int64_t rows, int64_t D, T* v, T* coef, T* c) {
 constexpr int kMaxProjections = 4;
 
 
+// Whether the residual r = ẑ - aŵ (rho_sq = |r|²) is rounding alone
+// (docs/method.md §3.6): |r_⊥|² <= (8η)² (a² + |r|²), r_⊥ its part orthogonal
+// to ŵ, η the unit roundoff. NaN counts as on the axis.
+template <typename T>
+bool on_the_axis(const T* r, const T* w_unit, T a, T rho_sq, int64_t D) {
+  const T w_sq = dot(w_unit, w_unit, D);
+  const T along = w_sq > T(0) ? dot(r, w_unit, D) / w_sq : T(0);
+  T perp_sq = T(0);
+  for (int64_t d = 0; d < D; ++d) {
+    const T perp = r[d] - along * w_unit[d];
+    perp_sq += perp * perp;
+  }
+  return !(perp_sq > on_axis_rounding_sq<T>() * (a * a + rho_sq));
+}
+
 // Rows 0 and 1 of the frame, ŵ and u, from the unit source and unit proxy.
 template <typename T>
 SourceGeometry<T> frame_axes(const T* z_unit, const T* w_unit, int64_t D, T* frame) {
@@ -89,7 +106,7 @@ SourceGeometry<T> frame_axes(const T* z_unit, const T* w_unit, int64_t D, T* fra
   geo.a = dot(z_unit, w_unit, D);
   for (int64_t d = 0; d < D; ++d) u[d] = z_unit[d] - geo.a * w_unit[d];
   const T rho_sq = dot(u, u, D);
-  geo.degenerate = !(rho_sq > T(0));
+  geo.degenerate = on_the_axis(u, w_unit, geo.a, rho_sq, D);
   if (!geo.degenerate) {
     geo.rho = std::sqrt(rho_sq);
     for (int64_t d = 0; d < D; ++d) u[d] = u[d] / geo.rho;
@@ -105,9 +122,11 @@ SourceGeometry<T> frame_axes(const T* z_unit, const T* w_unit, int64_t D, T* fra
 }
 
 // Rows 2..n of the frame: the draws (n - 1 rows of D) orthonormalised against
-// the rows before them; see the file comment for gs_coef.
+// the rows before them; see the file comment for gs_coef. Returns whether a
+// draw lies in the span of the rows before it (docs/method.md §3.2).
 template <typename T>
-void gram_schmidt_draws(const T* noise, int64_t n, int64_t D, T* frame, T* gs_coef, T* pass_coef) {
+bool gram_schmidt_draws(const T* noise, int64_t n, int64_t D, T* frame, T* gs_coef, T* pass_coef) {
+  bool in_span = false;
   for (int64_t j = 0; j + 1 < n; ++j) {
     T* v = frame + (j + 2) * D;
     std::copy(noise + j * D, noise + (j + 1) * D, v);
@@ -120,7 +139,8 @@ void gram_schmidt_draws(const T* noise, int64_t n, int64_t D, T* frame, T* gs_co
     // passes' coefficients add up to R.
     T* coef = gs_coef + j * (n + 1);
     for (int64_t l = 0; l < j + 2; ++l) coef[l] = T(0);
-    T norm_sq = dot(v, v, D);
+    const T draw_sq = dot(v, v, D);
+    T norm_sq = draw_sq;
     for (int pass = 0; pass < kMaxProjections; ++pass) {
       project_out(frame, j + 2, D, v, coef, pass_coef);
       const T shrunk_sq = dot(v, v, D);
@@ -128,10 +148,14 @@ void gram_schmidt_draws(const T* noise, int64_t n, int64_t D, T* frame, T* gs_co
       norm_sq = shrunk_sq;
       if (settled) break;
     }
-    const T norm = std::sqrt(dot(v, v, D));
+    // What is left is rounding alone: no direction (NaN counts as none).
+    const bool lost = !(norm_sq > span_rounding_sq<T>(j + 2) * draw_sq);
+    in_span = in_span || lost;
+    const T norm = lost ? T(1) : std::sqrt(norm_sq);
     for (int64_t d = 0; d < D; ++d) v[d] = v[d] / norm;
     gs_coef[j * (n + 1) + j + 2] = norm;
   }
+  return in_span;
 }
 
 // Builds ẑ and the frame of one source; see the file comment for the layout.
@@ -142,7 +166,7 @@ SourceGeometry<T> build_frame(const T* z, const T* w, const T* noise, int64_t n,
   const T z_norm = normalize_row(z, z_unit, D);
   SourceGeometry<T> geo = frame_axes(z_unit, frame, D, frame);
   geo.z_norm = z_norm;
-  gram_schmidt_draws(noise, n, D, frame, gs_coef, pass_coef);
+  geo.draw_in_span = gram_schmidt_draws(noise, n, D, frame, gs_coef, pass_coef);
   return geo;
 }
 
@@ -153,6 +177,10 @@ SourceGeometry<T> build_frame(const T* z, const T* w, const T* noise, int64_t n,
 // one diagonal term, O(n D) instead of O(n^2 D). `prefix` is D of scratch.
 template <typename T>
 void emit_points(const SourceGeometry<T>& geo, const T* frame, int64_t n, int64_t D, T* out, T* prefix) {
+  if (geo.draw_in_span) {  // docs/method.md §3.2: the frame, and the points, are undefined
+    std::fill(out, out + n * D, std::numeric_limits<T>::quiet_NaN());
+    return;
+  }
   const T* w_unit = frame;
   std::fill(prefix, prefix + D, T(0));
   for (int64_t k = 0; k < n; ++k) {
@@ -175,10 +203,15 @@ void emit_points(const SourceGeometry<T>& geo, const T* frame, int64_t n, int64_
 //   dL/du = -dL/dA (G^T u) - G (dL/dA)^T u,  and V^T u = 0 gives
 //   (dL/dA)^T u = R22^{-1} H^T u.
 // The factor rho cancels the 1/rho of du/dr, so nothing divides by rho.
-// Degenerate sources (rho == 0) get no gradient through r, as in the reference.
+// Degenerate sources (rho == 0) get no gradient through r, as in the reference;
+// a source whose points are undefined (a draw in the span) gets NaN.
 template <typename T>
 void source_backward(const SourceGeometry<T>& geo, const T* frame, const T* gs_coef, const T* z_unit, const T* noise,
                      const T* grad, int64_t n, int64_t D, T* h, T* work, T* qr_work, T* grad_z) {
+  if (geo.draw_in_span) {
+    std::fill(grad_z, grad_z + D, std::numeric_limits<T>::quiet_NaN());
+    return;
+  }
   const T* w_unit = frame;
   const T* u = frame + D;
   T a_bar = T(0);

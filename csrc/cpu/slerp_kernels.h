@@ -20,9 +20,10 @@ namespace cpu {
 template <typename T>
 struct SlerpRow {
   std::vector<T> a_unit, b_unit, e;  // e: the fallback tangent at the antipode
-  T a_norm, b_norm, theta, e_raw_norm, chord_minus, chord_plus;
-  int64_t axis;
-  bool antipodal;
+  T a_norm{}, b_norm{}, theta{}, chord_minus{}, chord_plus{};
+  T e_raw_norm = T(1);  // antipodal rows only, as axis
+  int64_t axis = 0;
+  bool antipodal = false;
 
   explicit SlerpRow(int64_t D) : a_unit(D), b_unit(D), e(D) {}
 
@@ -39,6 +40,8 @@ struct SlerpRow {
     chord_minus = std::sqrt(minus_sq);
     chord_plus = std::sqrt(plus_sq);
     theta = angle_from_chords(chord_minus, chord_plus);
+    axis = 0;  // what an earlier row left has no meaning here
+    e_raw_norm = T(1);
     if (antipodal) {  // the great circle through the best-conditioned axis
       axis = least_aligned_axis(a_unit.data(), D);
       for (int64_t d = 0; d < D; ++d) e[d] = -a_unit[axis] * a_unit[d];
@@ -68,18 +71,16 @@ void slerp_row(const SlerpRow<T>& row, T t, int64_t D, T* out) {
   }
 }
 
-// Gradients w.r.t. the unit rows and t; see slerp.h for the weights.
+// Gradients w.r.t. the unit rows and t; see slerp.h (slerp_row_grad) for the weights.
 template <typename T>
 T slerp_row_backward(const SlerpRow<T>& row, T t, const T* g, int64_t D, T* a_unit_bar, T* b_unit_bar) {
-  const T theta = row.theta, tt = t * theta, s = T(1) - t;
-  T P = T(0), Q = T(0);
-  for (int64_t d = 0; d < D; ++d) {
-    P += g[d] * row.a_unit[d];
-    Q += g[d] * row.b_unit[d];
-  }
+  const T theta = row.theta, tt = t * theta;
   if (row.antipodal) {  // out = cos(tθ) â + sin(tθ) e(â); θ = π carries no gradient
-    T Ge = T(0);
-    for (int64_t d = 0; d < D; ++d) Ge += g[d] * row.e[d];
+    T P = T(0), Ge = T(0);
+    for (int64_t d = 0; d < D; ++d) {
+      P += g[d] * row.a_unit[d];
+      Ge += g[d] * row.e[d];
+    }
     T p_dot_a = T(0);  // p = (I - e e^T) g
     for (int64_t d = 0; d < D; ++d) p_dot_a += (g[d] - Ge * row.e[d]) * row.a_unit[d];
     const T a_axis = row.a_unit[row.axis];
@@ -91,15 +92,21 @@ T slerp_row_backward(const SlerpRow<T>& row, T t, const T* g, int64_t D, T* a_un
     a_unit_bar[row.axis] -= std::sin(tt) * p_dot_a / row.e_raw_norm;
     return theta * (-std::sin(tt) * P + std::cos(tt) * Ge);
   }
-  const T st = sinc(theta);
-  const T c2 = t * sinc(tt) / st;
-  const T c1 = s * sinc(s * theta) / st;
-  const T k = slerp_angle_weight(s, theta) * P + slerp_angle_weight(t, theta) * Q;
+  const bool near = row.chord_minus <= row.chord_plus;
+  const T half_sq = T(0.5) * (near ? row.chord_minus * row.chord_minus : row.chord_plus * row.chord_plus);
+  T G_a = T(0), G_T = T(0);  // g.â and g.T, T the tangent of the forward
   for (int64_t d = 0; d < D; ++d) {
-    a_unit_bar[d] = c1 * g[d] - k * row.b_unit[d];
-    b_unit_bar[d] = c2 * g[d] - k * row.a_unit[d];
+    const T a = row.a_unit[d], b = row.b_unit[d];
+    G_a += g[d] * a;
+    G_T += g[d] * slerp_tangent(a, b, half_sq, near);
   }
-  return (-std::cos(s * theta) * P + std::cos(tt) * Q) / st;
+  const SlerpRowGrad<T> w = slerp_row_grad(t, theta, row.chord_minus, row.chord_plus, half_sq, near, G_a, G_T);
+  for (int64_t d = 0; d < D; ++d) {
+    const T a = row.a_unit[d], b = row.b_unit[d];
+    a_unit_bar[d] = w.ga * g[d] + w.aa * a + w.ab * b;
+    b_unit_bar[d] = w.gb * g[d] + w.ba * a + w.bb * b;
+  }
+  return w.t_bar;
 }
 
 }  // namespace cpu

@@ -30,13 +30,14 @@ SEE_ISA_BEGIN
 // The n synthetic points (n x D, into `out`), normalised as the loss's rows, of
 // the unit source z_unit about the unit proxy w_unit. The frame is
 // orthonormalised by Cholesky QR, or by Gram-Schmidt with reorthogonalisation
-// where Cholesky QR would lose accuracy. Uses the scratch's frame, draws,
-// gs_coef, pass_coef, prefix and gram.
+// where Cholesky QR would lose accuracy (always so for a draw in the span of
+// the frame, whose points are NaN: docs/method.md §3.2). Uses the scratch's
+// frame, draws, gs_coef, pass_coef, prefix and gram.
 template <typename T>
 void expand_unit_source(const T* z_unit, const T* w_unit, int64_t n, int64_t D, const DrawSource<T>& draws,
                         const ExpansionBuffers<T>& scratch, T* out) {
   T* frame = scratch.frame;
-  const SourceGeometry<T> geo = frame_axes(z_unit, w_unit, D, frame);
+  SourceGeometry<T> geo = frame_axes(z_unit, w_unit, D, frame);
   const int64_t m = n - 1;
   T* draw_rows = frame + 2 * D;
   if (draws.given != nullptr)
@@ -45,7 +46,7 @@ void expand_unit_source(const T* z_unit, const T* w_unit, int64_t n, int64_t D, 
     philox_normal_fill<T>(draws.seed, draws.first, m * D, draw_rows);
   if (!cholesky_frame(frame, 2, n + 1, D, scratch.gram)) {
     std::copy(draw_rows, draw_rows + m * D, scratch.draws);
-    gram_schmidt_draws(scratch.draws, n, D, frame, scratch.gs_coef, scratch.pass_coef);
+    geo.draw_in_span = gram_schmidt_draws(scratch.draws, n, D, frame, scratch.gs_coef, scratch.pass_coef);
   }
   emit_points(geo, frame, n, D, out, scratch.prefix);
   // Unit to rounding only if z_unit is: x / sqrt(|x|^2 + eps) falls short of 1

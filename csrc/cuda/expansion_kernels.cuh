@@ -31,7 +31,8 @@ namespace cuda {
 template <typename T>
 struct SourceGeometry {
   T a, rho, z_norm;
-  bool degenerate;  // rho == 0: the source equals its proxy (or its antipode)
+  bool degenerate;    // rho == 0: the source is on its proxy's axis (docs/method.md §3.6)
+  bool draw_in_span;  // a draw lies in the span of the frame before it (§3.2): the points are NaN
 };
 
 // lower[j] = Bw[k + 1][j] for k >= j; diag[j] = Bw[j][j] (simplex_coefficient's indexing).
@@ -52,6 +53,7 @@ __device__ SourceGeometry<T> build_frame(const T* z, const T* w, const T* noise,
   T* w_unit = frame;
   T* u = frame + D;
   SourceGeometry<T> geo;
+  geo.draw_in_span = false;
   T w_sq = T(0), z_sq = T(0);
   for (int64_t d = tid; d < D; d += stride) {
     w_sq += w[d] * w[d];
@@ -65,13 +67,25 @@ __device__ SourceGeometry<T> build_frame(const T* z, const T* w, const T* noise,
     zw += (z[d] / geo.z_norm) * w_unit[d];
   }
   geo.a = block_sum(zw);
-  T r_sq = T(0);
+  T r_sq = T(0), rw = T(0), ww = T(0);
   for (int64_t d = tid; d < D; d += stride) {
     u[d] = z[d] / geo.z_norm - geo.a * w_unit[d];
     r_sq += u[d] * u[d];
+    rw += u[d] * w_unit[d];
+    ww += w_unit[d] * w_unit[d];
   }
   r_sq = block_sum(r_sq);
-  geo.degenerate = !(r_sq > T(0));
+  rw = block_sum(rw);
+  ww = block_sum(ww);
+  // On the axis to rounding (on_the_axis on the CPU): r's part orthogonal to ŵ decides.
+  const T along = ww > T(0) ? rw / ww : T(0);
+  T perp_sq = T(0);
+  for (int64_t d = tid; d < D; d += stride) {
+    const T perp = u[d] - along * w_unit[d];
+    perp_sq += perp * perp;
+  }
+  perp_sq = block_sum(perp_sq);
+  geo.degenerate = !(perp_sq > on_axis_rounding_sq<T>() * (geo.a * geo.a + r_sq));
   if (!geo.degenerate) {
     geo.rho = sqrt(r_sq);
     for (int64_t d = tid; d < D; d += stride) u[d] = u[d] / geo.rho;
@@ -95,7 +109,12 @@ __device__ SourceGeometry<T> build_frame(const T* z, const T* w, const T* noise,
     T* v = frame + (j + 2) * D;
     T* coef = gs_coef + j * (n + 1);
     const T* g = noise + j * D;
-    for (int64_t d = tid; d < D; d += stride) v[d] = g[d];
+    T g_sq = T(0);
+    for (int64_t d = tid; d < D; d += stride) {
+      v[d] = g[d];
+      g_sq += g[d] * g[d];
+    }
+    const T draw_sq = block_sum(g_sq);
     if (tid == 0) {
       for (int64_t l = 0; l < j + 2; ++l) coef[l] = T(0);
     }
@@ -119,7 +138,11 @@ __device__ SourceGeometry<T> build_frame(const T* z, const T* w, const T* noise,
     }
     T v_sq = T(0);
     for (int64_t d = tid; d < D; d += stride) v_sq += v[d] * v[d];
-    const T norm = sqrt(block_sum(v_sq));
+    v_sq = block_sum(v_sq);
+    // Rounding alone is left (gram_schmidt_draws on the CPU): no direction.
+    const bool lost = !(v_sq > span_rounding_sq<T>(j + 2) * draw_sq);
+    geo.draw_in_span = geo.draw_in_span || lost;
+    const T norm = lost ? T(1) : sqrt(v_sq);
     for (int64_t d = tid; d < D; d += stride) v[d] = v[d] / norm;
     if (tid == 0) coef[j + 2] = norm;
   }
@@ -131,6 +154,10 @@ __device__ SourceGeometry<T> build_frame(const T* z, const T* w, const T* noise,
 template <typename T>
 __device__ void emit_points(const SourceGeometry<T>& geo, const T* frame, const T* lower, const T* diag, int64_t n,
                             int64_t D, T* out) {
+  if (geo.draw_in_span) {  // docs/method.md §3.2: the frame, and the points, are undefined
+    for (int64_t e = threadIdx.x; e < n * D; e += blockDim.x) out[e] = T(NAN);
+    return;
+  }
   const T* w_unit = frame;
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
     const T along_w = geo.a * w_unit[d];
@@ -206,6 +233,10 @@ template <typename T>
 __device__ void source_backward(const SourceGeometry<T>& geo, const SourceScratch<T>& w, const T* z,
                                 const T* noise, const T* grad, int64_t n, int64_t D, T* grad_z) {
   const int64_t tid = threadIdx.x, stride = blockDim.x, m = n - 1;
+  if (geo.draw_in_span) {  // undefined points, undefined gradient (uniform over the block)
+    for (int64_t d = tid; d < D; d += stride) grad_z[d] = T(NAN);
+    return;
+  }
   const T* w_unit = w.frame;
   const T* u = w.frame + D;
   // h_j = diag[j] grad_{j-1} + lower[j] sum_{k >= j} grad_k, and a_bar = sum_k grad_k . ŵ.

@@ -107,18 +107,19 @@ __global__ void slerp_kernel(const T* a, const T* b, const T* t, int64_t R, int6
   }
 }
 
-// The gradient w.r.t. the unit rows is c_a g - k_a b̂ (resp. c_b g - k_b â), or
-// at the antipode the tangent's derivative; see slerp_row_backward on the CPU.
+// The gradient w.r.t. the unit rows is ga g + aa â + ab b̂ (resp. gb g + ba â +
+// bb b̂; slerp_row_grad in slerp.h), or at the antipode the tangent's
+// derivative; see slerp_row_backward on the CPU.
 template <typename T>
 struct UnitRowGrad {
   bool antipodal;
-  T c_a, k_a, c_b, k_b;                 // regular rows
+  T ga, aa, ab, gb, ba, bb;             // regular rows
   T cos_tt, sin_tt, Ge, p_dot_a;        // antipodal rows
 };
 
 template <typename T>
 __device__ T a_unit_grad(const SlerpRow<T>& row, const UnitRowGrad<T>& w, const T* g, int64_t d) {
-  if (!w.antipodal) return w.c_a * g[d] - w.k_a * row.b_unit(d);
+  if (!w.antipodal) return w.ga * g[d] + w.aa * row.a_unit(d) + w.ab * row.b_unit(d);
   const T p = g[d] - w.Ge * row.tangent(d);
   T bar = w.cos_tt * g[d] - w.sin_tt * row.a_axis * p / row.e_raw_norm;
   if (d == row.axis) bar -= w.sin_tt * w.p_dot_a / row.e_raw_norm;
@@ -127,7 +128,7 @@ __device__ T a_unit_grad(const SlerpRow<T>& row, const UnitRowGrad<T>& w, const 
 
 template <typename T>
 __device__ T b_unit_grad(const SlerpRow<T>& row, const UnitRowGrad<T>& w, const T* g, int64_t d) {
-  return w.antipodal ? T(0) : w.c_b * g[d] - w.k_b * row.a_unit(d);
+  return w.antipodal ? T(0) : w.gb * g[d] + w.ba * row.a_unit(d) + w.bb * row.b_unit(d);
 }
 
 template <typename T>
@@ -139,14 +140,18 @@ __global__ void slerp_backward_kernel(const T* grad, const T* a, const T* b, con
   const SlerpRow<T> row = load_row(a + i * D, b + i * D, D);
   const T* g = grad + i * D;
   const double ti = static_cast<double>(t[i]);
-  const double theta = row.theta, tt = ti * theta, s = 1.0 - ti;
-  T P = T(0), Q = T(0);
+  const double theta = row.theta, tt = ti * theta;
+  // G_a = g.â, and G_T = g.T with T the forward's tangent (slerp_tangent).
+  const bool near = row.chord_minus <= row.chord_plus;
+  const T half_sq = T(0.5) * (near ? row.chord_minus * row.chord_minus : row.chord_plus * row.chord_plus);
+  T P = T(0), G_T = T(0);
   for (int64_t d = lane; d < D; d += kWarpSize) {
-    P += g[d] * row.a_unit(d);
-    Q += g[d] * row.b_unit(d);
+    const T au = row.a_unit(d);
+    P += g[d] * au;
+    G_T += g[d] * slerp_tangent(au, row.b_unit(d), half_sq, near);
   }
   P = warp_sum(P);
-  Q = warp_sum(Q);
+  G_T = warp_sum(G_T);
   UnitRowGrad<T> w{};
   w.antipodal = row.antipodal;
   double t_bar;
@@ -161,13 +166,12 @@ __global__ void slerp_backward_kernel(const T* grad, const T* a, const T* b, con
     w.p_dot_a = warp_sum(p_dot_a);
     t_bar = theta * (-sin(tt) * static_cast<double>(P) + cos(tt) * static_cast<double>(w.Ge));
   } else {
-    const double st = sinc(theta);
-    w.c_b = static_cast<T>(ti * sinc(tt) / st);
-    w.c_a = static_cast<T>(s * sinc(s * theta) / st);
-    const double k = slerp_angle_weight(s, theta) * static_cast<double>(P) +
-                     slerp_angle_weight(ti, theta) * static_cast<double>(Q);
-    w.k_a = w.k_b = static_cast<T>(k);
-    t_bar = (-cos(s * theta) * static_cast<double>(P) + cos(tt) * static_cast<double>(Q)) / st;
+    const SlerpRowGrad<double> c =
+        slerp_row_grad(ti, theta, static_cast<double>(row.chord_minus), static_cast<double>(row.chord_plus),
+                       static_cast<double>(half_sq), near, static_cast<double>(P), static_cast<double>(G_T));
+    w.ga = static_cast<T>(c.ga), w.aa = static_cast<T>(c.aa), w.ab = static_cast<T>(c.ab);
+    w.gb = static_cast<T>(c.gb), w.ba = static_cast<T>(c.ba), w.bb = static_cast<T>(c.bb);
+    t_bar = c.t_bar;
   }
   // Through the normalisations: (ū - u (u . ū)) / norm.
   T a_dot = T(0), b_dot = T(0);

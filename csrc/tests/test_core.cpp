@@ -533,6 +533,71 @@ void test_copy_expansion(const see::cpu::HotLoops<T>& loops, double tol) {
   }
 }
 
+// docs/method.md §3.6 and §3.2 in the CPU loops. A source on its proxy's axis
+// to rounding (a multiple of it, one ulp off it) takes rho = 0; one 100 times
+// the criterion off it does not. A draw in the span of the frame (the proxy,
+// the source, a repeated draw) makes the source's points and gradient NaN, in
+// the expansion op's Gram-Schmidt and in the one-call path, whose Cholesky QR
+// refuses such a draw and hands it to Gram-Schmidt; Gaussian draws do not.
+template <typename T>
+void test_axis_and_span_criteria() {
+  std::mt19937_64 rng(19);
+  const int64_t n = 4;
+  const double u = std::numeric_limits<T>::epsilon() / 2;
+  for (int64_t D : {5, 12}) {
+    const std::vector<T> w = normal_vector<T>(D, rng), v = normal_vector<T>(D, rng);
+    std::vector<T> w_unit(D), z(D), z_unit(D), frame((n + 1) * D);
+    see::normalize_row(w.data(), w_unit.data(), D);
+    auto on_axis = [&](const std::vector<T>& source) {
+      see::normalize_row(source.data(), z_unit.data(), D);
+      return see::cpu::frame_axes(z_unit.data(), w_unit.data(), D, frame.data()).degenerate;
+    };
+    for (const T scale : {T(1), T(-1), T(4), T(-0.25)}) {
+      for (int64_t d = 0; d < D; ++d) z[d] = scale * w[d];
+      expect(on_axis(z), "a multiple of the proxy is on its axis", static_cast<double>(scale), 1);
+    }
+    z = w;
+    z[1] = std::nextafter(w[1], std::numeric_limits<T>::infinity());
+    expect(on_axis(z), "one ulp off the proxy is on its axis", 0, 1);
+    // 100 times the criterion off the axis, orthogonally.
+    const T along = see::dot(v.data(), w_unit.data(), D);
+    std::vector<T> off(D);
+    for (int64_t d = 0; d < D; ++d) off[d] = v[d] - along * w_unit[d];
+    const T off_norm = std::sqrt(see::dot(off.data(), off.data(), D));
+    const T w_norm = std::sqrt(see::dot(w.data(), w.data(), D));
+    for (int64_t d = 0; d < D; ++d) z[d] = w[d] + T(800 * u) * w_norm * off[d] / off_norm;
+    expect(!on_axis(z), "100 times the criterion off the axis is not on it", 0, 1);
+
+    // Draws: Gaussian, then the last one in the span of the frame before it.
+    const std::vector<T> source = normal_vector<T>(D, rng), gaussian = normal_vector<T>((n - 1) * D, rng);
+    const see::cpu::ExpansionScratch<T> scratch(n, D, true);
+    std::vector<T> points(n * D), grad(n * D, T(1)), grad_z(D), source_unit(D);
+    see::normalize_row(source.data(), source_unit.data(), D);
+    for (int spanned = 0; spanned < 4; ++spanned) {
+      std::vector<T> noise = gaussian;
+      T* last = noise.data() + (n - 2) * D;
+      for (int64_t d = 0; d < D; ++d)
+        last[d] = spanned == 1 ? w[d] : spanned == 2 ? source[d] : spanned == 3 ? noise[d] : last[d];
+      const bool want_nan = spanned > 0;
+      see::cpu::expand_source(source.data(), w.data(), noise.data(), n, D, scratch.buffers(), points.data());
+      bool nan = true, finite = true;
+      for (const T p : points) nan = nan && std::isnan(p), finite = finite && std::isfinite(p);
+      expect(want_nan ? nan : finite, "a draw in the span makes every point NaN, and only then",
+             static_cast<double>(spanned), want_nan);
+      see::cpu::expand_source_backward(source.data(), w.data(), noise.data(), grad.data(), n, D, scratch.buffers(),
+                                       grad_z.data());
+      nan = true, finite = true;
+      for (const T g : grad_z) nan = nan && std::isnan(g), finite = finite && std::isfinite(g);
+      expect(want_nan ? nan : finite, "... and the gradient NaN", static_cast<double>(spanned), want_nan);
+      const see::cpu::DrawSource<T> given{noise.data(), 0, 0};
+      see::cpu::expand_unit_source(source_unit.data(), w_unit.data(), n, D, given, scratch.buffers(), points.data());
+      nan = true, finite = true;
+      for (const T p : points) nan = nan && std::isnan(p), finite = finite && std::isfinite(p);
+      expect(want_nan ? nan : finite, "the one-call path agrees", static_cast<double>(spanned), want_nan);
+    }
+  }
+}
+
 void test_hot_loop_copies() {
   const see::cpu::HotLoopSet* copies[3];
   const int count = see::cpu::runnable_hot_loop_sets(copies);
@@ -558,6 +623,8 @@ int main() {
   test_mmd_centers();
   test_expansion_invariants_and_gradient();
   test_cholesky_frame();
+  test_axis_and_span_criteria<double>();
+  test_axis_and_span_criteria<float>();
   test_select_rows();
   test_proxy_anchor_blocks(false);
   test_proxy_anchor_blocks(true);

@@ -6,9 +6,11 @@
 // D = n + 1 (the frame fills the space), n = 64, D = 2048 with the scratch in
 // shared memory above the 48 KB default, the large part of the scratch in
 // global memory, both parts in global memory; sources equal to their proxy
-// and opposite to it (rho = 0, the degenerate frame of docs/method.md §3.6).
-// Global scratch starts as NaN, as the emulation's shared memory does, so a
-// read of scratch that was not written shows.
+// and opposite to it (rho = 0, the degenerate frame of docs/method.md §3.6),
+// sources on a generic proxy's axis to rounding (§3.6 again), and draws in the
+// span of the frame (§3.2: NaN points and gradient, in both). Global scratch
+// starts as NaN, as the emulation's shared memory does, so a read of scratch
+// that was not written shows.
 #include "cuda_emulation/emulation.h"
 
 #include <cstdio>
@@ -136,6 +138,26 @@ double frame_error(int64_t n, int64_t D, double kappa) {
 }
 
 template <typename T>
+bool all_nan(const std::vector<T>& v) {
+  for (const T x : v)
+    if (!std::isnan(x)) return false;
+  return true;
+}
+
+// One source's slice [src * size, (src + 1) * size) of got and want: both all
+// NaN where the CPU's is (a draw in the span, docs/method.md §3.2), else within tol.
+template <typename T>
+void check_source(const std::vector<T>& got_all, const std::vector<T>& want_all, int64_t src, int64_t size, double tol,
+                  const std::string& what) {
+  const std::vector<T> got(got_all.begin() + src * size, got_all.begin() + (src + 1) * size);
+  const std::vector<T> want(want_all.begin() + src * size, want_all.begin() + (src + 1) * size);
+  if (std::isnan(double(want[0])))
+    check(all_nan(want) && all_nan(got), (what + ": NaN where the CPU's is NaN, all of the source").c_str());
+  else
+    check_close(see::testing::max_abs_diff(got, want), 0.0, tol, what.c_str());
+}
+
+template <typename T>
 void test_case(const Case& c, const Sources& s, double kappa) {
   const int64_t k = s.k, n = s.n, D = s.D;
   const std::vector<T> z = as<T>(s.z), w = as<T>(s.w), noise = as<T>(s.noise), grad = as<T>(s.grad);
@@ -146,8 +168,8 @@ void test_case(const Case& c, const Sources& s, double kappa) {
   run_kernel<T>(c, false, k, see::cuda::expansion_forward_kernel<T>, points.data(), z.data(), w.data(), noise.data());
   const double point_tol = 2.0 * (2.0 + 2.0 * std::sqrt(double(n))) * frame_error<T>(n, D, kappa);
   const std::string what = std::string(c.name) + ", " + see::testing::dtype_name<T>();
-  check_close(see::testing::max_abs_diff(points, want_points), 0.0, tolerance<T>(point_tol, 1.0),
-              (what + ": points").c_str());
+  for (int64_t src = 0; src < k; ++src)
+    check_source(points, want_points, src, n * D, tolerance<T>(point_tol, 1.0), what + ": points");
 
   std::vector<T> grad_z(k * D, std::numeric_limits<T>::quiet_NaN());
   run_kernel<T>(c, true, k, see::cuda::expansion_backward_kernel<T>, grad_z.data(), grad.data(), z.data(), w.data(),
@@ -156,10 +178,67 @@ void test_case(const Case& c, const Sources& s, double kappa) {
     const double g = std::sqrt(see::dot(s.grad.data() + src * n * D, s.grad.data() + src * n * D, n * D));
     const double z_norm = std::sqrt(see::dot(s.z.data() + src * D, s.z.data() + src * D, D));
     const double tol = 2.0 * double(n + 1) * kappa * frame_error<T>(n, D, kappa) * g / z_norm;
-    std::vector<T> got(grad_z.begin() + src * D, grad_z.begin() + (src + 1) * D);
-    std::vector<T> want(want_grad.begin() + src * D, want_grad.begin() + (src + 1) * D);
-    check_close(see::testing::max_abs_diff(got, want), 0.0, tolerance<T>(tol, g / z_norm),
-                (what + ": gradient w.r.t. z").c_str());
+    check_source(grad_z, want_grad, src, D, tolerance<T>(tol, g / z_norm), what + ": gradient w.r.t. z");
+  }
+}
+
+// Sources that docs/method.md singles out, exact in T: 0 random; 1, 2, 3 on a
+// generic proxy's axis to rounding (equal to it, -2 times it, one ulp off it),
+// which both implementations take as rho = 0 (§3.6), so that their gradients,
+// decided by rounding before, now agree; 4 and 5 with a draw in the span of
+// the frame (the proxy, the source), whose points and gradient are NaN (§3.2).
+template <typename T>
+Sources make_edge_sources(int64_t n, int64_t D, std::mt19937_64& rng) {
+  using see::testing::normal_vector;
+  Sources s{6, n, D, normal_vector<double>(6 * D, rng), normal_vector<double>(6 * D, rng),
+            normal_vector<double>(6 * (n - 1) * D, rng), normal_vector<double>(6 * n * D, rng)};
+  for (auto* v : {&s.z, &s.w, &s.noise}) {
+    const std::vector<T> rounded = as<T>(*v);
+    v->assign(rounded.begin(), rounded.end());
+  }
+  auto row = [D](std::vector<double>& v, int64_t i) { return v.data() + i * D; };
+  for (int64_t src = 1; src < 4; ++src) {
+    for (int64_t d = 0; d < D; ++d) row(s.z, src)[d] = (src == 2 ? -2.0 : 1.0) * row(s.w, src)[d];
+  }
+  row(s.z, 3)[0] = double(std::nextafter(T(row(s.w, 3)[0]), std::numeric_limits<T>::infinity()));
+  double* last_draw_4 = s.noise.data() + (4 * (n - 1) + n - 2) * D;
+  double* first_draw_5 = s.noise.data() + 5 * (n - 1) * D;
+  for (int64_t d = 0; d < D; ++d) last_draw_4[d] = row(s.w, 4)[d], first_draw_5[d] = row(s.z, 5)[d];
+  return s;
+}
+
+// What the CPU loops say of the edge sources: on the axis, and NaN, where expected.
+template <typename T>
+void check_edge_sources_on_the_cpu(const Sources& s) {
+  std::vector<T> points, grad_z;
+  cpu_expansion(s, points, grad_z, nullptr);
+  const int64_t n = s.n, D = s.D;
+  std::vector<T> z_unit(D), frame((n + 1) * D);
+  for (int64_t src = 0; src < 6; ++src) {
+    const std::vector<T> z = as<T>(std::vector<double>(s.z.begin() + src * D, s.z.begin() + (src + 1) * D));
+    const std::vector<T> w = as<T>(std::vector<double>(s.w.begin() + src * D, s.w.begin() + (src + 1) * D));
+    see::normalize_row(z.data(), z_unit.data(), D);
+    see::normalize_row(w.data(), frame.data(), D);
+    const bool on_axis = see::cpu::frame_axes(z_unit.data(), frame.data(), D, frame.data()).degenerate;
+    check(on_axis == (src >= 1 && src <= 3), "the CPU takes exactly the sources on the axis as rho = 0");
+    const bool nan_points = all_nan(std::vector<T>(points.begin() + src * n * D, points.begin() + (src + 1) * n * D));
+    const bool nan_grad = all_nan(std::vector<T>(grad_z.begin() + src * D, grad_z.begin() + (src + 1) * D));
+    check(nan_points == (src >= 4) && nan_grad == (src >= 4), "the CPU's NaN sources are those with a draw in the span");
+  }
+}
+
+void run_edge(const Case& c, std::mt19937_64& rng) {
+  const Sources s64 = make_edge_sources<double>(c.n, c.D, rng), s32 = make_edge_sources<float>(c.n, c.D, rng);
+  check_edge_sources_on_the_cpu<double>(s64);
+  check_edge_sources_on_the_cpu<float>(s32);
+  for (const Sources* s : {&s64, &s32}) {
+    std::vector<double> points, grad;
+    double kappa = 1.0;
+    Sources finite = *s;  // kappa of the sources with a defined frame
+    finite.k = 4;
+    cpu_expansion(finite, points, grad, &kappa);
+    if (s == &s64) test_case<double>(c, *s, kappa);
+    else test_case<float>(c, *s, kappa);
   }
 }
 
@@ -199,6 +278,8 @@ int main() {
   }
   // n = 64 with D = n + 1: the longest Gram-Schmidt chain, the frame filling the space.
   run({"n = 64, D = 65", 64, 65, kHopperOptin, P::kSharedOptIn, P::kSharedOptIn}, 1, rng, false);
+  run_edge({"on the axis and in the span, D = 12", 4, 12, kHopperOptin, P::kShared, P::kShared}, rng);
+  run_edge({"on the axis and in the span, D = n + 1 = 5", 4, 5, kHopperOptin, P::kShared, P::kShared}, rng);
   if (see::testing::failures == 0) std::printf("emulated expansion kernels: all tests passed\n");
   return see::testing::failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
