@@ -14,10 +14,11 @@ from __future__ import annotations
 import torch
 
 from . import noise, ops, reference, validation
-from ._extension import PROBE_OP, has_kernel
+from ._extension import HAVE_EXTENSION, PROBE_OP, has_kernel
 from .composition import SEEPrimitives
 from .gather import rows_or_nan
 from .selection import num_selected_by_fraction
+from .share import reference_share
 from .stats import SEEStats
 
 WHOLE_LOSS_OP = "see_cuda::see_loss_fused"
@@ -51,9 +52,12 @@ def kernel_noise(k: int, n: int, dim: int, dtype: torch.dtype, device, generator
     ~4 in 10^7 elements bit-identical; float64 within a few ulp) about 20x
     faster than the PyTorch statement.
     """
-    seed = noise.draw_seed(generator, device)
-    shape, draw_dtype = (k, n - 1, dim), reference.draw_dtype(dtype)
-    if has_kernel(torch.device(device).type, NOISE_OP):
+    return draws_of_seed(noise.draw_seed(generator, device), (k, n - 1, dim), reference.draw_dtype(dtype))
+
+
+def draws_of_seed(seed: torch.Tensor, shape, draw_dtype: torch.dtype) -> torch.Tensor:
+    """Elements 0 .. numel-1 of the normal stream `seed`, by the compiled stream where this install has it."""
+    if has_kernel(seed.device.type, NOISE_OP):
         return ops.philox_normal(seed, shape, draw_dtype)
     return noise.philox_normal(seed, shape, draw_dtype)
 
@@ -64,9 +68,18 @@ def fused_expansion(z: torch.Tensor, w: torch.Tensor, n: int, draws: torch.Tenso
     return ops.spherical_expansion(_kernel_input(z, kd), _kernel_input(w, kd), _kernel_input(draws, kd))
 
 
-def fused_proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad=False):
-    """The Proxy-Anchor op, with or without synthetic rows, in the dtype of x and proxies."""
+def fused_proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad=False, *,
+                       class_offset: int = 0, total_classes: int | None = None, chunk_bytes: int | None = None):
+    """The Proxy-Anchor op, with or without synthetic rows, in the dtype of x and proxies.
+
+    With class_offset, total_classes or chunk_bytes given, the op's share of
+    those classes (the sharded interface: op_takes_class_shards()).
+    """
     dtype = torch.promote_types(x.dtype, proxies.dtype)
+    sharded = not (class_offset == 0 and total_classes is None and chunk_bytes is None)
+    shard_args = {}
+    if sharded:
+        shard_args = dict(class_offset=class_offset, total_classes=total_classes, chunk_bytes=chunk_bytes)
     kd = kernel_dtype(dtype)
     if synthetic is None:
         synthetic = x.new_empty(0, x.shape[1], dtype=kd)
@@ -75,7 +88,7 @@ def fused_proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, m
     loss = ops.proxy_anchor_fused(
         _kernel_input(x, kd), _kernel_input(y, torch.int64), _kernel_input(proxies, kd),
         _kernel_input(synthetic, kd), _kernel_input(synthetic_labels, torch.int64), alpha, margin, lam,
-        synthetic_grad,
+        synthetic_grad, **shard_args,
     )
     return loss.to(dtype)
 
@@ -99,6 +112,30 @@ def expansion_primitives(implementation: str, device: torch.device, w_needs_grad
             raise ValueError("the fused expansion does not differentiate w.r.t. w; pass w.detach()")
         return reference.PRIMITIVES
     return primitives
+
+
+# ---------------------------------------------------------------- a process's share of the classes
+def op_takes_class_shards() -> bool:
+    """Whether this build's Proxy-Anchor op takes class_offset and total_classes (a share of the classes)."""
+    if not HAVE_EXTENSION:
+        return False
+    schema = torch.ops.see_cuda.proxy_anchor_fused.default._schema
+    return any(argument.name == "class_offset" for argument in schema.arguments)
+
+
+def share_primitive(implementation: str, device: torch.device):
+    """What computes a process's share of PA(x) + λ·PA(synthetic) (see_cuda.sharded).
+
+    The compiled op where it takes class shards; otherwise the reference in
+    chunks of classes, and "fused" is a NotImplementedError.
+    """
+    if use_fused(implementation, device) and op_takes_class_shards():
+        return fused_proxy_anchor
+    if implementation == "fused":
+        raise NotImplementedError(
+            "this build's see_cuda::proxy_anchor_fused has no class_offset/total_classes arguments, so the "
+            "sharded loss has no fused share; use implementation='auto' (the reference share) or 'reference'")
+    return reference_share
 
 
 # ---------------------------------------------------------------- the whole loss in one call
