@@ -56,8 +56,9 @@ def reference_share(x, y, proxies, synthetic, synthetic_labels, lam, alpha, marg
     if per_chunk >= num_local:
         return _share(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, class_offset, total_classes)
     total = None
-    for start in range(0, num_local, per_chunk):
-        part = checkpoint(_share, x, y, proxies[start:start + per_chunk], synthetic, synthetic_labels, lam, alpha,
-                          margin, class_offset + start, total_classes, use_reentrant=False)
+    # One split, not a slice per chunk: a slice's backward fills a zero tensor of all the proxies, per chunk.
+    for index, chunk in enumerate(proxies.split(per_chunk)):
+        part = checkpoint(_share, x, y, chunk, synthetic, synthetic_labels, lam, alpha, margin,
+                          class_offset + index * per_chunk, total_classes, use_reentrant=False)
         total = part if total is None else total + part
     return total
