@@ -16,6 +16,7 @@ from see_cuda.data import (
     ResizeToTensor,
     StanfordOnlineProducts,
 )
+from see_cuda.data.files import DamagedFileError
 
 TINY = ResizeToTensor(4)
 
@@ -95,6 +96,42 @@ def test_inshop_query_and_gallery_share_item_labels(tmp_path):
 def test_missing_files_name_the_expected_path(tmp_path, loader, split):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         loader(str(tmp_path), split)
+
+
+def cut_file(path, keep):
+    """Keeps the first `keep` bytes of a file: what an interrupted copy leaves."""
+    with open(path, "r+b") as handle:
+        handle.truncate(keep)
+
+
+def test_truncated_cub_labels_name_the_file(tmp_path):
+    make_cub(tmp_path, num_classes=4, per_class=2)
+    labels = tmp_path / "image_class_labels.txt"
+    cut_file(labels, len("1 1\n2 1\n3"))  # image 3's line cut short, 4 to 8 missing
+    with pytest.raises(DamagedFileError, match=r"image_class_labels.txt is damaged.*line 3 is '3'.*unpack CUB200"):
+        CUB200(str(tmp_path), "train")
+    cut_file(labels, len("1 1\n2 1\n"))
+    with pytest.raises(DamagedFileError, match=r"image_class_labels.txt is damaged.*no class for 6 image id"):
+        CUB200(str(tmp_path), "train")
+
+
+def test_damaged_sop_and_inshop_lists_name_the_file_and_line(tmp_path):
+    make_sop(tmp_path, train_classes=(1, 2), test_classes=(3,), per_class=2)
+    with open(tmp_path / "Ebay_train.txt", "a") as handle:
+        handle.write("5 x 1 super1_final/5_0.png\n")
+    with pytest.raises(DamagedFileError, match=r"Ebay_train.txt is damaged.*line 6 is '5 x 1"):
+        StanfordOnlineProducts(str(tmp_path), "train")
+    make_inshop(tmp_path, [(1, "train"), (2, "query"), (2, "gallery")])
+    cut_file(tmp_path / "list_eval_partition.txt", 60)
+    with pytest.raises(DamagedFileError, match=r"list_eval_partition.txt is damaged.*line 3"):
+        InShop(str(tmp_path), "train")
+
+
+def test_truncated_cars_annotations_name_the_file(tmp_path):
+    make_cars(tmp_path, num_classes=2, per_class=2)
+    cut_file(tmp_path / "cars_annos.mat", 300)
+    with pytest.raises(DamagedFileError, match=r"cars_annos.mat is damaged.*unpack Cars196 again"):
+        Cars196(str(tmp_path), "train")
 
 
 @pytest.mark.parametrize("loader", [CUB200, Cars196, StanfordOnlineProducts, InShop])

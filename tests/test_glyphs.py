@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from see_cuda.data.files import DamagedFileError
 from see_cuda.data.glyphs import (
     DEFAULT_PROTOCOL,
     INSTALL_HINT,
@@ -170,6 +171,23 @@ def test_cached_dataset_needs_no_fonts(tmp_path, monkeypatch):
     again = Glyphs("test", protocol, cache_dir=str(tmp_path))
     assert again.characters == first.characters
     assert torch.equal(again.all()[0], first.all()[0])
+
+
+@needs_fonts
+def test_damaged_cache_files_are_named_with_what_to_do(tmp_path):
+    protocol = small_protocol()
+    Glyphs("test", protocol, cache_dir=str(tmp_path))
+    renderings = next(tmp_path.glob("renderings-*.npy"))
+    with open(renderings, "r+b") as handle:
+        handle.truncate(renderings.stat().st_size // 2)  # an interrupted copy of the cache
+    with pytest.raises(DamagedFileError, match=r"renderings-.*\.npy is damaged.*delete it"):
+        Glyphs("test", protocol, cache_dir=str(tmp_path))
+    renderings.unlink()  # as the message says: rendered again
+    assert len(Glyphs("test", protocol, cache_dir=str(tmp_path))) == 8
+    characters = next(tmp_path.glob("characters-*.json"))
+    characters.write_text('{"train": "\u4e00", "test": "\u4e01"}')  # readable, but not this split's
+    with pytest.raises(DamagedFileError, match=r"characters-.*\.json is damaged.*not 12 training and 8 test"):
+        Glyphs("test", protocol, cache_dir=str(tmp_path))
 
 
 @needs_fonts

@@ -12,7 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from .image_list import ImageListDataset, contiguous_labels, require_file
+from .files import reading
+from .image_list import ImageListDataset, contiguous_labels, damaged_metadata, require_file
 from .splits import check_split
 
 NUM_TRAIN_CLASSES = 98
@@ -24,8 +25,13 @@ def read_annotations(path: str) -> list[tuple[str, int]]:
         from scipy.io import loadmat
     except ImportError as error:
         raise ImportError("Cars196 reads cars_annos.mat with scipy: pip install scipy") from error
-    annotations = np.atleast_1d(loadmat(path, squeeze_me=True, struct_as_record=False)["annotations"])
-    return [(str(entry.relative_im_path), int(entry.__dict__["class"])) for entry in annotations]
+    with reading(path, "unpack Cars196 again into the folder given as root (--data-root)"):
+        contents = loadmat(path, squeeze_me=True, struct_as_record=False)
+    if "annotations" not in contents:
+        raise damaged_metadata(path, "Cars196", "no 'annotations' in it")
+    with reading(path, "unpack Cars196 again into the folder given as root (--data-root)"):
+        return [(str(entry.relative_im_path), int(entry.__dict__["class"]))
+                for entry in np.atleast_1d(contents["annotations"])]
 
 
 class Cars196(ImageListDataset):

@@ -7,6 +7,7 @@ from typing import Callable, Sequence
 import torch
 from PIL import Image
 
+from .files import damaged
 from .transforms import ResizeToTensor
 
 
@@ -14,6 +15,40 @@ def contiguous_labels(class_ids: Sequence) -> list[int]:
     """Class ids (any sortable values) -> 0..C-1, in the sorted order of the ids."""
     position = {class_id: label for label, class_id in enumerate(sorted(set(class_ids)))}
     return [position[class_id] for class_id in class_ids]
+
+
+def damaged_metadata(path: str, dataset: str, problem):
+    """The DamagedFileError for a data set's list or annotation file."""
+    return damaged(path, problem, f"unpack {dataset} again into the folder given as root (--data-root)")
+
+
+def read_rows(path: str, dataset: str, min_fields: int, skip: int = 0, int_fields: tuple[int, ...] = (),
+              max_split: int = -1) -> list[list[str]]:
+    """The whitespace-separated fields of every non-empty line after the first `skip`, each line
+    with at least `min_fields` fields (and integers where `int_fields` says); a line that is not
+    is a DamagedFileError naming the file and the line."""
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except UnicodeDecodeError as error:
+        raise damaged_metadata(path, dataset, error) from error
+    rows = []
+    for number, line in enumerate(lines[skip:], skip + 1):
+        if not line.strip():
+            continue
+        fields = line.split(maxsplit=max_split)
+        if len(fields) < min_fields or not all(_is_int(fields[i]) for i in int_fields):
+            raise damaged_metadata(path, dataset, f"line {number} is {line.strip()[:80]!r}")
+        rows.append(fields)
+    return rows
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def require_file(path: str, dataset: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from .image_list import ImageListDataset, contiguous_labels, require_file
+from .image_list import ImageListDataset, contiguous_labels, read_rows, require_file
 from .splits import check_split
 
 SPLITS = ("train", "query", "gallery")
@@ -20,9 +20,7 @@ SPLITS = ("train", "query", "gallery")
 
 def read_partition(path: str) -> list[tuple[str, str, str]]:
     """(image name, item id, status) for every image; the two header lines skipped."""
-    with open(path) as lines:
-        rows = [line.split() for line in lines.read().splitlines()[2:] if line.strip()]
-    return [(row[0], row[1], row[2]) for row in rows]
+    return [(row[0], row[1], row[2]) for row in read_rows(path, "InShop", 3, skip=2)]
 
 
 class InShop(ImageListDataset):

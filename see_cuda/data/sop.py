@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from .image_list import ImageListDataset, contiguous_labels, require_file
+from .image_list import ImageListDataset, contiguous_labels, read_rows, require_file
 from .splits import check_split
 
 LIST_FILES = {"train": "Ebay_train.txt", "test": "Ebay_test.txt"}
@@ -19,8 +19,7 @@ class StanfordOnlineProducts(ImageListDataset):
     def __init__(self, root: str, split: str = "train", transform: Callable | None = None):
         check_split(split, tuple(LIST_FILES), "StanfordOnlineProducts")
         list_path = require_file(os.path.join(root, LIST_FILES[split]), "StanfordOnlineProducts")
-        with open(list_path) as lines:
-            rows = [line.split() for line in lines.read().splitlines()[1:] if line.strip()]
+        rows = read_rows(list_path, "StanfordOnlineProducts", 4, skip=1, int_fields=(1, 2))
         super().__init__(
             [os.path.join(root, row[3]) for row in rows],
             contiguous_labels([int(row[1]) for row in rows]),

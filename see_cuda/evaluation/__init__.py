@@ -5,8 +5,8 @@
 
 Single-set protocol (CUB, Cars, SOP): every embedding is a query against all the
 others. Query/gallery protocol (In-Shop): pass `gallery_embeddings` and
-`gallery_labels`. Search is exact inner product with faiss on L2-normalised
-embeddings, in batches of queries, on a GPU when faiss can use one.
+`gallery_labels`. Search is exact inner product (torch matrix products) on
+L2-normalised embeddings, in blocks of queries, on a GPU when torch sees one.
 """
 from .retrieval import evaluate_retrieval
 

@@ -1,15 +1,16 @@
 """`evaluate_retrieval`: the two evaluation protocols of deep metric learning."""
 from __future__ import annotations
 
-import faiss
 import numpy as np
+import torch
 
-from .inputs import as_embeddings, as_ks, as_labels, check_batch_size
+from .inputs import as_embeddings, as_ks, as_labels, check_batch_size, search_device
 from .metrics import precision_at_r, recall_hits
-from .neighbors import InnerProductSearch, faiss_sees_gpu
+from .neighbors import InnerProductSearch
 
-# Upper bound on neighbour entries held at once (queries x k), ~50 MB of results.
-MAX_RESULT_ENTRIES = 1 << 22
+# Upper bound on the scores held at once (queries x gallery items), 64 MB of float32;
+# rows whose k-th place is tied need twice that again for their int64 ranking keys.
+MAX_SCORE_ENTRIES = 1 << 24
 
 
 def evaluate_retrieval(
@@ -24,16 +25,17 @@ def evaluate_retrieval(
     """Recall@K for each K in `ks`, MAP@R and R-precision of a retrieval task.
 
     Args:
-        embeddings: N x D queries (torch tensor or numpy array, any float dtype).
+        embeddings: N x D queries (torch tensor or numpy array, any float dtype,
+            finite; values up to the float64 maximum are normalised without overflow).
         labels: N integer class labels.
         ks: the K of Recall@K, an int or a sequence of ints.
         gallery_embeddings, gallery_labels: M x D and M, the separate gallery of the
             query/gallery protocol (In-Shop). Without them every embedding searches
             all the others (single-set protocol), itself excluded by index.
         batch_size: queries searched at once; it bounds memory, never the result.
-            It is lowered further when K or the largest class needs it.
-        use_gpu: search on a GPU; by default whenever faiss is built with GPU
-            support and sees a GPU.
+            It is lowered further when the gallery needs it.
+        use_gpu: search on a CUDA device with torch; None (the default): whenever
+            torch sees one. True without one is a ValueError.
 
     Returns:
         {"recall@K": ... for K in ks, "map@r": ..., "r_precision": ...}, fractions
@@ -42,9 +44,11 @@ def evaluate_retrieval(
 
     Embeddings are L2-normalised first, so the search ranks by cosine similarity;
     a zero row stays zero and scores 0 against everything. Ties follow the policy
-    in `see_cuda.evaluation.neighbors`: equal scores rank by ascending gallery index.
+    in `see_cuda.evaluation.neighbors`: equal scores rank by ascending gallery index,
+    at the same cost as distinct scores.
     """
-    queries = as_embeddings(embeddings, "embeddings")
+    device = search_device(use_gpu)
+    queries = as_embeddings(embeddings, "embeddings", device)
     query_labels = as_labels(labels, queries.shape[0], "labels", "embeddings")
     ks = as_ks(ks)
     batch_size = check_batch_size(batch_size)
@@ -52,7 +56,7 @@ def evaluate_retrieval(
     if single_set:
         gallery, gallery_labels = queries, query_labels
     else:
-        gallery = as_embeddings(gallery_embeddings, "gallery_embeddings")
+        gallery = as_embeddings(gallery_embeddings, "gallery_embeddings", device)
         gallery_labels = as_labels(gallery_labels, gallery.shape[0], "gallery_labels", "gallery_embeddings")
         if gallery.shape[1] != queries.shape[1]:
             raise ValueError(
@@ -67,18 +71,16 @@ def evaluate_retrieval(
     if answerable.size == 0:
         raise ValueError("no query has a relevant gallery item: no label of labels occurs in the gallery")
 
-    faiss.normalize_L2(queries)
-    if not single_set:
-        faiss.normalize_L2(gallery)
-    search = InnerProductSearch(gallery, faiss_sees_gpu() if use_gpu is None else bool(use_gpu))
+    search = InnerProductSearch(gallery)
     k = max(ks[-1], int(num_relevant.max()))
-    rows_per_batch = max(1, min(batch_size, MAX_RESULT_ENTRIES // (k + 1)))
+    rows_per_batch = max(1, min(batch_size, MAX_SCORE_ENTRIES // gallery.shape[0]))
 
     recall_sum = np.zeros(len(ks))
     r_precision_sum = average_precision_sum = 0.0
     for start in range(0, answerable.size, rows_per_batch):
         rows = answerable[start : start + rows_per_batch]
-        _, neighbours = search.search(queries[rows], k, rows if single_set else None)
+        on_device = torch.from_numpy(rows).to(device)
+        neighbours = search.search(queries[on_device], k, on_device if single_set else None).cpu().numpy()
         is_match = gallery_labels[neighbours] == query_labels[rows, None]
         recall_sum += recall_hits(is_match, ks).sum(0)
         r_precision, average_precision = precision_at_r(is_match, num_relevant[rows])

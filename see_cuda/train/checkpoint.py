@@ -1,7 +1,9 @@
 """Checkpoints that make `--resume` exact: weights, optimizer, epoch, every random stream,
 and the config the run was trained with (a resume with other training flags is refused).
 
-Written to a temporary file and renamed, so an interruption never leaves half a checkpoint.
+Written whole or not at all (`see_cuda.data.files.write_atomically`): an interruption or a
+full disk leaves the previous checkpoint and no temporary file. A checkpoint that cannot
+be read is a DamagedFileError naming it.
 """
 from __future__ import annotations
 
@@ -11,9 +13,13 @@ import random
 import numpy as np
 import torch
 
+from ..data.files import damaged, reading, write_atomically
 from .run_record import check_same_training
 
 FILENAME = "checkpoint.pt"
+REQUIRED_KEYS = ("epochs_done", "model", "loss", "optimizer", "scaler", "random", "history")
+REMEDY = ("delete it to train that run from the start (and its metrics.json, which may list epochs it held), "
+          "or use another output folder")
 
 
 def random_states(batches, loss_fn) -> dict:
@@ -47,14 +53,22 @@ def save(out_dir: str, epochs_done: int, model, loss_fn, optimizer, scaler, batc
         "random": random_states(batches, loss_fn), "history": history,
     }
     path = os.path.join(out_dir, FILENAME)
-    temporary = f"{path}.{os.getpid()}.tmp"
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    try:
+        write_atomically(path, lambda handle: torch.save(state, handle))
+    except OSError as error:
+        raise OSError(error.errno, f"{error.strerror}; free space (or fix the folder) and rerun with --resume to "
+                                   f"continue from the last checkpoint") from error
     return path
 
 
 def read(out_dir: str) -> dict:
-    return torch.load(os.path.join(out_dir, FILENAME), map_location="cpu", weights_only=False)
+    path = os.path.join(out_dir, FILENAME)
+    with reading(path, REMEDY):
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    missing = [key for key in REQUIRED_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise damaged(path, f"no {', '.join(missing)} in it", REMEDY)
+    return state
 
 
 def check_resumable(out_dir: str, config) -> tuple[int, list[dict]]:

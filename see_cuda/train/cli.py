@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from .config import AMP_DTYPES, BACKBONES, DATASETS, LOSSES, LR_SCHEDULES, TrainConfig
+from .config import AMP_DTYPES, BACKBONES, DATASETS, LOSSES, LR_SCHEDULES, FlagError, TrainConfig
+
+PROG = "python -m see_cuda.train"
 
 CHOICES = {"dataset": DATASETS, "loss": LOSSES, "backbone": BACKBONES, "amp": AMP_DTYPES, "lr_schedule": LR_SCHEDULES,
            "implementation": ("auto", "fused", "reference")}
@@ -20,12 +22,12 @@ HELP = {
                          "them, so that runs with different class counts share one test set",
     "glyphs_image_size": "Glyphs: image side in pixels (default: the protocol's 64)",
     "stop_after": "stop after this epoch; --resume continues",
-    "threads": "torch.set_num_threads (default: torch's choice)",
+    "threads": "torch.set_num_threads, >= 1 (default: torch's choice)",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m see_cuda.train",
+    parser = argparse.ArgumentParser(prog=PROG,
                                      description="Train an embedding network with Proxy-Anchor (pa) or SEE (see).")
     defaults = TrainConfig()
     for spec in fields(TrainConfig):
@@ -38,9 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
         elif spec.name == "ks":
             parser.add_argument(flag, type=int, nargs="+", default=list(default), help="K of Recall@K")
         else:
-            kind = type(default) if default is not None else (str if spec.name in ("data_root", "backbone_weights") else int)
-            parser.add_argument(flag, type=kind, default=default, choices=CHOICES.get(spec.name), help=HELP.get(spec.name))
+            parser.add_argument(flag, type=flag_type(spec.name, default), default=default,
+                                choices=CHOICES.get(spec.name), help=HELP.get(spec.name))
     return parser
+
+
+def flag_type(name: str, default) -> type:
+    """The type of a flag's value: its default's, and for flags without a default, str or int."""
+    if default is not None:
+        return type(default)
+    return str if name in ("data_root", "backbone_weights") else int
 
 
 def parse_config(argv=None) -> TrainConfig:
@@ -50,10 +59,14 @@ def parse_config(argv=None) -> TrainConfig:
 
 
 def main(argv=None) -> None:
+    """The command: a flag that cannot be trained with ends it, naming the flag, before any training step."""
     from .run import train
 
     config = parse_config(argv)
-    history = train(config)
+    try:
+        history = train(config)
+    except FlagError as error:
+        raise SystemExit(f"{PROG}: error: {error}") from None
     if history:
         last = history[-1]
         print(" ".join(f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"

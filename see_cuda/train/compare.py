@@ -12,6 +12,10 @@ every run, after the regime's (so it overrides them). Glyphs regimes with pretra
 train the backbone once, on characters outside the retrieval split, unless
 --backbone-weights is given; other data sets use --backbone-weights as it is.
 
+Every flag is checked before anything is trained (the pretraining included), each error
+naming the flag: the values of every run, the output folder, and --ks against the
+evaluation set (the reports need R@1, R@2 and R@4).
+
 Rerunning the same command resumes: finished runs are read back, unfinished ones continue
 from their checkpoints. A folder holding a run trained with other values of flags that
 change training (or a backbone pretrained with other settings) is refused before anything
@@ -30,19 +34,24 @@ import time
 
 import torch
 
+from ..data.files import reading, write_text_atomically
 from . import checkpoint
 from .cli import parse_config
-from .data import glyphs_protocol
+from .config import FlagError
+from .data import glyphs_protocol, searchable_items_of
 from .grid_report import write_grid_report
-from .metrics_log import write_atomically
+from .preflight import check_ks_fit, prepare_out_dir
 from .pretrain import PretrainSettings, pretrain_backbone
 from .regimes import REGIMES
-from .report import write_report
+from .report import METRICS, write_report
 from .run import train
 from .run_record import ConfigMismatchError
 
+PROG = "python -m see_cuda.train.compare"
 LOSSES = ("pa", "see")
 LOG = "compare.log"
+# The K of the recall@K the reports tabulate.
+REPORTED_KS = tuple(int(metric.split("@")[1]) for metric in METRICS if metric.startswith("recall@"))
 
 
 def log(out_dir: str, line: str) -> None:
@@ -62,20 +71,33 @@ class Cell:
     epochs: int | None = None  # None: the flags' --epochs
 
 
+def at_least(minimum: int):
+    """An argparse type: an int >= minimum (argparse names the flag in its error)."""
+    def parse_int(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse_int.__name__ = "int"
+    return parse_int
+
+
 def parse(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m see_cuda.train.compare", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--regime", choices=tuple(REGIMES), default="scratch")
-    parser.add_argument("--seeds", type=int, default=None, help="paired seeds 0..N-1 (from --first-seed); "
+    parser.add_argument("--seeds", type=at_least(1), default=None, help="paired seeds 0..N-1 (from --first-seed); "
                         "default: the regime's")
-    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--first-seed", type=at_least(0), default=0)
     parser.add_argument("--out", default=None, help="default results/<dataset>/<regime>")
-    parser.add_argument("--dims", type=int, nargs="+", default=None, help="grid over embedding sizes")
-    parser.add_argument("--train-classes", type=int, nargs="+", default=None,
+    parser.add_argument("--dims", type=at_least(1), nargs="+", default=None, help="grid over embedding sizes")
+    parser.add_argument("--train-classes", type=at_least(1), nargs="+", default=None,
                         help="Glyphs: grid over training class counts (all drawn from one pool of the largest, "
                              "so every cell is tested on the same characters)")
-    parser.add_argument("--pretrain-epochs", type=int, default=None, help="default: the regime's")
-    parser.add_argument("--pretrain-characters", type=int, default=None,
-                        help="characters drawn for pretraining before the retrieval ones are removed; default: the regime's")
+    parser.add_argument("--pretrain-epochs", type=at_least(1), default=None, help="default: the regime's")
+    parser.add_argument("--pretrain-characters", type=at_least(1), default=None,
+                        help="characters drawn for pretraining before the retrieval ones are removed; "
+                             "default: the regime's")
     return parser.parse_known_args(argv)
 
 
@@ -88,7 +110,7 @@ def build_cells(options, regime, base, train_flags=()) -> list[Cell]:
     classes = tuple(options.train_classes or regime.train_classes)
     if classes and base.dataset != "glyphs":
         if options.train_classes:
-            raise ValueError(f"--train-classes is a Glyphs axis; {base.dataset} has its own classes")
+            raise FlagError(f"--train-classes is a Glyphs axis; {base.dataset} has its own classes")
         classes = ()  # a preset's class axis: the data set's classes instead
     if not dims and not classes:
         return [Cell("", options.out, base.embedding_size, base.glyphs_train_classes)]
@@ -96,7 +118,10 @@ def build_cells(options, regime, base, train_flags=()) -> list[Cell]:
     for count in classes or (None,):
         for dim in dims or (base.embedding_size,):
             name = f"d{dim}" + (f"-c{count}" if count else "")
-            epochs = None if gives_epochs(train_flags) else regime.epochs_for(count)
+            try:
+                epochs = None if gives_epochs(train_flags) else regime.epochs_for(count)
+            except ValueError as error:
+                raise FlagError(f"--train-classes {count}: {error}") from None
             cells.append(Cell(name, os.path.join(options.out, "cells", name), dim, count, epochs))
     return cells
 
@@ -108,7 +133,7 @@ def base_config(regime, train_flags, cells_have_classes: tuple[int, ...]):
         # Without a pool (a regime's or --glyphs-class-pool), the largest count is the pool.
         base.glyphs_class_pool = base.glyphs_class_pool or max(cells_have_classes)
         if max(cells_have_classes) > base.glyphs_class_pool:
-            raise ValueError(f"--train-classes {max(cells_have_classes)} exceeds the pool of "
+            raise FlagError(f"--train-classes {max(cells_have_classes)} exceeds the pool of "
                              f"{base.glyphs_class_pool} training characters; raise --glyphs-class-pool")
     return base
 
@@ -140,7 +165,7 @@ def prepare_backbone(options, regime, base) -> tuple[list[str], dict]:
     weights = os.path.join(options.out, "pretrain", "backbone.pt")
     summary_path = os.path.splitext(weights)[0] + ".json"
     if os.path.exists(weights):
-        recorded = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
+        recorded = read_json(summary_path) if os.path.exists(summary_path) else {}
         wanted = {"settings": dataclasses.asdict(settings), "retrieval_protocol": repr(protocol)}
         changed = [key for key in wanted if recorded.get(key) != wanted[key]]
         if changed:
@@ -153,7 +178,7 @@ def prepare_backbone(options, regime, base) -> tuple[list[str], dict]:
         log(options.out, f"pretrained on {summary['characters']} disjoint characters in "
                          f"{summary['wall_seconds']:.0f} s")
     base.backbone_weights = weights
-    pretraining = json.load(open(summary_path))
+    pretraining = read_json(summary_path)
     note = (f"Backbone pretrained once by cross-entropy on {pretraining['characters']} CJK ideographs absent from "
             f"the retrieval split ({pretraining['epochs']} epochs, final training accuracy "
             f"{pretraining['history'][-1]['train_accuracy']:.0%}, {pretraining['wall_seconds'] / 60:.1f} min; "
@@ -177,13 +202,38 @@ def check_folders(plan) -> dict:
     return found
 
 
+def read_json(path: str):
+    with reading(path, "delete it: it is written again (a pretraining summary with its backbone.pt)"), \
+            open(path) as handle:
+        return json.load(handle)
+
+
 def accumulated_wall_seconds(out_dir: str, elapsed: float) -> float:
     """Wall time over every invocation on out_dir (an interrupted comparison resumes)."""
     path = os.path.join(out_dir, "wall_seconds.json")
-    total = elapsed + (json.load(open(path))["wall_seconds"] if os.path.exists(path) else 0.0)
+    total = elapsed + (float(read_json(path)["wall_seconds"]) if os.path.exists(path) else 0.0)
     os.makedirs(out_dir, exist_ok=True)
-    write_atomically(path, json.dumps({"wall_seconds": total}))
+    write_text_atomically(path, json.dumps({"wall_seconds": total}))
     return total
+
+
+def check_before_training(options, base, cells, seeds) -> None:
+    """Every run's flags, --ks against the reports and the evaluation set, and the output
+    folder: FlagError naming the flag, before the pretraining or any run trains."""
+    missing = [k for k in REPORTED_KS if k not in base.ks]
+    if missing:
+        raise FlagError(f"--ks must include {' '.join(map(str, REPORTED_KS))}, which the reports tabulate "
+                        f"(missing {' '.join(map(str, missing))}; got {' '.join(map(str, base.ks))})")
+    for cell in cells:
+        for loss in LOSSES:
+            try:
+                run_config(base, cell, seeds[0], loss).check()
+            except FlagError as error:
+                if not cell.name:
+                    raise
+                raise FlagError(f"{error} (the {loss} runs of grid cell {cell.name})") from None
+    check_ks_fit(base.ks, searchable_items_of(base), f"the {base.dataset} evaluation set")
+    prepare_out_dir(options.out, "--out")
 
 
 def budget_note(base, cells, wall: float) -> str:
@@ -200,14 +250,23 @@ def budget_note(base, cells, wall: float) -> str:
 
 
 def main(argv=None) -> None:
+    """The command: a flag that cannot be trained with ends it, naming the flag, before anything trains."""
     options, train_flags = parse(argv)
+    try:
+        compare(options, train_flags)
+    except FlagError as error:
+        raise SystemExit(f"{PROG}: error: {error}") from None
+
+
+def compare(options, train_flags) -> None:
     regime = REGIMES[options.regime]
     base = base_config(regime, train_flags, tuple(options.train_classes or regime.train_classes))
     options.out = options.out or os.path.join("results", base.dataset, options.regime)
     cells = build_cells(options, regime, base, train_flags)
+    seeds = range(options.first_seed, options.first_seed + (options.seeds or regime.seeds))
+    check_before_training(options, base, cells, seeds)
     if base.threads:
         torch.set_num_threads(base.threads)  # the pretraining too, not only the runs
-    seeds = range(options.first_seed, options.first_seed + (options.seeds or regime.seeds))
     began = time.perf_counter()
     notes, extra = prepare_backbone(options, regime, base)
     plan = [run_config(base, cell, seed, loss) for seed in seeds for cell in cells for loss in LOSSES]

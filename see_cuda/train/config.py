@@ -1,13 +1,38 @@
-"""Everything a training run depends on, in one dataclass (saved with the metrics)."""
+"""Everything a training run depends on, in one dataclass (saved with the metrics), and the
+checks of its values that need no data: each error names the flag at fault."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import torch
+
+from .. import validation
+
+IMPLEMENTATIONS = ("auto", "fused", "reference")
 DATASETS = ("glyphs", "cub", "cars", "sop", "inshop")
 LOSSES = ("pa", "see")
 BACKBONES = ("small_cnn", "resnet50", "vit_small")
 AMP_DTYPES = ("none", "fp16", "bf16")
 LR_SCHEDULES = ("constant", "cosine")
+
+# Fields holding counts: >= 1 (None allowed where the default is None), or >= 0.
+POSITIVE_INTS = ("epochs", "batch_size", "m_per_class", "embedding_size", "cnn_width", "cnn_stem_stride",
+                 "image_size", "n_expansion", "eval_batch_size")
+OPTIONAL_POSITIVE_INTS = ("glyphs_train_classes", "glyphs_test_classes", "glyphs_class_pool", "glyphs_image_size",
+                          "batches_per_epoch", "threads", "stop_after")
+NON_NEGATIVE_INTS = ("workers", "seed")
+# numpy's legacy seeding, which every run goes through, takes seeds below 2^32.
+MAX_SEED = 2**32 - 1
+# A Glyphs split without a pool or a class count: the protocol's 1,000 training characters.
+GLYPHS_DEFAULT_TRAIN_CLASSES = 1000
+
+
+class FlagError(ValueError):
+    """A flag's value cannot be trained with; the message names the flag."""
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -63,21 +88,79 @@ class TrainConfig:
         return values
 
     def check(self) -> None:
+        """Every check that needs no data: raises FlagError naming the flag, before anything is built."""
+        try:
+            self._check_values()
+        except (TypeError, ValueError) as error:
+            raise FlagError(str(error)) from None
+
+    def _check_values(self) -> None:
         for name, value, allowed in (
             ("dataset", self.dataset, DATASETS), ("loss", self.loss, LOSSES),
             ("backbone", self.backbone, BACKBONES), ("amp", self.amp, AMP_DTYPES),
-            ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
+            ("lr_schedule", self.lr_schedule, LR_SCHEDULES), ("implementation", self.implementation, IMPLEMENTATIONS),
         ):
             if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+                raise ValueError(f"{flag(name)} must be one of {allowed}, got {value!r}")
+        for name in POSITIVE_INTS + OPTIONAL_POSITIVE_INTS + NON_NEGATIVE_INTS:
+            value = getattr(self, name)
+            if value is not None or name in POSITIVE_INTS + NON_NEGATIVE_INTS:
+                validation.check_positive_int(value, flag(name), minimum=0 if name in NON_NEGATIVE_INTS else 1)
+        if self.seed > MAX_SEED:
+            raise ValueError(f"--seed must be <= {MAX_SEED}, got {self.seed}")
+        validation.check_real(self.lr, "--lr", low=0.0, strict_low=True)
+        validation.check_real(self.proxy_lr, "--proxy-lr", low=0.0, strict_low=True)
+        validation.check_real(self.weight_decay, "--weight-decay", low=0.0)
+        validation.check_real(self.alpha, "--alpha", low=0.0, strict_low=True)
+        validation.check_real(self.margin, "--margin")
+        validation.check_real(self.lam, "--lam", low=0.0)
+        validation.check_real(self.rho_min, "--rho-min", low=0.0, high=1.0)
+        validation.check_real(self.rho_max, "--rho-max", low=0.0, high=1.0)
+        if self.rho_min > self.rho_max:
+            raise ValueError(f"--rho-min ({self.rho_min}) must not exceed --rho-max ({self.rho_max})")
+        compute_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.amp, torch.float32)
+        bound = validation.max_alpha(compute_dtype, self.margin)
+        if self.alpha > bound:
+            raise ValueError(f"--alpha {self.alpha:g} is too large for a loss in {compute_dtype} with --margin "
+                             f"{self.margin:g}: at most {bound:.6g}")
+        if not self.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.ks):
+            raise ValueError(f"--ks must hold integers >= 1, got {list(self.ks)}")
         if self.dataset != "glyphs" and not self.data_root:
             raise ValueError(f"--data-root is required for --dataset {self.dataset}")
-        if self.amp != "none" and not self.device.startswith("cuda"):
-            raise ValueError("--amp fp16/bf16 runs on a GPU only (--device cuda)")
+        self._check_device()
         if self.batch_size % self.m_per_class:
-            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of m_per_class ({self.m_per_class})")
+            raise ValueError(f"--batch-size ({self.batch_size}) must be a multiple of --m-per-class "
+                             f"({self.m_per_class})")
         if self.glyphs_class_pool and (self.glyphs_train_classes or 0) > self.glyphs_class_pool:
             raise ValueError(f"--glyphs-train-classes ({self.glyphs_train_classes}) exceeds "
                              f"--glyphs-class-pool ({self.glyphs_class_pool})")
+        if self.dataset == "glyphs":
+            classes = self.glyphs_train_classes or self.glyphs_class_pool or GLYPHS_DEFAULT_TRAIN_CLASSES
+            if self.batch_size // self.m_per_class > classes:
+                raise ValueError(f"--batch-size {self.batch_size} / --m-per-class {self.m_per_class} = "
+                                 f"{self.batch_size // self.m_per_class} classes per batch, but Glyphs trains on "
+                                 f"{classes} (--glyphs-train-classes)")
         if self.loss == "see" and self.embedding_size < self.n_expansion + 1:
-            raise ValueError(f"SEE needs embedding_size >= n_expansion + 1 = {self.n_expansion + 1}")
+            raise ValueError(f"SEE needs --embedding-size >= --n-expansion + 1 = {self.n_expansion + 1}, "
+                             f"got {self.embedding_size}")
+
+    def _check_device(self) -> None:
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}") from None
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}")
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"--device {self.device}: torch sees no CUDA device (a CPU build, or no GPU)")
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise ValueError(f"--device {self.device}: only {torch.cuda.device_count()} CUDA device(s)")
+        if self.amp != "none" and device.type != "cuda":
+            raise ValueError("--amp fp16/bf16 runs on a GPU only (--device cuda)")
+        if self.implementation == "fused":
+            from .. import backends
+
+            if not backends()[device.type]:
+                raise ValueError(f"--implementation fused: this install has no fused {device.type} kernels "
+                                 "(use auto or reference)")

@@ -12,9 +12,18 @@ from typing import Iterator
 
 import torch
 
-from ..data import CUB200, IMAGENET_MEAN, IMAGENET_STD, Cars196, ClassBalancedBatchSampler, InShop, ResizeToTensor
-from ..data import StanfordOnlineProducts
+from ..data import (
+    CUB200,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Cars196,
+    ClassBalancedBatchSampler,
+    InShop,
+    ResizeToTensor,
+    StanfordOnlineProducts,
+)
 from ..data.glyphs import DEFAULT_PROTOCOL, Glyphs
+from .config import FlagError
 from .glyph_classes import GlyphClasses, classes_from_pool
 
 IMAGE_DATASETS = {"cub": CUB200, "cars": Cars196, "sop": StanfordOnlineProducts, "inshop": InShop}
@@ -64,13 +73,29 @@ def build_datasets(config):
         protocol = glyphs_protocol(config)
         return build_glyphs_train(config, protocol), EvalSet(Glyphs("test", protocol)), 1
     transform = ResizeToTensor(config.image_size, IMAGENET_MEAN, IMAGENET_STD)
+    return IMAGE_DATASETS[config.dataset](config.data_root, "train", transform), build_image_eval_set(config), 3
+
+
+def build_image_eval_set(config) -> EvalSet:
+    """The evaluation split of an image data set (its lists only: images are read when used)."""
+    transform = ResizeToTensor(config.image_size, IMAGENET_MEAN, IMAGENET_STD)
     loader = IMAGE_DATASETS[config.dataset]
-    train_set = loader(config.data_root, "train", transform)
     if config.dataset == "inshop":
-        evaluation = EvalSet(loader(config.data_root, "query", transform), loader(config.data_root, "gallery", transform))
-    else:
-        evaluation = EvalSet(loader(config.data_root, "test", transform))
-    return train_set, evaluation, 3
+        return EvalSet(loader(config.data_root, "query", transform), loader(config.data_root, "gallery", transform))
+    return EvalSet(loader(config.data_root, "test", transform))
+
+
+def searchable_items(eval_set: EvalSet) -> int:
+    """How many items a query of the evaluation set can retrieve (itself excluded without a gallery)."""
+    return len(eval_set.queries) - 1 if eval_set.gallery is None else len(eval_set.gallery)
+
+
+def searchable_items_of(config) -> int:
+    """searchable_items of the config's evaluation set, without rendering Glyphs."""
+    if config.dataset == "glyphs":
+        protocol = glyphs_protocol(config)
+        return protocol.num_test_classes * len(protocol.test_faces) - 1
+    return searchable_items(build_image_eval_set(config))
 
 
 class TrainBatches:
@@ -78,8 +103,13 @@ class TrainBatches:
 
     def __init__(self, dataset, config, rank: int = 0, world_size: int = 1):
         if config.batch_size % world_size:
-            raise ValueError(f"batch_size ({config.batch_size}) must be divisible by the {world_size} processes")
+            raise FlagError(f"--batch-size ({config.batch_size}) must be divisible by the {world_size} processes")
         self.dataset, self.rank, self.world_size = dataset, rank, world_size
+        classes = len(set(dataset.labels))
+        if config.batch_size // config.m_per_class > classes:
+            raise FlagError(f"--batch-size {config.batch_size} / --m-per-class {config.m_per_class} = "
+                            f"{config.batch_size // config.m_per_class} classes per batch, but the training set has "
+                            f"only {classes} classes")
         self.sampler = ClassBalancedBatchSampler(dataset.labels, config.m_per_class, config.batch_size,
                                                  seed=config.seed, num_batches=config.batches_per_epoch)
         self.workers = config.workers
@@ -96,7 +126,8 @@ class TrainBatches:
             for batch in self.sampler:
                 # The whole batch is augmented, so the draws match a single process.
                 images, labels = self.dataset.batch(batch, self.generator)
-                yield images[self.rank * local:(self.rank + 1) * local], labels[self.rank * local:(self.rank + 1) * local]
+                mine = slice(self.rank * local, (self.rank + 1) * local)
+                yield images[mine], labels[mine]
             return
         slices = [batch[self.rank * local:(self.rank + 1) * local] for batch in self.sampler]
         yield from torch.utils.data.DataLoader(self.dataset, batch_sampler=slices, num_workers=self.workers)

@@ -6,7 +6,7 @@ import json
 import math
 import os
 
-from .metrics_log import write_atomically
+from ..data.files import write_atomically, write_text_atomically
 from .report import NAMES
 
 TABLE_METRICS = ("recall@1", "recall@2", "map@r")
@@ -24,7 +24,8 @@ def late_gain(runs: dict) -> float:
 
 def seconds_per_run(runs: dict) -> float:
     """Mean training + evaluation seconds of the runs (what the loop measured, not start-up)."""
-    totals = [sum(row.get("train_seconds", 0.0) + row.get("eval_seconds", 0.0) for row in rows) for rows in runs.values()]
+    totals = [sum(row.get("train_seconds", 0.0) + row.get("eval_seconds", 0.0) for row in rows)
+              for rows in runs.values()]
     return sum(totals) / len(totals) if totals else float("nan")
 
 
@@ -80,10 +81,10 @@ def _pyplot():
 
 
 def _save(figure, path: str) -> None:
-    temporary = path + ".tmp.png"
-    figure.savefig(temporary, dpi=120)
-    _pyplot().close(figure)
-    os.replace(temporary, path)
+    try:
+        write_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
+    finally:
+        _pyplot().close(figure)
 
 
 def plot_difference(rows: list[dict], path: str, title: str) -> None:
@@ -151,8 +152,9 @@ def write_grid_report(out_dir: str, results: list[dict], title: str, notes: list
     if not rows:
         return rows
     os.makedirs(out_dir, exist_ok=True)
-    write_atomically(os.path.join(out_dir, "summary.json"), json.dumps({"title": title, "cells": rows, **extra}, indent=1))
-    write_atomically(os.path.join(out_dir, "summary.md"), markdown(rows, title, notes))
+    write_text_atomically(os.path.join(out_dir, "summary.json"),
+                          json.dumps({"title": title, "cells": rows, **extra}, indent=1))
+    write_text_atomically(os.path.join(out_dir, "summary.md"), markdown(rows, title, notes))
     plot_difference(rows, os.path.join(out_dir, "see_minus_pa_recall_at_1.png"), title)
     plot_curves(results, os.path.join(out_dir, "recall_at_1_curves.png"), title)
     return rows

@@ -12,6 +12,8 @@ import os
 import torch
 from torch import nn
 
+from ..data.files import reading
+
 
 class BackboneUnavailableError(RuntimeError):
     """The backbone's library or its local weights are missing."""
@@ -87,7 +89,10 @@ def _require_weights(weights: str | None, backbone: str) -> str:
 
 
 def _load_weights(path: str, backbone: str) -> dict:
-    state = torch.load(_require_weights(path, backbone), map_location="cpu", weights_only=True)
+    path = _require_weights(path, backbone)
+    with reading(path, "pass --backbone-weights a state dict saved with torch.save (a pretraining's backbone.pt "
+                       "is written again by deleting it)"):
+        state = torch.load(path, map_location="cpu", weights_only=True)
     return state.get("backbone", state) if isinstance(state, dict) else state
 
 
@@ -110,7 +115,8 @@ def _vit_small(weights: str | None):
     try:
         import timm
     except ImportError as error:
-        raise BackboneUnavailableError("backbone vit_small needs timm, which is not installed; use --backbone small_cnn") from error
+        raise BackboneUnavailableError("backbone vit_small needs timm, which is not installed; "
+                                       "use --backbone small_cnn") from error
     state = _load_weights(weights, "vit_small")
     net = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0)
     net.load_state_dict(state, strict=False)

@@ -31,7 +31,8 @@ def _t_cdf(x: float, dof: int, steps: int = 20000) -> float:
 
 def summarize(values) -> dict:
     values = np.asarray(values, dtype=float)
-    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1 else 0.0, "n": int(values.size)}
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+            "n": int(values.size)}
 
 
 def paired_difference(treatment, control, confidence: float = 0.95) -> dict:

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..data.files import write_atomically, write_text_atomically
 from ..data.glyphs import DEFAULT_PROTOCOL, Glyphs, GlyphsProtocol
 from .glyph_classes import GlyphClasses
-from .metrics_log import write_atomically
 from .model import SmallCNN
 
 # The retrieval training faces plus two middle weights; never a retrieval test face.
@@ -42,7 +42,8 @@ class PretrainSettings:
 def disjoint_glyphs(protocol: GlyphsProtocol, excluded: set[str]) -> GlyphClasses:
     """`protocol`'s training images without the characters of `excluded`, relabelled 0..K-1."""
     glyphs = Glyphs("train", protocol)
-    return GlyphClasses(glyphs, [label for label, character in enumerate(glyphs.characters) if character not in excluded])
+    kept = [label for label, character in enumerate(glyphs.characters) if character not in excluded]
+    return GlyphClasses(glyphs, kept)
 
 
 def retrieval_characters(protocol: GlyphsProtocol = DEFAULT_PROTOCOL) -> set[str]:
@@ -83,12 +84,10 @@ def pretrain_backbone(out_path: str, settings: PretrainSettings = PretrainSettin
         history.append({"epoch": epoch + 1, "train_accuracy": correct / max(total, 1),
                         "seconds": time.perf_counter() - began})
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    temporary = f"{out_path}.{os.getpid()}.tmp"
-    torch.save({"backbone": backbone.state_dict()}, temporary)
-    os.replace(temporary, out_path)
+    write_atomically(out_path, lambda handle: torch.save({"backbone": backbone.state_dict()}, handle))
     summary = {"settings": dataclasses.asdict(s), "retrieval_protocol": repr(retrieval),
                "characters": data.num_classes, "images": len(data), "faces": list(PRETRAIN_FACES),
                "excluded_retrieval_characters": True, "epochs": s.epochs, "width": s.width, "history": history,
                "wall_seconds": time.perf_counter() - began}
-    write_atomically(os.path.splitext(out_path)[0] + ".json", json.dumps(summary, indent=1))
+    write_text_atomically(os.path.splitext(out_path)[0] + ".json", json.dumps(summary, indent=1))
     return summary

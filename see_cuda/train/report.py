@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from .metrics_log import write_atomically
+from ..data.files import write_atomically, write_text_atomically
 from .paired_stats import paired_difference, summarize
 
 METRICS = ("recall@1", "recall@2", "recall@4", "map@r")
@@ -63,16 +63,16 @@ def plot_recall_at_1(histories: dict, path: str, title: str) -> None:
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    temporary = path + ".tmp.png"
-    figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    os.replace(temporary, path)
+    try:
+        write_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
+    finally:
+        plt.close(figure)
 
 
 def write_report(out_dir: str, histories: dict, title: str, notes: list[str], extra: dict) -> dict:
     summary = summarize_runs(histories)
     summary.update(extra)
-    write_atomically(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=1))
-    write_atomically(os.path.join(out_dir, "summary.md"), markdown(summary, title, notes))
+    write_text_atomically(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=1))
+    write_text_atomically(os.path.join(out_dir, "summary.md"), markdown(summary, title, notes))
     plot_recall_at_1(histories, os.path.join(out_dir, "recall_at_1.png"), title)
     return summary

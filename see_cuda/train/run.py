@@ -1,4 +1,6 @@
-"""`train(config)`: build everything, then per epoch train, evaluate, log and checkpoint."""
+"""`train(config)`: check the flags and the output folder, build everything, then per epoch
+train, evaluate, checkpoint and log (the checkpoint first: the metrics never list an epoch
+that no checkpoint holds)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +11,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .data import TrainBatches, build_datasets
+from .data import TrainBatches, build_datasets, searchable_items
 from .distributed import barrier, broadcast_parameters, init_from_environment, rank_and_world
 from .evaluate import evaluate
 from .loop import train_one_epoch
@@ -17,6 +19,7 @@ from .loss import build_loss
 from .metrics_log import write_metrics
 from .model import build_model
 from .optim import build_optimizer, set_epoch_learning_rates
+from .preflight import check_ks_fit, prepare_out_dir
 from .run_record import recorded_config
 
 
@@ -27,16 +30,21 @@ def seed_everything(seed: int) -> None:
 
 
 def train(config) -> list[dict]:
-    """Trains as `config` says; returns the per-epoch history (also in out_dir/metrics.json)."""
+    """Trains as `config` says; returns the per-epoch history (also in out_dir/metrics.json).
+
+    Every flag is checked before the first training step (FlagError naming it)."""
     config.check()
     if config.threads:
         torch.set_num_threads(config.threads)
     init_from_environment(config.device)
     rank, world = rank_and_world()
+    if rank == 0:
+        prepare_out_dir(config.out_dir)
     device = torch.device(config.device if not config.device.startswith("cuda") or world == 1
                           else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     seed_everything(config.seed)
     train_set, eval_set, channels = build_datasets(config)
+    check_ks_fit(config.ks, searchable_items(eval_set), f"the {config.dataset} evaluation set")
     model = build_model(config.backbone, config.embedding_size, channels, config.cnn_width, config.backbone_weights,
                         config.cnn_stem_stride).to(device)
     loss_fn = build_loss(config, len(set(train_set.labels))).to(device)
@@ -50,8 +58,8 @@ def train(config) -> list[dict]:
     record = recorded_config(config)
     if config.resume and checkpoint.exists(config.out_dir):
         start, history = checkpoint.load(config.out_dir, config, model, loss_fn, optimizer, scaler, batches)
-    if rank == 0:
-        os.makedirs(config.out_dir, exist_ok=True)
+        if rank == 0:  # metrics written before an interruption may lag the checkpoint
+            write_metrics(config.out_dir, record, history)
     for epoch in range(start, config.epochs):
         loss_fn.step_epoch(epoch)
         set_epoch_learning_rates(optimizer, config, epoch)
@@ -65,8 +73,8 @@ def train(config) -> list[dict]:
             row.update(evaluate(model, eval_set, config.eval_batch_size, device, config.ks))
             row["eval_seconds"] = time.perf_counter() - began
             history.append(row)
-            write_metrics(config.out_dir, record, history)
             checkpoint.save(config.out_dir, epoch + 1, model, loss_fn, optimizer, scaler, batches, history, record)
+            write_metrics(config.out_dir, record, history)
             if config.progress:
                 print(f"epoch {epoch + 1}: loss {row['loss']:.4f} R@1 {row.get('recall@1', float('nan')):.4f} "
                       f"MAP@R {row['map@r']:.4f}", flush=True)

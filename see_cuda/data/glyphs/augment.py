@@ -1,8 +1,6 @@
 """Small random affine distortions of image tensors (shift, scale, rotation), in torch."""
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -40,7 +38,8 @@ class RandomAffine:
         return angles, scales, shifts
 
     def __repr__(self) -> str:
-        return f"RandomAffine(max_rotation={self.max_rotation}, scale_range={self.scale_range}, max_shift={self.max_shift})"
+        return (f"RandomAffine(max_rotation={self.max_rotation}, scale_range={self.scale_range}, "
+                f"max_shift={self.max_shift})")
 
 
 def warp(images: torch.Tensor, angles: torch.Tensor, scales: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,10 @@ import os
 import numpy as np
 import torch
 
+from ..files import damaged
 from ..splits import check_split
 from .augment import warp
-from .cache import cached_array, cached_json, content_key, default_cache_dir
+from .cache import REMEDY, cached_array, cached_json, content_key, default_cache_dir
 from .fonts import find_faces
 from .protocol import GlyphsProtocol, split_characters
 from .render import render_table
@@ -78,11 +79,17 @@ class Glyphs(torch.utils.data.Dataset):
 def load_characters(protocol: GlyphsProtocol, cache_dir: str) -> dict[str, str]:
     description = protocol.split_description()
     path = os.path.join(cache_dir, f"characters-{content_key(description)}.json")
-    return cached_json(path, lambda: split_characters(protocol))
+    split = cached_json(path, lambda: split_characters(protocol))
+    sizes = {"train": protocol.num_train_classes, "test": protocol.num_test_classes}
+    if not isinstance(split, dict) or any(not isinstance(split.get(name), str) or len(split[name]) != size
+                                          for name, size in sizes.items()):
+        raise damaged(path, f"not {sizes['train']} training and {sizes['test']} test characters", REMEDY)
+    return split
 
 
 def load_renderings(face_names, characters: str, size: int, cache_dir: str) -> np.ndarray:
     """faces x characters x size x size uint8, from the cache or rendered now."""
     description = {"faces": list(face_names), "characters": characters, "size": size}
     path = os.path.join(cache_dir, f"renderings-{content_key(description)}.npy")
-    return cached_array(path, lambda: render_table(find_faces(face_names), characters, size))
+    shape = (len(face_names), len(characters), size, size)
+    return cached_array(path, lambda: render_table(find_faces(face_names), characters, size), shape, np.uint8)
