@@ -4,8 +4,10 @@
     loss = loss_fn(embeddings, labels)
 
 or functionally `see_cuda.fused_see_loss(embeddings, labels, proxies)`. The pure
-PyTorch statement of the method lives in `see_cuda.reference`.
+PyTorch statement of the method lives in `see_cuda.reference`; `see_cuda.sharded`
+holds the loss with its proxies sharded over processes, for many classes.
 """
+from . import sharded  # noqa: F401  (see_cuda.sharded: the proxies over several processes)
 from ._extension import backends
 from .functional import (
     fraction_schedule,

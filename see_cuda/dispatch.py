@@ -20,6 +20,7 @@ from ._extension import PROBE_OP, has_kernel
 from .composition import SEEPrimitives
 from .gather import rows_or_nan
 from .selection import num_selected_by_fraction
+from .share import reference_share
 from .stats import SEEStats
 
 WHOLE_LOSS_OP = "see_cuda::see_loss_fused"
@@ -53,9 +54,12 @@ def kernel_noise(k: int, n: int, dim: int, dtype: torch.dtype, device, generator
     ~4 in 10^7 elements bit-identical; float64 within a few ulp) about 20x
     faster than the PyTorch statement.
     """
-    seed = noise.draw_seed(generator, device)
-    shape, draw_dtype = (k, n - 1, dim), reference.draw_dtype(dtype)
-    if has_kernel(torch.device(device).type, NOISE_OP):
+    return draws_of_seed(noise.draw_seed(generator, device), (k, n - 1, dim), reference.draw_dtype(dtype))
+
+
+def draws_of_seed(seed: torch.Tensor, shape, draw_dtype: torch.dtype) -> torch.Tensor:
+    """Elements 0 .. numel-1 of the normal stream `seed`, by the compiled stream where this install has it."""
+    if has_kernel(seed.device.type, NOISE_OP):
         return ops.philox_normal(seed, shape, draw_dtype)
     return noise.philox_normal(seed, shape, draw_dtype)
 
@@ -66,11 +70,13 @@ def fused_expansion(z: torch.Tensor, w: torch.Tensor, n: int, draws: torch.Tenso
     return ops.spherical_expansion(_kernel_input(z, kd), _kernel_input(w, kd), _kernel_input(draws, kd))
 
 
-def fused_proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad=False,
-                       chunk_bytes=None):
+def fused_proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad=False, *,
+                       class_offset: int = 0, total_classes: int | None = None, chunk_bytes: int | None = None):
     """The Proxy-Anchor op, with or without synthetic rows, in the dtype of x and proxies.
 
-    chunk_bytes: the memory budget of its chunks of similarities (None: the default, see ops.proxy_anchor_fused).
+    class_offset and total_classes: the share of the classes these proxies are
+    (see ops.proxy_anchor_fused; defaults: all of them). chunk_bytes: the memory
+    budget of its chunks of similarities (None: the library's default).
     """
     dtype = torch.promote_types(x.dtype, proxies.dtype)
     kd = kernel_dtype(dtype)
@@ -81,7 +87,7 @@ def fused_proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, m
     loss = ops.proxy_anchor_fused(
         _kernel_input(x, kd), _kernel_input(y, torch.int64), _kernel_input(proxies, kd),
         _kernel_input(synthetic, kd), _kernel_input(synthetic_labels, torch.int64), alpha, margin, lam,
-        synthetic_grad, chunk_bytes=chunk_bytes,
+        synthetic_grad, class_offset=class_offset, total_classes=total_classes, chunk_bytes=chunk_bytes,
     )
     return loss.to(dtype)
 
@@ -115,6 +121,16 @@ def expansion_primitives(implementation: str, device: torch.device, w_needs_grad
             raise ValueError("the fused expansion does not differentiate w.r.t. w; pass w.detach()")
         return reference.PRIMITIVES
     return primitives
+
+
+# ---------------------------------------------------------------- a process's share of the classes
+def share_primitive(implementation: str, device: torch.device):
+    """What computes a process's share of PA(x) + λ·PA(synthetic) (see_cuda.sharded).
+
+    The compiled op where a kernel serves (it takes a range of the classes),
+    otherwise the reference in chunks of classes.
+    """
+    return fused_proxy_anchor if use_fused(implementation, device) else reference_share
 
 
 # ---------------------------------------------------------------- the whole loss in one call

@@ -93,9 +93,13 @@ class SEEProxyAnchorLoss(nn.Module):
                                   detach_synthetic=detach_synthetic)
         if self.options.expands:
             validation.check_dim_for_expansion(embedding_size, n_expansion)
-        self.proxies = nn.Parameter(torch.empty(num_classes, embedding_size))
-        nn.init.kaiming_normal_(self.proxies, mode="fan_out")
+        self.proxies = nn.Parameter(self.initial_proxies())
         self.last_stats = None
+
+    def initial_proxies(self) -> torch.Tensor:
+        """The proxies before training: C x D, kaiming-normal with fan_out = C, as in Proxy-Anchor."""
+        proxies = torch.empty(self.num_classes, self.embedding_size)
+        return nn.init.kaiming_normal_(proxies, mode="fan_out")
 
     def step_epoch(self, epoch: int | None = None) -> None:
         """Set the schedule to `epoch` (or advance it by one)."""

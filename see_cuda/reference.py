@@ -229,6 +229,17 @@ def _softplus(v: torch.Tensor) -> torch.Tensor:
     return torch.clamp(v, min=0) + torch.log1p(torch.exp(-torch.where(v >= 0, v, -v)))
 
 
+def proxy_anchor_loss(
+    x: torch.Tensor, y: torch.Tensor, proxies: torch.Tensor, alpha: float = 32.0, margin: float = 0.1
+) -> torch.Tensor:
+    """Proxy-Anchor loss (docs/method.md §1) of B x D embeddings with labels in [0, C).
+
+    Computed in the promoted dtype of x and proxies. Gradients reach x and proxies.
+    It is the share of all C classes: proxy_anchor_share with offset 0.
+    """
+    return proxy_anchor_share(x, y, proxies, 0, proxies.shape[0], alpha, margin)
+
+
 def proxy_anchor_share(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -238,39 +249,37 @@ def proxy_anchor_share(
     alpha: float = 32.0,
     margin: float = 0.1,
 ) -> torch.Tensor:
-    """The share of some classes in the Proxy-Anchor loss (docs/method.md §1), for classes split among processes.
+    """The Proxy-Anchor terms of the classes [class_offset, class_offset + C_local), with the weights of all.
 
-    proxies_local (C_local x D) are the classes [class_offset, class_offset + C_local)
-    of total_classes; y holds the global labels of x, in [0, total_classes). The
-    share is those classes' terms with the weights of the whole loss: 1/total_classes
-    for the negatives and 1/|P+| for the positives, P+ the classes among all of y.
-    A row of another class is a negative of every local proxy. The shares of a
-    partition of the classes add up to the loss. Computed in the promoted dtype of
-    x and proxies_local; gradients reach both.
+    proxies_local (C_local x D) are those classes' proxies out of `total_classes`.
+    Labels are global: a row whose label lies in [0, total_classes) but outside
+    the local range is a negative of every local proxy. The weights are those
+    of the whole loss (docs/method.md §1): 1/total_classes for the negative
+    terms, 1/|P+| for the positive terms, P+ the classes present among all of
+    `y`. The shares of a partition of the classes therefore sum to the loss.
+    A label outside [0, total_classes) makes the share and its gradients NaN.
     """
     dtype = torch.promote_types(x.dtype, proxies_local.dtype)
     x, proxies_local = x.to(dtype), proxies_local.to(dtype)
-    s = l2_normalize(x) @ l2_normalize(proxies_local).t()  # B x C_local cosines s_ic
-    local_classes = torch.arange(class_offset, class_offset + proxies_local.shape[0], device=y.device)
-    positive = y.unsqueeze(1) == local_classes.unsqueeze(0)
+    C_local = proxies_local.shape[0]
+    # A row of an invalid label is multiplied by NaN (a fill would leave its own gradient finite):
+    # its cosines, every term it enters and so the share and all gradients are NaN.
+    invalid = (y < 0) | (y >= total_classes)
+    x_hat = l2_normalize(x) * torch.where(invalid, float("nan"), 1.0).to(dtype).unsqueeze(-1)
+    s = x_hat @ l2_normalize(proxies_local).t()  # B x C_local cosines s_ic
+    local_class = torch.arange(class_offset, class_offset + C_local, device=y.device)
+    positive = y.unsqueeze(-1) == local_class
     pos_term = _log1p_sum_exp(-alpha * (s - margin), positive)
     neg_term = _log1p_sum_exp(alpha * (s + margin), ~positive)
-    # |P+|: the distinct labels, counted on the sorted labels (no host synchronisation).
-    sorted_labels = y.sort().values
-    num_positive_classes = (sorted_labels[1:] != sorted_labels[:-1]).sum() + (y.numel() > 0)
+    num_positive_classes = num_distinct(y)
     # Each term divided before the sum: the sum of C terms could overflow where their mean does not.
     return (pos_term / num_positive_classes.clamp(min=1)).sum() + (neg_term / total_classes).sum()
 
 
-def proxy_anchor_loss(
-    x: torch.Tensor, y: torch.Tensor, proxies: torch.Tensor, alpha: float = 32.0, margin: float = 0.1
-) -> torch.Tensor:
-    """Proxy-Anchor loss (docs/method.md §1) of B x D embeddings with labels in [0, C).
-
-    Computed in the promoted dtype of x and proxies. Gradients reach x and proxies.
-    It is the share of all classes (proxy_anchor_share).
-    """
-    return proxy_anchor_share(x, y, proxies, 0, proxies.shape[0], alpha, margin)
+def num_distinct(labels: torch.Tensor) -> torch.Tensor:
+    """How many distinct values `labels` holds, as a 0-d tensor (no host synchronisation)."""
+    ordered = torch.sort(labels).values
+    return (ordered[1:] != ordered[:-1]).sum() + (labels.numel() > 0)
 
 
 def proxy_anchor_loss_with_synthetic(

@@ -4,7 +4,8 @@
     history = train(TrainConfig(dataset="glyphs", loss="see", epochs=10, out_dir="runs/see"))
 
 Single process or `torchrun --nproc_per_node N -m see_cuda.train ...` (embeddings
-all-gathered before the loss); checkpoints every epoch, exact `--resume`.
+all-gathered before the loss; with `--shard-proxies` each process holds the proxies of
+C/N classes, see_cuda.sharded); checkpoints every epoch, exact `--resume`.
 """
 from .config import TrainConfig
 from .run import train

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..data.files import damaged, reading, write_atomically
+from . import proxy_shards
 from .run_record import check_same_training
 
 FILENAME = "checkpoint.pt"
@@ -46,11 +47,15 @@ def restore_random_states(states: dict, batches, loss_fn) -> None:
 
 
 def save(out_dir: str, epochs_done: int, model, loss_fn, optimizer, scaler, batches, history,
-         config_record: dict) -> str:
+         config_record: dict, proxy_shards: dict | None = None) -> str:
+    """Writes checkpoint.pt. With proxy_shards (a sharded run: proxy_shards.layout), the proxies and
+    the optimizer's state are in each process's file (see_cuda.train.proxy_shards), written before."""
     state = {
-        "config": config_record, "epochs_done": epochs_done, "model": model.state_dict(), "loss": loss_fn.state_dict(),
-        "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
-        "random": random_states(batches, loss_fn), "history": history,
+        "config": config_record, "epochs_done": epochs_done, "model": model.state_dict(),
+        "loss": None if proxy_shards else loss_fn.state_dict(),
+        "optimizer": None if proxy_shards else optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "random": random_states(batches, loss_fn), "history": history, "proxy_shards": proxy_shards,
     }
     path = os.path.join(out_dir, FILENAME)
     try:
@@ -78,14 +83,20 @@ def check_resumable(out_dir: str, config) -> tuple[int, list[dict]]:
     return state["epochs_done"], state["history"]
 
 
-def load(out_dir: str, config, model, loss_fn, optimizer, scaler, batches):
+def load(out_dir: str, config, model, loss_fn, optimizer, scaler, batches, rank: int = 0, world: int = 1):
     """(epochs done, history) from out_dir's checkpoint, restoring everything else in place;
-    ConfigMismatchError, before anything is restored, if it was trained with other flags."""
+    ConfigMismatchError, before anything is restored, if it was trained with other flags (or,
+    with sharded proxies, over another number of processes)."""
     state = read(out_dir)
     check_same_training(state.get("config"), config, f"the run in {out_dir}")
+    if config.shard_proxies:
+        proxy_shards.check_world(state.get("proxy_shards"), world, f"the run in {out_dir}")
     model.load_state_dict(state["model"])
-    loss_fn.load_state_dict(state["loss"])
-    optimizer.load_state_dict(state["optimizer"])
+    if config.shard_proxies:
+        proxy_shards.load(out_dir, state["epochs_done"], rank, world, loss_fn, optimizer)
+    else:
+        loss_fn.load_state_dict(state["loss"])
+        optimizer.load_state_dict(state["optimizer"])
     if scaler is not None and state["scaler"] is not None:
         scaler.load_state_dict(state["scaler"])
     restore_random_states(state["random"], batches, loss_fn)

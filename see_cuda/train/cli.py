@@ -23,6 +23,9 @@ HELP = {
     "glyphs_image_size": "Glyphs: image side in pixels (default: the protocol's 64)",
     "stop_after": "stop after this epoch; --resume continues",
     "threads": "torch.set_num_threads, >= 1 (default: torch's choice)",
+    "shard_proxies": "under torchrun, each process holds the proxies of C/W classes and their optimizer state "
+                     "(see_cuda.sharded); checkpoints hold one file of proxies per process, and --resume needs "
+                     "the same number of processes",
 }
 
 

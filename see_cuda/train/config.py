@@ -71,6 +71,8 @@ class TrainConfig:
     rho_max: float = 0.4
     seed: int = 0
     amp: str = "none"
+    # Each process holds the proxies of C/W classes and their optimizer state (see_cuda.sharded).
+    shard_proxies: bool = False
     device: str = "cpu"
     threads: int | None = None
     workers: int = 0
@@ -127,6 +129,11 @@ class TrainConfig:
             raise ValueError(f"--ks must hold integers >= 1, got {list(self.ks)}")
         if self.dataset != "glyphs" and not self.data_root:
             raise ValueError(f"--data-root is required for --dataset {self.dataset}")
+        if self.amp == "fp16" and self.shard_proxies:
+            # Each process would test only its own proxies' gradients for overflow, and the
+            # processes' scales (the loss's incoming gradient) could then differ.
+            raise ValueError("--amp fp16 cannot be used with --shard-proxies (the gradient scaler's overflow "
+                             "checks would differ between processes); use --amp bf16")
         self._check_device()
         if self.batch_size % self.m_per_class:
             raise ValueError(f"--batch-size ({self.batch_size}) must be a multiple of --m-per-class "

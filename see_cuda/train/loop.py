@@ -1,4 +1,8 @@
-"""One training epoch: embed the local batch, gather, loss, backward, reduce, step."""
+"""One training epoch: embed the local batch, gather, loss, backward, reduce, step.
+
+With the proxies sharded (see_cuda.sharded) the loss module gathers the rows itself and
+each process's proxies get their complete gradient where they are: only the network's
+gradients are reduced."""
 from __future__ import annotations
 
 import contextlib
@@ -6,6 +10,7 @@ import contextlib
 import torch
 from tqdm import tqdm
 
+from ..sharded import ShardedSEEProxyAnchorLoss
 from .distributed import gather, gather_with_grad, reduce_gradients
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -20,6 +25,7 @@ def autocast(amp: str, device: torch.device):
 def train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch: int, config, device,
                     show_progress: bool) -> dict:
     model.train()
+    sharded = isinstance(loss_fn, ShardedSEEProxyAnchorLoss)
     loss_sum, expanded_sum, steps = 0.0, 0, 0
     progress = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_progress,
                     leave=False, dynamic_ncols=True)
@@ -28,12 +34,14 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch: int, conf
         with autocast(config.amp, device):
             local_embeddings = model(images)
         # The loss runs outside autocast: the kernels take half embeddings with float32 proxies.
-        embeddings, all_labels = gather_with_grad(local_embeddings), gather(labels)
-        loss = loss_fn(embeddings, all_labels)
+        if sharded:  # the module gathers the rows itself; each process's proxies are its own
+            loss = loss_fn(local_embeddings, labels)
+        else:
+            loss = loss_fn(gather_with_grad(local_embeddings), gather(labels))
         expanded = loss_fn.last_stats.num_expanded
         optimizer.zero_grad(set_to_none=True)
         (scaler.scale(loss) if scaler is not None else loss).backward()
-        reduce_gradients(model.parameters(), loss_fn.parameters())
+        reduce_gradients(model.parameters(), [] if sharded else loss_fn.parameters())
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..losses import SEEProxyAnchorLoss
+from ..sharded import ShardedSEEProxyAnchorLoss
 
 # Offsets of the seeds of the independent random streams, so that PA and SEE
 # runs of one seed see the same initial weights, batches and augmentations.
@@ -13,11 +14,17 @@ MODES = {"pa": "none", "see": "fraction"}
 
 
 def build_loss(config, num_classes: int) -> SEEProxyAnchorLoss:
-    """The module that computes the run's loss (config.loss) and owns its proxies."""
-    return SEEProxyAnchorLoss(
-        num_classes, config.embedding_size, n_expansion=config.n_expansion, lam=config.lam,
-        mode=MODES[config.loss], num_epochs=config.epochs, rho_min=config.rho_min, rho_max=config.rho_max,
-        alpha=config.alpha, margin=config.margin,
-        generator=torch.Generator().manual_seed(config.seed + LOSS_SEED_OFFSET),
-        implementation=config.implementation,
+    """The module that computes the run's loss (config.loss) and owns its proxies.
+
+    With config.shard_proxies, the sharded module: this process's classes only, its initial
+    proxies the rows of one matrix seeded by the run's seed (the same whatever the world size).
+    """
+    settings = dict(
+        n_expansion=config.n_expansion, lam=config.lam, mode=MODES[config.loss], num_epochs=config.epochs,
+        rho_min=config.rho_min, rho_max=config.rho_max, alpha=config.alpha, margin=config.margin,
+        generator=torch.Generator().manual_seed(config.seed + LOSS_SEED_OFFSET), implementation=config.implementation,
     )
+    if config.shard_proxies:
+        return ShardedSEEProxyAnchorLoss(num_classes, config.embedding_size, init_seed=config.seed + LOSS_SEED_OFFSET,
+                                         **settings)
+    return SEEProxyAnchorLoss(num_classes, config.embedding_size, **settings)

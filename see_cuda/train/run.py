@@ -10,7 +10,7 @@ import time
 import numpy as np
 import torch
 
-from . import checkpoint
+from . import checkpoint, proxy_shards
 from .data import TrainBatches, build_datasets, searchable_items
 from .distributed import barrier, broadcast_parameters, init_from_environment, rank_and_world
 from .evaluate import evaluate
@@ -49,7 +49,8 @@ def train(config) -> list[dict]:
                         config.cnn_stem_stride).to(device)
     loss_fn = build_loss(config, len(set(train_set.labels))).to(device)
     broadcast_parameters(model)
-    broadcast_parameters(loss_fn)
+    if not config.shard_proxies:  # sharded, each process's proxies are its own classes'
+        broadcast_parameters(loss_fn)
     optimizer = build_optimizer(model, loss_fn.proxies, config.lr, config.proxy_lr, config.weight_decay)
     scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
     batches = TrainBatches(train_set, config, rank, world)
@@ -57,7 +58,8 @@ def train(config) -> list[dict]:
     start, history = 0, []
     record = recorded_config(config)
     if config.resume and checkpoint.exists(config.out_dir):
-        start, history = checkpoint.load(config.out_dir, config, model, loss_fn, optimizer, scaler, batches)
+        start, history = checkpoint.load(config.out_dir, config, model, loss_fn, optimizer, scaler, batches, rank,
+                                         world)
         if rank == 0:  # metrics written before an interruption may lag the checkpoint
             write_metrics(config.out_dir, record, history)
     for epoch in range(start, config.epochs):
@@ -68,17 +70,23 @@ def train(config) -> list[dict]:
         row.update(train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch, config, device,
                                    show_progress=config.progress and rank == 0))
         row["train_seconds"] = time.perf_counter() - began
+        if config.shard_proxies:  # every process's proxies on disk before checkpoint.pt names the epoch
+            proxy_shards.save(config.out_dir, epoch + 1, rank, world, loss_fn, optimizer)
+            barrier()
         if rank == 0:
             began = time.perf_counter()
             row.update(evaluate(model, eval_set, config.eval_batch_size, device, config.ks))
             row["eval_seconds"] = time.perf_counter() - began
             history.append(row)
-            checkpoint.save(config.out_dir, epoch + 1, model, loss_fn, optimizer, scaler, batches, history, record)
+            checkpoint.save(config.out_dir, epoch + 1, model, loss_fn, optimizer, scaler, batches, history, record,
+                            proxy_shards.layout(world) if config.shard_proxies else None)
             write_metrics(config.out_dir, record, history)
             if config.progress:
                 print(f"epoch {epoch + 1}: loss {row['loss']:.4f} R@1 {row.get('recall@1', float('nan')):.4f} "
                       f"MAP@R {row['map@r']:.4f}", flush=True)
         barrier()
+        if config.shard_proxies:
+            proxy_shards.remove_other_epochs(config.out_dir, rank, world, epoch + 1)
         if config.stop_after is not None and epoch + 1 >= config.stop_after:
             break
     return history

@@ -14,6 +14,8 @@ import os
 
 RUN_ONLY_FIELDS = ("out_dir", "resume", "stop_after", "progress", "threads", "workers", "eval_batch_size")
 WEIGHTS_DIGEST = "backbone_weights_sha256"
+# Flags added after runs were recorded without them: such a run was trained with this value.
+VALUES_BEFORE_THE_FLAG = {"shard_proxies": False}
 
 
 class ConfigMismatchError(ValueError):
@@ -37,6 +39,7 @@ def recorded_config(config) -> dict:
 
 def training_fields(record: dict) -> dict:
     """The part of a recorded config that training depends on."""
+    record = {**VALUES_BEFORE_THE_FLAG, **record}
     return {key: value for key, value in record.items() if key not in RUN_ONLY_FIELDS + ("backbone_weights",)}
 
 

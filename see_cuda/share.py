@@ -1,0 +1,64 @@
+"""A share of the classes of PA(x) + λ·PA(synthetic) by the reference, in chunks of classes.
+
+The share of a set of classes is the sum of the shares of any partition of
+it (reference.proxy_anchor_share), so the classes are taken a chunk at a
+time. A chunk's similarity matrix, rows x classes, holds at most `chunk_bytes`
+(at least one class per chunk), and its autograd graph is not kept: it is
+recomputed in the backward (torch.utils.checkpoint). The reference holds a
+few matrices of that size at once (cosines, logits, exponentials and their
+gradients), so its peak is a small multiple of the budget; the compiled op
+with the same argument holds about one.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from . import reference, validation
+
+# The similarity matrix's budget when none is given, in bytes (the op's default too).
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+
+
+def check_chunk_bytes(chunk_bytes) -> int:
+    """The budget in bytes: None means DEFAULT_CHUNK_BYTES; otherwise a positive int."""
+    if chunk_bytes is None:
+        return DEFAULT_CHUNK_BYTES
+    validation.check_positive_int(chunk_bytes, "chunk_bytes")
+    return chunk_bytes
+
+
+def classes_per_chunk(num_rows: int, dtype: torch.dtype, chunk_bytes: int) -> int:
+    """How many classes' similarities of `num_rows` rows fit in `chunk_bytes` (at least one)."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    return max(1, chunk_bytes // max(1, num_rows * itemsize))
+
+
+def _share(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, class_offset, total_classes):
+    share = reference.proxy_anchor_share(x, y, proxies, class_offset, total_classes, alpha, margin)
+    if synthetic is None or synthetic.shape[0] == 0:
+        return share
+    return share + lam * reference.proxy_anchor_share(
+        synthetic, synthetic_labels, proxies, class_offset, total_classes, alpha, margin)
+
+
+def reference_share(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad=False, *,
+                    class_offset: int, total_classes: int, chunk_bytes: int | None = None):
+    """The terms of the classes [class_offset, class_offset + C_local) of PA(x) + λ·PA(synthetic).
+
+    Weights and labels are global (reference.proxy_anchor_share). Autograd
+    decides where gradients go (synthetic_grad is for the compiled op).
+    """
+    dtype = torch.promote_types(x.dtype, proxies.dtype)
+    num_rows = x.shape[0] + (0 if synthetic is None else synthetic.shape[0])
+    per_chunk = classes_per_chunk(num_rows, dtype, check_chunk_bytes(chunk_bytes))
+    num_local = proxies.shape[0]
+    if per_chunk >= num_local:
+        return _share(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, class_offset, total_classes)
+    total = None
+    # One split, not a slice per chunk: a slice's backward fills a zero tensor of all the proxies, per chunk.
+    for index, chunk in enumerate(proxies.split(per_chunk)):
+        part = checkpoint(_share, x, y, chunk, synthetic, synthetic_labels, lam, alpha, margin,
+                          class_offset + index * per_chunk, total_classes, use_reentrant=False)
+        total = part if total is None else total + part
+    return total
