@@ -368,31 +368,23 @@ def see_loss(
     x: torch.Tensor,
     y: torch.Tensor,
     proxies: torch.Tensor,
-    n_expansion: int = 16,
-    lam: float = 0.2,
-    mode: str = "fraction",
-    ratio: float = 0.4,
-    threshold: float = 0.0,
-    alpha: float = 32.0,
-    margin: float = 0.1,
-    detach_synthetic: bool = True,
+    options: SEEOptions | None = None,
+    *,
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
     return_stats: bool = False,
-    options: SEEOptions | None = None,
+    **settings,
 ):
     """SEE loss (§4): PA(x, y, P) + λ · PA(Z, y_Z, P), Z the synthetic points.
 
-    The settings come as keywords or as one SEEOptions (`options=`). `noise`,
+    The settings come as one SEEOptions or as its fields by keyword
+    (n_expansion=16, lam=0.2, ...; see SEEOptions), not both. `noise`,
     when given, is B x (n-1) x D (one slice per batch row; the selected rows'
     slices are used); otherwise k x (n-1) x D draws come from `generator`.
     With `detach_synthetic` (the original) the synthetic term trains only the
     proxies; without it, gradients also flow back to x through the expansion.
     Returns the loss, or (loss, SEEStats) with `return_stats`.
     """
-    options = resolve_options(
-        options, n_expansion=n_expansion, lam=lam, mode=mode, ratio=ratio, threshold=threshold, alpha=alpha,
-        margin=margin, detach_synthetic=detach_synthetic,
-    )
+    options = resolve_options(options, **settings)
     loss, stats = composition.see_loss(x, y, proxies, options, PRIMITIVES, generator, noise)
     return (loss, stats) if return_stats else loss

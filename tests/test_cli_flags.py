@@ -83,7 +83,7 @@ TRAIN_CASES = [
     (["--embedding-size", "4"], "--embedding-size"),
     (["--n-expansion", "0"], "--n-expansion"),
     (["--alpha", "0"], "--alpha"),
-    (["--alpha", "1e30"], "--alpha"),
+    (["--alpha", "1e38"], "--alpha"),  # beyond max_alpha in float32 (7.7e37 at margin 0.1)
     (["--margin", "inf"], "--margin"),
     (["--lam", "-0.2"], "--lam"),
     (["--rho-max", "1.5"], "--rho-max"),

@@ -100,7 +100,7 @@ def test_one_class_in_chunks_is_the_reference(device, chunk_bytes):
 def test_the_public_functions_and_the_module_take_a_budget(implementation):
     """chunk_bytes says how, not what: every public loss gives the default's answer with a budget of one class."""
     x, y, proxies, synthetic, synthetic_labels = problem(20, 6, 12, 10, seed=4, dtype=torch.float64)
-    noise = draw(20, 2, 10, seed=5)
+    noise = draw(20, 2, 10, seed=50)  # not seed 5: that stream made x, and a draw equal to its source is in the span
     one_class = 1  # below one class: chunks of one
     calls = [
         lambda budget, p: see_cuda.proxy_anchor_loss(x, y, p, implementation=implementation, chunk_bytes=budget),

@@ -6,7 +6,8 @@ import json
 import math
 import os
 
-from ..data.files import write_atomically, write_text_atomically
+from ..data.files import write_text_atomically
+from .plots import draw_recall_at_1, pyplot, save_figure
 from .report import NAMES
 
 TABLE_METRICS = ("recall@1", "recall@2", "map@r")
@@ -71,25 +72,9 @@ def markdown(rows: list[dict], title: str, notes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(figure, path: str) -> None:
-    try:
-        write_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
-    finally:
-        _pyplot().close(figure)
-
-
 def plot_difference(rows: list[dict], path: str, title: str) -> None:
     """SEE − PA R@1 with its 95% interval against the embedding size, a line per class count."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(6, 4))
     counts = sorted({row["train_classes"] or 0 for row in rows})
     for index, count in enumerate(counts):
@@ -112,12 +97,12 @@ def plot_difference(rows: list[dict], path: str, title: str) -> None:
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_curves(results: list[dict], path: str, title: str) -> None:
     """R@1 per epoch of PA and SEE in every cell: seeds thin, means thick."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = sorted({r["cell"].train_classes or 0 for r in results})
     dims = sorted({r["cell"].embedding_size for r in results})
     figure, grid = plt.subplots(len(counts), len(dims), figsize=(3.2 * len(dims), 2.6 * len(counts)),
@@ -125,17 +110,9 @@ def plot_curves(results: list[dict], path: str, title: str) -> None:
     for result in results:
         cell = result["cell"]
         axes = grid[counts.index(cell.train_classes or 0)][dims.index(cell.embedding_size)]
-        for loss, colour, label in (("pa", "tab:blue", "PA"), ("see", "tab:red", "PA + SEE")):
-            runs = [rows for _, rows in sorted(result["histories"][loss].items())]
-            for rows in runs:
-                axes.plot([r["epoch"] for r in rows], [100 * r["recall@1"] for r in rows], color=colour, alpha=0.25,
-                          linewidth=0.8)
-            length = min(len(rows) for rows in runs)
-            mean = [sum(100 * rows[e]["recall@1"] for rows in runs) / len(runs) for e in range(length)]
-            axes.plot(range(1, length + 1), mean, color=colour, linewidth=2, label=label)
+        draw_recall_at_1(axes, result["histories"], seed_alpha=0.25, seed_width=0.8, mean_width=2, label_seeds=False)
         axes.set_title(f"{cell.embedding_size}-d" + (f", {cell.train_classes} classes" if cell.train_classes else ""),
                        fontsize=9)
-        axes.grid(alpha=0.3)
     for axes in grid[-1]:
         axes.set_xlabel("epoch")
     for row in grid:
@@ -143,7 +120,7 @@ def plot_curves(results: list[dict], path: str, title: str) -> None:
     grid[0][0].legend(fontsize=8)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def write_grid_report(out_dir: str, results: list[dict], title: str, notes: list[str], extra: dict) -> list[dict]:

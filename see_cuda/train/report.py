@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 import os
 
-from ..data.files import write_atomically, write_text_atomically
+from ..data.files import write_text_atomically
 from .paired_stats import paired_difference, summarize
+from .plots import draw_recall_at_1, pyplot, save_figure
 
 METRICS = ("recall@1", "recall@2", "recall@4", "map@r")
 NAMES = {"recall@1": "R@1", "recall@2": "R@2", "recall@4": "R@4", "map@r": "MAP@R"}
@@ -43,30 +44,14 @@ def markdown(summary: dict, title: str, notes: list[str]) -> str:
 
 
 def plot_recall_at_1(histories: dict, path: str, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6, 4))
-    for loss, colour, label in (("pa", "tab:blue", "PA"), ("see", "tab:red", "PA + SEE")):
-        runs = [rows for _, rows in sorted(histories[loss].items())]
-        for index, rows in enumerate(runs):
-            axes.plot([r["epoch"] for r in rows], [100 * r["recall@1"] for r in rows], color=colour, alpha=0.35,
-                      linewidth=1, label=f"{label} (each seed)" if index == 0 else None)
-        length = min(len(rows) for rows in runs)
-        mean = [sum(100 * rows[e]["recall@1"] for rows in runs) / len(runs) for e in range(length)]
-        axes.plot(range(1, length + 1), mean, color=colour, linewidth=2.5, label=f"{label} (mean)")
+    figure, axes = pyplot().subplots(figsize=(6, 4))
+    draw_recall_at_1(axes, histories, seed_alpha=0.35, seed_width=1, mean_width=2.5, label_seeds=True)
     axes.set_xlabel("epoch")
     axes.set_ylabel("R@1 (%)")
     axes.set_title(title, fontsize=9)
-    axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    try:
-        write_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
-    finally:
-        plt.close(figure)
+    save_figure(figure, path)
 
 
 def write_report(out_dir: str, histories: dict, title: str, notes: list[str], extra: dict) -> dict:

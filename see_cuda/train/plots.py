@@ -1,0 +1,43 @@
+"""Plotting shared by the comparison reports: headless pyplot, atomic PNG writes, R@1 curves."""
+from __future__ import annotations
+
+from ..data.files import write_atomically
+
+LOSSES = (("pa", "tab:blue", "PA"), ("see", "tab:red", "PA + SEE"))
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed); imported only when a plot is made."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path: str) -> None:
+    """Write the figure as a PNG, whole or not at all, and free it."""
+    try:
+        write_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
+    finally:
+        pyplot().close(figure)
+
+
+def draw_recall_at_1(axes, histories: dict, seed_alpha: float, seed_width: float, mean_width: float,
+                     label_seeds: bool) -> None:
+    """R@1 per epoch of PA and PA + SEE on `axes`: each seed thin, their mean thick.
+
+    histories[loss][seed] = per-epoch rows; the mean runs over the epochs every seed has.
+    """
+    for loss, colour, label in LOSSES:
+        runs = [rows for _, rows in sorted(histories[loss].items())]
+        for index, rows in enumerate(runs):
+            seed_label = f"{label} (each seed)" if label_seeds and index == 0 else None
+            axes.plot([r["epoch"] for r in rows], [100 * r["recall@1"] for r in rows], color=colour,
+                      alpha=seed_alpha, linewidth=seed_width, label=seed_label)
+        length = min(len(rows) for rows in runs)
+        mean = [sum(100 * rows[e]["recall@1"] for rows in runs) / len(runs) for e in range(length)]
+        axes.plot(range(1, length + 1), mean, color=colour, linewidth=mean_width,
+                  label=f"{label} (mean)" if label_seeds else label)
+    axes.grid(alpha=0.3)
