@@ -10,6 +10,8 @@ VENV=${VENV:-.venv}
 bash scripts/setup.sh
 # The fused kernels must have been built: without them the fused tests would skip.
 "$VENV/bin/python" -c "import see_cuda, sys; sys.exit(0 if see_cuda.backends()['cpu'] else 'see_cuda._C has no CPU kernels')"
+# A default build must run on any x86-64 CPU: AVX code only in the copies dispatched at run time.
+if [ -z "${SEE_CUDA_CPU_FLAGS:-}" ]; then bash scripts/check_cpu_isa.sh; fi
 # The C++ core and the CUDA kernels' source under the host emulation
 # (csrc/tests/cuda_emulation), with AddressSanitizer and UndefinedBehaviorSanitizer...
 cmake -S . -B build/cmake-sanitize -DSEE_SANITIZE=ON > /dev/null

@@ -114,7 +114,9 @@ void chunk_passes(Tensor& S, int64_t first_class, const RowParts& parts, const C
 
   T* scale_data = scales.data_ptr<T>();
   const FinishArgs<T> finish{C, chunks, partials.neg_sum, partials.pos_sum, partials.neg_ref, partials.pos_ref,
-                             label_error.const_data_ptr<int>(), num_positive_classes.const_data_ptr<long long>(),
+                             label_error.const_data_ptr<int>(),
+                             // int64_t is long here: data_ptr<long long> has no instance in libtorch.
+                             reinterpret_cast<const long long*>(num_positive_classes.const_data_ptr<int64_t>()),
                              shard.total, settings.alpha, settings.margin, settings.lam, scale_data,
                              scale_data + 2 * C, loss_sum.data_ptr<double>()};
   const LaunchShape finish_shape = finish_launch();
