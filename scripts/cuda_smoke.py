@@ -8,8 +8,8 @@ public SEE loss, on small shapes chosen for the CUDA kernels' branches: the
 expansion's scratch in shared memory under 48 KB, in shared memory above
 48 KB (the opt-in limit), and in global memory (the frame alone, and
 everything); D not a multiple of 32 and below one block of threads; n = 1;
-k = 0; Proxy-Anchor over several row chunks, with no synthetic rows, with a
-large α (the exact column-extremum pass), with an out-of-range label; slerp
+k = 0; Proxy-Anchor over several row chunks, in chunks of classes, for a
+shard of the classes, with no synthetic rows, with a large α (the exact column-extremum pass), with an out-of-range label; slerp
 at θ = 0 and at the antipode; the Philox stream over several blocks with a
 count not a multiple of 4; the Max-Mahalanobis centers; the one-call SEE loss
 where the device has it. Each case synchronises, so an asynchronous fault is
@@ -67,6 +67,13 @@ PROXY_ANCHOR_CASES = [
     ("large alpha: exact column extrema", 40, 13, 97, 64, LARGE_ALPHA, True),
     ("one row", 1, 5, 33, 1, ALPHA, False),
 ]
+# (label, B, C, D, m, the op's shard and chunk arguments) of the class-chunk cases.
+PROXY_ANCHOR_CHUNK_CASES = [
+    ("one class per chunk", 40, 13, 97, 64, dict(chunk_bytes=1)),
+    ("several chunks, the last one short", 64, 1000, 64, 128, dict(chunk_bytes=192 * 4 * 300)),
+    ("a shard of the classes, labels outside it", 40, 13, 97, 64, dict(class_offset=5, total_classes=40)),
+    ("a shard in chunks", 64, 500, 64, 128, dict(class_offset=1000, total_classes=3000, chunk_bytes=192 * 4 * 70)),
+]
 
 
 class CaseFailure(AssertionError):
@@ -111,17 +118,18 @@ def expansion_case(device, dtype, k, n, D):
     expect(z.grad is not None and z.grad.shape == z.shape and all_finite(z.grad), "dL/dz missing or non-finite")
 
 
-def proxy_anchor_case(device, dtype, B, C, D, m, alpha, synthetic_grad, bad_label=False):
+def proxy_anchor_case(device, dtype, B, C, D, m, alpha, synthetic_grad, bad_label=False, **shard):
     x = randn(B, D, dtype=dtype, device=device, seed=5, requires_grad=True)
     proxies = randn(C, D, dtype=dtype, device=device, seed=6, requires_grad=True)
     synthetic = randn(m, D, dtype=dtype, device=device, seed=7, requires_grad=synthetic_grad)
-    labels = labels_for(B, C, device, seed=8)
-    synthetic_labels = labels_for(m, C, device, seed=9)
+    total = shard.get("total_classes") or C  # labels are global: a shard's rows include other classes'
+    labels = labels_for(B, total, device, seed=8)
+    synthetic_labels = labels_for(m, total, device, seed=9)
     if bad_label:
-        labels[0], synthetic_labels[-1] = C, -1
+        labels[0], synthetic_labels[-1] = total, -1
     try:
         loss = ops.proxy_anchor_fused(x, labels, proxies, synthetic, synthetic_labels, alpha, MARGIN, LAM,
-                                      synthetic_grad)
+                                      synthetic_grad, **shard)
     except ValueError as error:  # the CPU kernels check label range (the CUDA ones must give NaN instead)
         expect(bad_label and device == "cpu" and "labels" in str(error), f"unexpected error: {error}")
         return
@@ -214,6 +222,11 @@ def cases(device: str, dtypes) -> list:
                           "proxy_anchor_fused",
                           lambda dt=dtype, B=B, C=C, D=D, m=m, a=alpha, sg=sg:
                           proxy_anchor_case(device, dt, B, C, D, m, a, sg)))
+        for label, B, C, D, m, shard in PROXY_ANCHOR_CHUNK_CASES:
+            found.append((f"proxy_anchor_fused [{tag}] {label}: B={B} C={C} D={D} m={m} {shard}",
+                          "proxy_anchor_fused",
+                          lambda dt=dtype, B=B, C=C, D=D, m=m, sh=shard:
+                          proxy_anchor_case(device, dt, B, C, D, m, ALPHA, True, **sh)))
         found.append((f"proxy_anchor_fused [{tag}] out-of-range labels: NaN (CUDA) or ValueError (CPU)",
                       "proxy_anchor_fused",
                       lambda dt=dtype: proxy_anchor_case(device, dt, 40, 13, 97, 64, ALPHA, True, bad_label=True)))
