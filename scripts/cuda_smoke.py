@@ -9,7 +9,8 @@ expansion's scratch in shared memory under 48 KB, in shared memory above
 48 KB (the opt-in limit), and in global memory (the frame alone, and
 everything); D not a multiple of 32 and below one block of threads; n = 1;
 k = 0; Proxy-Anchor over several row chunks, in chunks of classes, for a
-shard of the classes, with no synthetic rows, with a large α (the exact column-extremum pass), with an out-of-range label; slerp
+shard of the classes, with no synthetic rows, with a large α (the exact
+column-extremum pass), with an out-of-range label; slerp
 at θ = 0 and at the antipode; the Philox stream over several blocks with a
 count not a multiple of 4; the Max-Mahalanobis centers; the one-call SEE loss
 where the device has it. Each case synchronises, so an asynchronous fault is
