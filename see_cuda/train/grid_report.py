@@ -105,7 +105,8 @@ def plot_curves(results: list[dict], path: str, title: str) -> None:
     plt = pyplot()
     counts = sorted({r["cell"].train_classes or 0 for r in results})
     dims = sorted({r["cell"].embedding_size for r in results})
-    figure, grid = plt.subplots(len(counts), len(dims), figsize=(3.2 * len(dims), 2.6 * len(counts)),
+    # At least 6.4 inches wide: a single cell's figure must still hold the title.
+    figure, grid = plt.subplots(len(counts), len(dims), figsize=(max(6.4, 3.2 * len(dims)), 2.6 * len(counts)),
                                 squeeze=False, sharey=True)
     for result in results:
         cell = result["cell"]
