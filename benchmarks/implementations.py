@@ -7,6 +7,7 @@ import torch
 
 import see_cuda
 from see_cuda import composition, dispatch, reference
+from see_cuda.share import chunk_budget, classes_per_chunk
 
 from oracles.original_see import original_see_loss
 from problems import Batch, Shape
@@ -95,14 +96,10 @@ def pml_loss_function(shape: Shape, batch: Batch):
     return lambda: loss_fn(batch.embeddings, batch.labels)
 
 
-# The default budget of the fused loss's chunks of cosines (kDefaultChunkBytes, csrc/proxy_anchor.h).
-DEFAULT_CHUNK_BYTES = 256 * 2**20
-
-
 def chunk_classes(shape: Shape, dtype: torch.dtype, chunk_bytes=None) -> int:
-    """Classes per chunk of the fused loss, as classes_per_chunk in csrc/proxy_anchor.h computes them."""
-    itemsize = torch.finfo(dispatch.kernel_dtype(dtype)).bits // 8
-    return min(shape.classes, max(1, (chunk_bytes or DEFAULT_CHUNK_BYTES) // (shape.num_rows * itemsize)))
+    """Classes per chunk of the fused loss (the same rule as classes_per_chunk in csrc/proxy_anchor.h)."""
+    per_chunk = classes_per_chunk(shape.num_rows, dispatch.kernel_dtype(dtype), chunk_budget(chunk_bytes))
+    return min(shape.classes, per_chunk)
 
 
 def fused_loss_products(X, P, B, width):

@@ -20,12 +20,10 @@ from . import reference, validation
 DEFAULT_CHUNK_BYTES = 256 * 2**20
 
 
-def check_chunk_bytes(chunk_bytes) -> int:
-    """The budget in bytes: None means DEFAULT_CHUNK_BYTES; otherwise a positive int."""
-    if chunk_bytes is None:
-        return DEFAULT_CHUNK_BYTES
-    validation.check_positive_int(chunk_bytes, "chunk_bytes")
-    return chunk_bytes
+def chunk_budget(chunk_bytes) -> int:
+    """The budget in bytes, checked (validation.check_chunk_bytes): None means DEFAULT_CHUNK_BYTES."""
+    validation.check_chunk_bytes(chunk_bytes)
+    return DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
 
 
 def classes_per_chunk(num_rows: int, dtype: torch.dtype, chunk_bytes: int) -> int:
@@ -51,7 +49,7 @@ def reference_share(x, y, proxies, synthetic, synthetic_labels, lam, alpha, marg
     """
     dtype = torch.promote_types(x.dtype, proxies.dtype)
     num_rows = x.shape[0] + (0 if synthetic is None else synthetic.shape[0])
-    per_chunk = classes_per_chunk(num_rows, dtype, check_chunk_bytes(chunk_bytes))
+    per_chunk = classes_per_chunk(num_rows, dtype, chunk_budget(chunk_bytes))
     num_local = proxies.shape[0]
     if per_chunk >= num_local:
         return _share(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, class_offset, total_classes)

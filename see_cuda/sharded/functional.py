@@ -5,7 +5,7 @@ import torch
 
 from .. import composition, validation
 from ..options import SEEOptions, resolve_options
-from ..share import check_chunk_bytes
+from ..share import chunk_budget
 from . import collectives
 from .differentiable import gather_rows
 from .partition import ClassShard, class_shard
@@ -56,7 +56,7 @@ def sharded_see_loss_with_options(embeddings, labels, proxies, num_classes: int,
     try:
         labels = _check_local_inputs(embeddings, labels, proxies, shard, world, options, generator, noise,
                                      implementation, check_values)
-        chunk_bytes = check_chunk_bytes(chunk_bytes)
+        chunk_bytes = chunk_budget(chunk_bytes)
     except (TypeError, ValueError) as refused:
         error = refused
     device = embeddings.device if isinstance(embeddings, torch.Tensor) else torch.device("cpu")

@@ -5,7 +5,7 @@ import torch
 
 from .. import validation
 from ..losses import SEEProxyAnchorLoss
-from ..share import check_chunk_bytes
+from ..share import chunk_budget
 from . import collectives
 from .functional import sharded_see_loss_with_options
 from .partition import class_shard
@@ -55,7 +55,7 @@ class ShardedSEEProxyAnchorLoss(SEEProxyAnchorLoss):
         # Set before the parent's __init__, which builds the proxies through initial_proxies().
         self.group, self.rank, self.world_size = group, rank, world
         self.shard = class_shard(num_classes, rank, world)
-        self.chunk_bytes = check_chunk_bytes(chunk_bytes)
+        self.chunk_bytes = chunk_budget(chunk_bytes)
         self.init_seed = common_seed(group) if init_seed is None else init_seed
         super().__init__(num_classes, embedding_size, **options)
         self.register_load_state_dict_pre_hook(_refuse_other_layouts)
