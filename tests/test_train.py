@@ -81,7 +81,20 @@ def test_cosine_schedule_sets_both_rates_from_the_epoch():
     set_epoch_learning_rates(optimizer, config, 9)
     assert [group["lr"] for group in optimizer.param_groups] == [1e-3 * factors[9], 5e-2 * factors[9]]
     with pytest.raises(ValueError, match="--lr-schedule"):
-        TrainConfig(lr_schedule="step").check()
+        TrainConfig(lr_schedule="linear").check()
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3, 16, 40])
+def test_step_schedule_is_a_tenth_over_the_last_third(epochs):
+    from see_cuda.train.optim import first_step_epoch, schedule_factor
+
+    factors = [schedule_factor("step", epoch, epochs) for epoch in range(epochs)]
+    low = [epoch for epoch, factor in enumerate(factors) if factor == 0.1]
+    assert set(factors) <= {1.0, 0.1} and low == list(range(first_step_epoch(epochs), epochs))
+    assert len(low) <= epochs / 3 < len(low) + 1  # the last third, rounded down
+    # The grid's late gain (the last quarter of the epochs) lies wholly at the lower rate.
+    if epochs >= 16:
+        assert first_step_epoch(epochs) <= epochs - 1 - epochs // 4
 
 
 def test_missing_backbone_libraries_and_weights_are_named():

@@ -17,7 +17,8 @@ HELP = {
     "resume": "continue from OUT_DIR/checkpoint.pt (same result as an uninterrupted run); refused, naming the "
               "flags, when a flag that changes training differs from the checkpoint's (only --out-dir, "
               "--stop-after, --progress, --threads, --workers and --eval-batch-size may change)",
-    "lr_schedule": "constant, or cosine: both learning rates decay to ~0 over the epochs",
+    "lr_schedule": "constant; cosine: both learning rates decay to ~0 over the epochs; step: both fall to a "
+                   "tenth for the last third of the epochs",
     "glyphs_class_pool": "Glyphs: set aside this many training characters and train on --glyphs-train-classes of "
                          "them, so that runs with different class counts share one test set",
     "glyphs_image_size": "Glyphs: image side in pixels (default: the protocol's 64)",

@@ -13,7 +13,7 @@ DATASETS = ("glyphs", "cub", "cars", "sop", "inshop")
 LOSSES = ("pa", "see")
 BACKBONES = ("small_cnn", "resnet50", "vit_small")
 AMP_DTYPES = ("none", "fp16", "bf16")
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "step")
 
 # Fields holding counts: >= 1 (None allowed where the default is None), or >= 0.
 POSITIVE_INTS = ("epochs", "batch_size", "m_per_class", "embedding_size", "cnn_width", "cnn_stem_stride",
@@ -61,7 +61,7 @@ class TrainConfig:
     batches_per_epoch: int | None = None
     lr: float = 1e-3
     proxy_lr: float = 1e-2  # the proxies learn 10x faster than the network (Proxy-Anchor: 100x a 1e-4 rate)
-    lr_schedule: str = "constant"  # or "cosine": both rates decay to ~0 over the epochs
+    lr_schedule: str = "constant"  # "cosine": both rates decay to ~0; "step": a tenth over the last third
     weight_decay: float = 1e-4
     alpha: float = 32.0
     margin: float = 0.1

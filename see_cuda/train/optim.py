@@ -18,14 +18,26 @@ def build_optimizer(model: torch.nn.Module, proxies: torch.nn.Parameter, lr: flo
     ])
 
 
+# The step schedule's fall: the usual tenth, held over the last third of the epochs so that
+# the curves show whether the lower rate has levelled off.
+STEP_FACTOR = 0.1
+
+
+def first_step_epoch(epochs: int) -> int:
+    """The first epoch (0-based) of the step schedule's last third, at the lower rate."""
+    return math.ceil(2 * epochs / 3)
+
+
 def schedule_factor(schedule: str, epoch: int, epochs: int) -> float:
-    """The learning rates' multiplier during `epoch` (0-based) of `epochs`: 1, or a cosine
-    from ~1 to ~0 taken at the epoch's middle (a function of the epoch alone, so a resumed
-    run gets the same rates)."""
+    """The learning rates' multiplier during `epoch` (0-based) of `epochs`: 1; a cosine from
+    ~1 to ~0 taken at the epoch's middle; or 1 then STEP_FACTOR from first_step_epoch on. A
+    function of the epoch alone, so a resumed run gets the same rates."""
     if schedule == "constant":
         return 1.0
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * (epoch + 0.5) / epochs))
+    if schedule == "step":
+        return 1.0 if epoch < first_step_epoch(epochs) else STEP_FACTOR
     raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
 
 
