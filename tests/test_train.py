@@ -97,6 +97,17 @@ def test_step_schedule_is_a_tenth_over_the_last_third(epochs):
         assert first_step_epoch(epochs) <= epochs - 1 - epochs // 4
 
 
+def test_grid_report_states_the_schedule():
+    from see_cuda.train import compare
+
+    for regime, said in [("dims-classes", "both constant"),
+                         ("dims-classes-step", "both a tenth from epoch 28 of 40 and 12 of 16 (counting from 1)")]:
+        options, flags = compare.parse(["--regime", regime, "--out", "unused"])
+        base = compare.base_config(compare.REGIMES[regime], flags, (1000, 4000))
+        note = compare.budget_note(base, compare.build_cells(options, compare.REGIMES[regime], base, flags), 60.0)
+        assert f"proxy lr 0.05, {said}; PA" in note
+
+
 def test_missing_backbone_libraries_and_weights_are_named():
     with pytest.raises(BackboneUnavailableError, match="torchvision|weights"):
         build_model("resnet50", 64, 3)
@@ -223,7 +234,9 @@ def test_grid_pretrains_once_writes_every_cell_and_resumes(tmp_path):
     run = json.loads((out / "cells" / "d16-c20" / "runs" / "see-seed0" / "metrics.json").read_text())["config"]
     assert run["glyphs_train_classes"] == 20 and run["embedding_size"] == 16
     assert run["backbone_weights_sha256"] is not None
-    for name in ("summary.md", "see_minus_pa_recall_at_1.png", "recall_at_1_curves.png", "compare.log"):
+    from see_cuda.train.grid_report import SUMMARY_FILES
+
+    for name in (*SUMMARY_FILES, "compare.log"):
         assert (out / name).stat().st_size > 0
     assert "| 16 | 40 | 1 |" in (out / "summary.md").read_text()
 

@@ -40,6 +40,7 @@ from .cli import parse_config
 from .config import FlagError
 from .data import glyphs_protocol, searchable_items_of
 from .grid_report import write_grid_report
+from .optim import schedule_note
 from .preflight import check_ks_fit, prepare_out_dir
 from .pretrain import PretrainSettings, pretrain_backbone
 from .regimes import REGIMES
@@ -244,7 +245,7 @@ def budget_note(base, cells, wall: float) -> str:
                else base.backbone)
     return (f"Budget per run: {epochs} of {data}, each a pass's worth of class-balanced batches of "
             f"{base.batch_size} images ({base.m_per_class} per class); {network}, lr {base.lr}, "
-            f"proxy lr {base.proxy_lr}; PA α={base.alpha}, δ={base.margin}; SEE n={base.n_expansion}, "
+            f"proxy lr {base.proxy_lr}, {schedule_note(base.lr_schedule, [e for _, e in by_classes] or [base.epochs])}; PA α={base.alpha}, δ={base.margin}; SEE n={base.n_expansion}, "
             f"λ={base.lam}, ρ {base.rho_min}→{base.rho_max}. Wall time of the whole comparison so far: "
             f"{wall / 60:.1f} min ({base.threads} thread(s) per run).")
 

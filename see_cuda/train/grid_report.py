@@ -11,7 +11,11 @@ from .plots import draw_recall_at_1, pyplot, save_figure
 from .report import NAMES
 
 TABLE_METRICS = ("recall@1", "recall@2", "map@r")
-SUMMARY_FILES = ("summary.md", "summary.json", "see_minus_pa_recall_at_1.png", "recall_at_1_curves.png")
+SUMMARY_FILES = ("summary.md", "summary.json", "see_minus_pa_recall_at_1.png", "recall_at_1_curves.png",
+                 "recall_at_1_late_curves.png")
+# The late-curve figure's share of the epochs: its scale shows whether PA has levelled off,
+# which the whole climb's scale hides.
+LATE_FRACTION = 0.5
 
 
 def late_gain(runs: dict) -> float:
@@ -46,7 +50,8 @@ def markdown(rows: list[dict], title: str, notes: list[str]) -> str:
              "Each cell: the last epoch of PA and PA + SEE runs on the same seeds (same initial weights, batches "
              "and augmentations); %, mean ± std over seeds; SEE − PA is the mean paired difference with its 95% t "
              "interval. 'late gain' is the mean R@1 gain over the last quarter of the epochs (≈ 0 at a plateau). "
-             "Per-cell details: cells/<cell>/summary.md; curves: recall_at_1_curves.png.", ""]
+             "Per-cell details: cells/<cell>/summary.md; curves: recall_at_1_curves.png, and the last half of the "
+             "epochs on each cell's own scale: recall_at_1_late_curves.png.", ""]
     for metric in TABLE_METRICS:
         name = NAMES[metric]
         late = metric == "recall@1"
@@ -100,18 +105,33 @@ def plot_difference(rows: list[dict], path: str, title: str) -> None:
     save_figure(figure, path)
 
 
-def plot_curves(results: list[dict], path: str, title: str) -> None:
-    """R@1 per epoch of PA and SEE in every cell: seeds thin, means thick."""
+def zoom_to_late_epochs(axes, histories: dict) -> None:
+    """Limit the axes to the last LATE_FRACTION of the epochs and to the R@1 seen there."""
+    runs = [rows for by_seed in histories.values() for rows in by_seed.values()]
+    epochs, last = min(len(rows) for rows in runs), max(len(rows) for rows in runs)
+    first = max(1, min(int(epochs * (1 - LATE_FRACTION)) + 1, last - 1))  # two epochs at least
+    seen = [100 * row["recall@1"] for rows in runs for row in rows[first - 1:]]
+    pad = 0.05 * (max(seen) - min(seen)) + 0.05
+    if first < last:
+        axes.set_xlim(first, last)
+    axes.set_ylim(min(seen) - pad, max(seen) + pad)
+
+
+def plot_curves(results: list[dict], path: str, title: str, late: bool = False) -> None:
+    """R@1 per epoch of PA and SEE in every cell: seeds thin, means thick; `late`: only the
+    last LATE_FRACTION of the epochs, each cell on its own scale."""
     plt = pyplot()
     counts = sorted({r["cell"].train_classes or 0 for r in results})
     dims = sorted({r["cell"].embedding_size for r in results})
     # At least 6.4 inches wide: a single cell's figure must still hold the title.
     figure, grid = plt.subplots(len(counts), len(dims), figsize=(max(6.4, 3.2 * len(dims)), 2.6 * len(counts)),
-                                squeeze=False, sharey=True)
+                                squeeze=False, sharey=not late)
     for result in results:
         cell = result["cell"]
         axes = grid[counts.index(cell.train_classes or 0)][dims.index(cell.embedding_size)]
         draw_recall_at_1(axes, result["histories"], seed_alpha=0.25, seed_width=0.8, mean_width=2, label_seeds=False)
+        if late:
+            zoom_to_late_epochs(axes, result["histories"])
         axes.set_title(f"{cell.embedding_size}-d" + (f", {cell.train_classes} classes" if cell.train_classes else ""),
                        fontsize=9)
     for axes in grid[-1]:
@@ -119,7 +139,7 @@ def plot_curves(results: list[dict], path: str, title: str) -> None:
     for row in grid:
         row[0].set_ylabel("R@1 (%)")
     grid[0][0].legend(fontsize=8)
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(title + (f" (last {LATE_FRACTION:.0%} of the epochs)" if late else ""), fontsize=10)
     figure.tight_layout()
     save_figure(figure, path)
 
@@ -135,4 +155,5 @@ def write_grid_report(out_dir: str, results: list[dict], title: str, notes: list
     write_text_atomically(os.path.join(out_dir, "summary.md"), markdown(rows, title, notes))
     plot_difference(rows, os.path.join(out_dir, "see_minus_pa_recall_at_1.png"), title)
     plot_curves(results, os.path.join(out_dir, "recall_at_1_curves.png"), title)
+    plot_curves(results, os.path.join(out_dir, "recall_at_1_late_curves.png"), title, late=True)
     return rows

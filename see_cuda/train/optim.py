@@ -41,6 +41,14 @@ def schedule_factor(schedule: str, epoch: int, epochs: int) -> float:
     raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
 
 
+def schedule_note(schedule: str, epochs: list[int]) -> str:
+    """The schedule in words for a report whose runs last `epochs` (one count per cell kind)."""
+    if schedule == "step":
+        falls = " and ".join(f"{first_step_epoch(count) + 1} of {count}" for count in epochs)
+        return f"both a tenth from epoch {falls} (counting from 1)"
+    return {"constant": "both constant", "cosine": "both on a cosine to ~0"}[schedule]
+
+
 def set_epoch_learning_rates(optimizer: torch.optim.Optimizer, config, epoch: int) -> None:
     factor = schedule_factor(config.lr_schedule, epoch, config.epochs)
     for group, base in zip(optimizer.param_groups, (config.lr, config.proxy_lr)):
