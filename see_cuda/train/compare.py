@@ -241,11 +241,12 @@ def budget_note(base, cells, wall: float) -> str:
     data = f"{base.dataset}" + (f" at {glyphs_protocol(base).image_size} px" if base.dataset == "glyphs" else "")
     by_classes = sorted({(cell.train_classes, cell.epochs) for cell in cells if cell.epochs})
     epochs = (", ".join(f"{e} epochs at {c} classes" for c, e in by_classes) if by_classes else f"{base.epochs} epochs")
+    schedule = schedule_note(base.lr_schedule, [e for _, e in by_classes] or [base.epochs])
     network = (f"small CNN width {base.cnn_width}, stem stride {base.cnn_stem_stride}" if base.backbone == "small_cnn"
                else base.backbone)
     return (f"Budget per run: {epochs} of {data}, each a pass's worth of class-balanced batches of "
             f"{base.batch_size} images ({base.m_per_class} per class); {network}, lr {base.lr}, "
-            f"proxy lr {base.proxy_lr}, {schedule_note(base.lr_schedule, [e for _, e in by_classes] or [base.epochs])}; PA α={base.alpha}, δ={base.margin}; SEE n={base.n_expansion}, "
+            f"proxy lr {base.proxy_lr}, {schedule}; PA α={base.alpha}, δ={base.margin}; SEE n={base.n_expansion}, "
             f"λ={base.lam}, ρ {base.rho_min}→{base.rho_max}. Wall time of the whole comparison so far: "
             f"{wall / 60:.1f} min ({base.threads} thread(s) per run).")
 
