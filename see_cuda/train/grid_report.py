@@ -7,7 +7,7 @@ import math
 import os
 
 from ..data.files import write_text_atomically
-from .plots import draw_recall_at_1, pyplot, save_figure
+from .plots import draw_recall_at_1, fitted_title, pyplot, save_figure
 from .report import NAMES
 
 TABLE_METRICS = ("recall@1", "recall@2", "map@r")
@@ -98,7 +98,7 @@ def plot_difference(rows: list[dict], path: str, title: str) -> None:
     axes.set_xticks(dims, [str(d) for d in dims])
     axes.set_xlabel("embedding size")
     axes.set_ylabel("SEE − PA R@1 (points, 95% CI)")
-    axes.set_title(title, fontsize=9)
+    axes.set_title(fitted_title(title, figure, 9), fontsize=9)
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
@@ -139,7 +139,8 @@ def plot_curves(results: list[dict], path: str, title: str, late: bool = False) 
     for row in grid:
         row[0].set_ylabel("R@1 (%)")
     grid[0][0].legend(fontsize=8)
-    figure.suptitle(title + (f" (last {LATE_FRACTION:.0%} of the epochs)" if late else ""), fontsize=10)
+    title += f" (last {LATE_FRACTION:.0%} of the epochs)" if late else ""
+    figure.suptitle(fitted_title(title, figure, 10), fontsize=10)
     figure.tight_layout()
     save_figure(figure, path)
 

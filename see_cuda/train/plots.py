@@ -1,6 +1,8 @@
 """Plotting shared by the comparison reports: headless pyplot, atomic PNG writes, R@1 curves."""
 from __future__ import annotations
 
+import textwrap
+
 from ..data.files import write_atomically
 
 LOSSES = (("pa", "tab:blue", "PA"), ("see", "tab:red", "PA + SEE"))
@@ -14,6 +16,13 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def fitted_title(title: str, figure, fontsize: float) -> str:
+    """The title broken into lines that fit the figure's width (tight_layout does not wrap)."""
+    # An average character of the default sans serif is about 0.55 em wide.
+    per_line = max(20, int(figure.get_figwidth() * 72 / (0.55 * fontsize)) - 4)
+    return textwrap.fill(title, per_line)
 
 
 def save_figure(figure, path: str) -> None:

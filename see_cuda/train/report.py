@@ -6,7 +6,7 @@ import os
 
 from ..data.files import write_text_atomically
 from .paired_stats import paired_difference, summarize
-from .plots import draw_recall_at_1, pyplot, save_figure
+from .plots import draw_recall_at_1, fitted_title, pyplot, save_figure
 
 METRICS = ("recall@1", "recall@2", "recall@4", "map@r")
 NAMES = {"recall@1": "R@1", "recall@2": "R@2", "recall@4": "R@4", "map@r": "MAP@R"}
@@ -48,7 +48,7 @@ def plot_recall_at_1(histories: dict, path: str, title: str) -> None:
     draw_recall_at_1(axes, histories, seed_alpha=0.35, seed_width=1, mean_width=2.5, label_seeds=True)
     axes.set_xlabel("epoch")
     axes.set_ylabel("R@1 (%)")
-    axes.set_title(title, fontsize=9)
+    axes.set_title(fitted_title(title, figure, 9), fontsize=9)
     axes.legend()
     figure.tight_layout()
     save_figure(figure, path)
