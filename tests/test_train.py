@@ -101,7 +101,7 @@ def test_grid_report_states_the_schedule():
     from see_cuda.train import compare
 
     for regime, said in [("dims-classes", "both constant"),
-                         ("dims-classes-step", "both a tenth from epoch 28 of 40 and 12 of 16 (counting from 1)")]:
+                         ("dims-classes-step", "both ×0.1 from epoch 28 of 40 and 12 of 16 (counting from 1)")]:
         options, flags = compare.parse(["--regime", regime, "--out", "unused"])
         base = compare.base_config(compare.REGIMES[regime], flags, (1000, 4000))
         note = compare.budget_note(base, compare.build_cells(options, compare.REGIMES[regime], base, flags), 60.0)

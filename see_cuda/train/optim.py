@@ -45,7 +45,7 @@ def schedule_note(schedule: str, epochs: list[int]) -> str:
     """The schedule in words for a report whose runs last `epochs` (one count per cell kind)."""
     if schedule == "step":
         falls = " and ".join(f"{first_step_epoch(count) + 1} of {count}" for count in epochs)
-        return f"both a tenth from epoch {falls} (counting from 1)"
+        return f"both ×{STEP_FACTOR:g} from epoch {falls} (counting from 1)"
     return {"constant": "both constant", "cosine": "both on a cosine to ~0"}[schedule]
 
 

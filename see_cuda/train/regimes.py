@@ -79,7 +79,7 @@ REGIMES["dims-classes"] = Regime(
 # rate PA's R@1 still rose 1.1-1.8 points over the last quarter (results/glyphs/dims-classes),
 # and 0.7-0.8 at twice the epochs, so the constant rate gives no plateau a CPU can afford.
 # The last quarter of the epochs, which the reports' late gain measures, lies wholly after
-# the fall (epochs 27 of 40 and 11 of 16 are the first at the lower rate).
+# the fall (epochs 28 of 40 and 12 of 16, counting from 1, are the first at the lower rate).
 REGIMES["dims-classes-step"] = replace(
     REGIMES["dims-classes"],
     title="Glyphs, pretrained small CNN, lr a tenth over the last third: PA vs PA + SEE over embedding size and "
