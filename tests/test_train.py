@@ -86,6 +86,7 @@ def test_cosine_schedule_sets_both_rates_from_the_epoch():
 
 @pytest.mark.parametrize("epochs", [1, 2, 3, 16, 40])
 def test_step_schedule_is_a_tenth_over_the_last_third(epochs):
+    from see_cuda.train.grid_report import late_gain_start
     from see_cuda.train.optim import first_step_epoch, schedule_factor
 
     factors = [schedule_factor("step", epoch, epochs) for epoch in range(epochs)]
@@ -94,7 +95,7 @@ def test_step_schedule_is_a_tenth_over_the_last_third(epochs):
     assert len(low) <= epochs / 3 < len(low) + 1  # the last third, rounded down
     # The grid's late gain (the last quarter of the epochs) lies wholly at the lower rate.
     if epochs >= 16:
-        assert first_step_epoch(epochs) <= epochs - 1 - epochs // 4
+        assert first_step_epoch(epochs) <= late_gain_start(epochs)
 
 
 def test_grid_report_states_the_schedule():

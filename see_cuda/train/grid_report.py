@@ -18,11 +18,17 @@ SUMMARY_FILES = ("summary.md", "summary.json", "see_minus_pa_recall_at_1.png", "
 LATE_FRACTION = 0.5
 
 
+def late_gain_start(epochs: int) -> int:
+    """The epoch (0-based) whose R@1 the late gain starts from: a quarter of the epochs, at
+    least one, before the last."""
+    return max(0, epochs - 1 - max(1, epochs // 4))
+
+
 def late_gain(runs: dict) -> float:
     """Mean R@1 gain (points) of the runs over their last quarter of epochs: ~0 at a plateau."""
     gains = []
     for rows in runs.values():
-        start = rows[max(0, len(rows) - 1 - max(1, len(rows) // 4))]
+        start = rows[late_gain_start(len(rows))]
         gains.append(100 * (rows[-1]["recall@1"] - start["recall@1"]))
     return sum(gains) / len(gains) if gains else float("nan")
 
