@@ -1,9 +1,10 @@
-"""Two gloo processes give the loss and gradients of one process on the concatenated batch.
+"""Two gloo processes take the first step of one process on the whole batch, with the CLI's
+network (BatchNorm included) and loss, proxies replicated or sharded.
 
-The convention under test (see_cuda/train/distributed.py): each rank's local
-embeddings get exactly their single-process gradient; a network weight's
-gradient, SUMMED over ranks, is the single-process gradient; the proxies'
-gradient, AVERAGED over ranks, is the single-process gradient.
+The convention under test (see_cuda/train/distributed.py): the network in
+DistributedDataParallel, the embeddings gathered through torch.distributed.nn, BatchNorm over
+the gathered batch. Each process's network gradient, BatchNorm statistics, loss and proxies'
+gradient (its shard, when sharded) are those of one process on the concatenated batch.
 """
 import socket
 
@@ -12,59 +13,49 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import see_cuda
-from see_cuda.train.distributed import gather, gather_with_grad, reduce_gradients
+from see_cuda.sharded import class_shard
+from see_cuda.train import TrainConfig
+from see_cuda.train.distributed import average_gradients, distribute_network
+from see_cuda.train.loop import step_loss
+from see_cuda.train.loss import build_loss
+from see_cuda.train.model import build_model
 
-from conftest import requires_cpu_kernels
-
-WORLD, LOCAL_BATCH, DIM, FEATURES, CLASSES, N_EXPANSION = 2, 6, 12, 10, 5, 4
-
-
-def problem():
-    """Features of the global batch, a shared linear 'network', labels, proxies and fixed noise."""
-    generator = torch.Generator().manual_seed(7)
-    batch = WORLD * LOCAL_BATCH
-    return {
-        "features": torch.randn(batch, FEATURES, generator=generator, dtype=torch.float64),
-        "weight": torch.randn(FEATURES, DIM, generator=generator, dtype=torch.float64),
-        "labels": torch.randint(0, CLASSES, (batch,), generator=generator),
-        "proxies": torch.randn(CLASSES, DIM, generator=generator, dtype=torch.float64),
-        "noise": torch.randn(batch, N_EXPANSION - 1, DIM, generator=generator, dtype=torch.float64),
-    }
+WORLD, LOCAL_BATCH, IMAGE, CLASSES = 2, 6, 16, 5
+CASES = [("pa", False), ("see", False), ("pa", True), ("see", True)]
 
 
-def loss_of(embeddings, labels, proxies, noise, implementation):
-    return see_cuda.fused_see_loss(embeddings, labels, proxies, n_expansion=N_EXPANSION, ratio=0.5, noise=noise,
-                                   implementation=implementation)
+def config(loss, sharded):
+    return TrainConfig(loss=loss, shard_proxies=sharded, embedding_size=12, cnn_width=4, n_expansion=4, seed=3)
 
 
-def single_process(implementation):
-    data = problem()
-    weight = data["weight"].clone().requires_grad_()
-    proxies = data["proxies"].clone().requires_grad_()
-    embeddings = data["features"] @ weight
-    embeddings.retain_grad()
-    loss = loss_of(embeddings, data["labels"], proxies, data["noise"], implementation)
-    loss.backward()
-    return loss.detach(), embeddings.grad, weight.grad, proxies.grad
+def batch():
+    generator = torch.Generator().manual_seed(11)
+    images = torch.rand(WORLD * LOCAL_BATCH, 1, IMAGE, IMAGE, generator=generator, dtype=torch.float64)
+    return images, torch.arange(WORLD * LOCAL_BATCH) % CLASSES
 
 
-def worker(rank, port, implementation, results):
+def first_step(loss, sharded, rows):
+    """The first step's loss, network gradients, BatchNorm buffers and proxies' gradient on `rows`."""
+    settings = config(loss, sharded)
+    torch.manual_seed(settings.seed)
+    model = build_model("small_cnn", settings.embedding_size, 1, settings.cnn_width).double()
+    loss_fn = build_loss(settings, CLASSES).double()
+    network = distribute_network(model, torch.device("cpu"))
+    images, labels = batch()
+    value = step_loss(network, loss_fn, images[rows], labels[rows], "none", torch.device("cpu"))
+    value.backward()
+    if not sharded:
+        average_gradients(loss_fn.parameters())
+    return {"loss": value.detach(), "grads": {name: p.grad for name, p in model.named_parameters()},
+            "buffers": {name: b.clone() for name, b in model.named_buffers()}, "proxies": loss_fn.proxies.grad}
+
+
+def worker(rank, port, results):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
         torch.set_num_threads(1)
-        data = problem()
         rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-        weight = data["weight"].clone().requires_grad_()
-        proxies = data["proxies"].clone().requires_grad_()
-        local = data["features"][rows] @ weight
-        local.retain_grad()
-        embeddings = gather_with_grad(local)
-        labels = gather(data["labels"][rows])
-        loss = loss_of(embeddings, labels, proxies, data["noise"], implementation)
-        loss.backward()
-        reduce_gradients([weight], [proxies])
-        results[rank] = (loss.detach(), local.grad, weight.grad, proxies.grad)
+        results[rank] = {case: first_step(*case, rows) for case in CASES}
     finally:
         dist.destroy_process_group()
 
@@ -75,18 +66,26 @@ def free_port():
         return probe.getsockname()[1]
 
 
-@pytest.mark.parametrize("implementation", ["reference", pytest.param("fused", marks=requires_cpu_kernels)])
-def test_two_processes_match_one_process(implementation):
+@pytest.fixture(scope="module")
+def two_processes():
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(worker, args=(free_port(), implementation, results), nprocs=WORLD, join=True)
-        results = dict(results)
-    loss, embedding_grad, weight_grad, proxy_grad = single_process(implementation)
-    assert embedding_grad.abs().sum() > 0 and proxy_grad.abs().sum() > 0
+        mp.spawn(worker, args=(free_port(), results), nprocs=WORLD, join=True)
+        return dict(results)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{loss}-{'sharded' if s else 'replicated'}" for loss, s in CASES])
+def test_first_step_of_two_processes_is_one_process(two_processes, case):
+    one = first_step(*case, slice(None))
+    assert any(name.endswith("running_mean") for name in one["buffers"])  # the network has BatchNorm
     for rank in range(WORLD):
-        rank_loss, local_grad, rank_weight_grad, rank_proxy_grad = results[rank]
-        torch.testing.assert_close(rank_loss, loss, rtol=1e-12, atol=1e-12)
-        rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-        torch.testing.assert_close(local_grad, embedding_grad[rows], rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(rank_weight_grad, weight_grad, rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(rank_proxy_grad, proxy_grad, rtol=1e-10, atol=1e-12)
+        got = two_processes[rank][case]
+        torch.testing.assert_close(got["loss"], one["loss"], rtol=1e-12, atol=0)
+        assert got["grads"].keys() == one["grads"].keys()
+        for name, grad in one["grads"].items():
+            assert grad.abs().sum() > 0, name
+            torch.testing.assert_close(got["grads"][name], grad, rtol=1e-9, atol=1e-12, msg=name)
+        for name, buffer in one["buffers"].items():
+            torch.testing.assert_close(got["buffers"][name], buffer, rtol=1e-12, atol=1e-14, msg=name)
+        shard = class_shard(CLASSES, rank, WORLD) if case[1] else class_shard(CLASSES, 0, 1)
+        torch.testing.assert_close(got["proxies"], one["proxies"][shard.offset:shard.stop], rtol=1e-9, atol=1e-12)

@@ -11,6 +11,10 @@ The proxies of a process enter only its own share, so their gradient, dL/dP_r
 = dL_r/dP_r, is complete where it is formed and is never communicated. Every
 process must run the backward of the same loss (the all-reduce inside it is a
 collective), with the same incoming gradient.
+
+Under DistributedDataParallel, which AVERAGES the network's gradient over the W
+processes, gather_rows(x_r, scale=W) returns W·dL/dx_r instead, so that the average
+is the one-process gradient (the loss and the proxies' gradient are unchanged).
 """
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ from . import collectives
 
 class _GatherRows(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, local, group):
-        ctx.group = group
+    def forward(ctx, local, group, scale):
+        ctx.group, ctx.scale = group, scale
         ctx.rows = local.shape[0]
         return collectives.all_gather_rows(local, group)
 
@@ -32,7 +36,8 @@ class _GatherRows(torch.autograd.Function):
     def backward(ctx, grad):
         rank, _ = collectives.rank_and_world(ctx.group)
         total = collectives.all_reduce(grad.clone(memory_format=torch.contiguous_format), ctx.group)
-        return total[rank * ctx.rows:(rank + 1) * ctx.rows], None
+        rows = total[rank * ctx.rows:(rank + 1) * ctx.rows]
+        return (rows if ctx.scale == 1 else rows * ctx.scale), None, None
 
 
 class _SumOverRanks(torch.autograd.Function):
@@ -45,11 +50,12 @@ class _SumOverRanks(torch.autograd.Function):
         return grad, None
 
 
-def gather_rows(local: torch.Tensor, group=None) -> torch.Tensor:
-    """All processes' rows (equal counts) in rank order; the backward sums dL/drows over processes."""
+def gather_rows(local: torch.Tensor, group=None, scale: int = 1) -> torch.Tensor:
+    """All processes' rows (equal counts) in rank order; the backward sums dL/drows over processes
+    and multiplies it by `scale` (the world size under DDP, see the module docstring)."""
     if collectives.rank_and_world(group)[1] == 1:
         return local
-    return _GatherRows.apply(local, group)
+    return _GatherRows.apply(local, group, scale)
 
 
 def sum_over_ranks(share: torch.Tensor, group=None) -> torch.Tensor:

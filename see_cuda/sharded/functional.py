@@ -19,7 +19,8 @@ def sharded_see_loss(embeddings, labels, proxies, num_classes: int, group=None, 
                      lam: float = 0.2, mode: str = "fraction", ratio: float = 0.4, threshold: float = 0.0,
                      alpha: float = 32.0, margin: float = 0.1, detach_synthetic: bool = True, generator=None,
                      noise=None, return_stats: bool = False, implementation: str = "auto",
-                     options: SEEOptions | None = None, check_values: bool = True, chunk_bytes: int | None = None):
+                     options: SEEOptions | None = None, check_values: bool = True, chunk_bytes: int | None = None,
+                     ddp_gradients: bool = False):
     """The SEE loss of the rows of every process, each process holding the proxies of its classes.
 
     Called on every process of `group` (default: the whole world) with the
@@ -34,28 +35,34 @@ def sharded_see_loss(embeddings, labels, proxies, num_classes: int, group=None, 
     rows, the same on every process; otherwise the first process's
     `generator` seeds the random frames (every process's generator advances
     alike). chunk_bytes bounds the similarity matrix of the share (default
-    see_cuda.share.DEFAULT_CHUNK_BYTES). The other arguments are
-    fused_see_loss's. Without a process group it is the loss of one process.
+    see_cuda.share.DEFAULT_CHUNK_BYTES). Each process's rows get dL/drows,
+    their gradient on one process; ddp_gradients=True multiplies it by the
+    number of processes, so that DistributedDataParallel, which averages the
+    network's gradient over them, gives the network the gradient of one process
+    (the loss and the proxies' gradient stay as they are). The other arguments
+    are fused_see_loss's. Without a process group it is the loss of one process.
     """
     options = resolve_options(
         options, n_expansion=n_expansion, lam=lam, mode=mode, ratio=ratio, threshold=threshold, alpha=alpha,
         margin=margin, detach_synthetic=detach_synthetic,
     )
     loss, stats = sharded_see_loss_with_options(embeddings, labels, proxies, num_classes, options, group,
-                                                generator, noise, implementation, check_values, chunk_bytes)
+                                                generator, noise, implementation, check_values, chunk_bytes,
+                                                ddp_gradients)
     return (loss, stats) if return_stats else loss
 
 
 def sharded_see_loss_with_options(embeddings, labels, proxies, num_classes: int, options: SEEOptions, group=None,
                                   generator=None, noise=None, implementation: str = "auto",
-                                  check_values: bool = True, chunk_bytes: int | None = None):
+                                  check_values: bool = True, chunk_bytes: int | None = None,
+                                  ddp_gradients: bool = False):
     """(loss, SEEStats) of sharded_see_loss for settings already built as a SEEOptions."""
     rank, world = collectives.rank_and_world(group)
     shard = class_shard(num_classes, rank, world)
     error = None
     try:
         labels = _check_local_inputs(embeddings, labels, proxies, shard, world, options, generator, noise,
-                                     implementation, check_values)
+                                     implementation, check_values, ddp_gradients)
         chunk_bytes = chunk_budget(chunk_bytes)
     except (TypeError, ValueError) as refused:
         error = refused
@@ -67,16 +74,17 @@ def sharded_see_loss_with_options(embeddings, labels, proxies, num_classes: int,
     elif error is not None:
         raise error
     primitives = sharded_primitives(implementation, device, shard, group, chunk_bytes)
-    rows = gather_rows(embeddings, group)
+    rows = gather_rows(embeddings, group, scale=world if ddp_gradients else 1)
     all_labels = collectives.all_gather_rows(labels, group)
     return composition.see_loss(rows, all_labels, proxies, options, primitives, generator, noise)
 
 
 def _check_local_inputs(embeddings, labels, proxies, shard: ClassShard, world: int, options, generator, noise,
-                        implementation, check_values) -> torch.Tensor:
+                        implementation, check_values, ddp_gradients) -> torch.Tensor:
     """This process's arguments checked as fused_see_loss checks its own; returns the labels as int64."""
     validation.check_implementation(implementation)
     validation.check_bool(check_values, "check_values")
+    validation.check_bool(ddp_gradients, "ddp_gradients")
     dtype = validation.check_loss_inputs(embeddings, labels, proxies)
     if proxies.shape[0] != shard.size:
         raise ValueError(

@@ -30,9 +30,12 @@ class ShardedSEEProxyAnchorLoss(SEEProxyAnchorLoss):
     rows concatenated in rank order (the same value everywhere). Each process's
     embeddings get the full gradient of their rows; its proxies, and so their
     optimizer state, are its own and their gradient is complete where it is
-    formed (never communicated). As with the replicated loss, a network
-    weight's gradient is the share of this process's rows: sum it over the
-    processes (DDP averages: multiply the loss by the world size there).
+    formed (never communicated). A network weight's gradient is then the
+    share of this process's rows, to be summed over the processes; with
+    `ddp_gradients=True` the rows' gradient is multiplied by the world size,
+    so that DistributedDataParallel's average over the processes is the
+    gradient of one process (the loss value and the proxies' gradient are the
+    same either way).
 
     Classes are split into contiguous ranges in rank order, the first
     C mod W processes holding one more (see_cuda.sharded.class_partition);
@@ -48,8 +51,10 @@ class ShardedSEEProxyAnchorLoss(SEEProxyAnchorLoss):
     """
 
     def __init__(self, num_classes: int, embedding_size: int, group=None, chunk_bytes: int | None = None,
-                 init_seed: int | None = None, **options):
+                 init_seed: int | None = None, ddp_gradients: bool = False, **options):
         rank, world = collectives.rank_and_world(group)
+        validation.check_bool(ddp_gradients, "ddp_gradients")
+        self.ddp_gradients = ddp_gradients
         if init_seed is not None:
             validation.check_positive_int(init_seed, "init_seed", minimum=0)
         # Set before the parent's __init__, which builds the proxies through initial_proxies().
@@ -66,7 +71,7 @@ class ShardedSEEProxyAnchorLoss(SEEProxyAnchorLoss):
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss, self.last_stats = sharded_see_loss_with_options(
             embeddings, labels, self.proxies, self.num_classes, self.options, self.group, self.generator, None,
-            self.implementation, self.check_values, self.chunk_bytes,
+            self.implementation, self.check_values, self.chunk_bytes, self.ddp_gradients,
         )
         return loss
 

@@ -1,16 +1,21 @@
-"""Several processes (torchrun): the batch's embeddings are gathered before the loss.
+"""Several processes (torchrun): the network in DistributedDataParallel, the batch's embeddings
+gathered through torch.distributed.nn before the loss, BatchNorm over the whole batch.
 
-Gradient convention. Every rank computes the loss L of the *whole* gathered
-batch (the same value everywhere). A rank's own rows keep their autograd graph,
-the other ranks' rows are constants, so on each rank
-  - the embeddings of its local rows get exactly dL/dx, as on one process;
-  - the network's gradient holds only the local rows' share of dL/dθ, so the
-    shares are SUMMED over ranks (DDP would average them: it needs the loss
-    multiplied by the world size to give the same step);
-  - the proxies see every row, so each rank already holds the full dL/dP; it is
-    AVERAGED over ranks, which changes nothing but float rounding and keeps the
-    replicas identical.
-The result is the gradient of one process on the concatenated batch.
+Gradient convention. Every process computes the loss L of the *whole* gathered batch (the
+same value everywhere; with sharded proxies, each its share, summed). Then
+  - the gather's backward (torch.distributed.nn's all_gather: a reduce-scatter) sums over
+    the W processes the gradient each formed for a process's rows: W·dL/dx, as each formed
+    the whole dL/dX; the sharded loss, built with ddp_gradients=True, gives its rows the
+    same W·dL/dx;
+  - BatchNorm layers normalise by the statistics of the whole batch (GatheredBatchNorm),
+    whose backward sums the statistics' gradients over the processes;
+  - so each process's network gradient is W times the share of its rows, and DDP's
+    average over the processes is the gradient of one process on the whole batch;
+  - replicated proxies see every row, so each process already holds the full dL/dP: it is
+    AVERAGED over the processes, which changes nothing but float rounding and keeps the
+    replicas identical. Sharded proxies get their complete gradient where they are.
+The step therefore equals one process's on the concatenated batch (tests/test_distributed.py
+checks the first step's loss and gradients of the CLI's network, both ways).
 """
 from __future__ import annotations
 
@@ -18,6 +23,9 @@ import os
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
+
+from .batch_norm import gather_batch_norm
 
 
 def is_distributed() -> bool:
@@ -36,15 +44,22 @@ def init_from_environment(device: str) -> bool:
     return True
 
 
+def distribute_network(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The module to train with: `model` itself on one process; otherwise `model` with its
+    BatchNorm layers replaced in place by GatheredBatchNorm, in DistributedDataParallel (which
+    broadcasts the first process's weights and buffers). Save and evaluate `model`, not this."""
+    if not is_distributed() or rank_and_world()[1] == 1:
+        return model
+    gather_batch_norm(model)
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
 def gather_with_grad(local: torch.Tensor) -> torch.Tensor:
-    """Every rank's `local` rows concatenated in rank order; gradients reach this rank's rows."""
+    """Every process's `local` rows concatenated in rank order; the backward returns to this
+    process's rows the sum over processes of their gradient (see the module docstring)."""
     if not is_distributed():
         return local
-    rank, world = rank_and_world()
-    parts = [torch.empty_like(local) for _ in range(world)]
-    dist.all_gather(parts, local.detach().contiguous())
-    parts[rank] = local  # all_gather carries no gradient: put the live tensor back in its slot
-    return torch.cat(parts)
+    return torch.cat(dist_nn.all_gather(local))
 
 
 def gather(local: torch.Tensor) -> torch.Tensor:
@@ -55,15 +70,12 @@ def gather(local: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def reduce_gradients(network_params, proxy_params) -> None:
-    """Network gradients summed, proxy gradients averaged (see the module docstring)."""
+def average_gradients(params) -> None:
+    """Replicated proxies' gradients averaged over processes (see the module docstring)."""
     if not is_distributed():
         return
     world = rank_and_world()[1]
-    for param in network_params:
-        if param.grad is not None:
-            dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
-    for param in proxy_params:
+    for param in params:
         if param.grad is not None:
             dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
             param.grad.div_(world)

@@ -17,7 +17,8 @@ def build_loss(config, num_classes: int) -> SEEProxyAnchorLoss:
     """The module that computes the run's loss (config.loss) and owns its proxies.
 
     With config.shard_proxies, the sharded module: this process's classes only, its initial
-    proxies the rows of one matrix seeded by the run's seed (the same whatever the world size).
+    proxies the rows of one matrix seeded by the run's seed (the same whatever the world size),
+    its rows' gradient scaled for the network's DistributedDataParallel (ddp_gradients).
     """
     settings = dict(
         n_expansion=config.n_expansion, lam=config.lam, mode=MODES[config.loss], num_epochs=config.epochs,
@@ -26,5 +27,5 @@ def build_loss(config, num_classes: int) -> SEEProxyAnchorLoss:
     )
     if config.shard_proxies:
         return ShardedSEEProxyAnchorLoss(num_classes, config.embedding_size, init_seed=config.seed + LOSS_SEED_OFFSET,
-                                         **settings)
+                                         ddp_gradients=True, **settings)
     return SEEProxyAnchorLoss(num_classes, config.embedding_size, **settings)

@@ -12,7 +12,7 @@ import torch
 
 from . import checkpoint, proxy_shards
 from .data import TrainBatches, build_datasets, searchable_items
-from .distributed import barrier, broadcast_parameters, init_from_environment, rank_and_world
+from .distributed import barrier, broadcast_parameters, distribute_network, init_from_environment, rank_and_world
 from .evaluate import evaluate
 from .loop import train_one_epoch
 from .loss import build_loss
@@ -48,7 +48,7 @@ def train(config) -> list[dict]:
     model = build_model(config.backbone, config.embedding_size, channels, config.cnn_width, config.backbone_weights,
                         config.cnn_stem_stride).to(device)
     loss_fn = build_loss(config, len(set(train_set.labels))).to(device)
-    broadcast_parameters(model)
+    network = distribute_network(model, device)  # DDP on several processes; `model` is what is saved
     if not config.shard_proxies:  # sharded, each process's proxies are its own classes'
         broadcast_parameters(loss_fn)
     optimizer = build_optimizer(model, loss_fn.proxies, config.lr, config.proxy_lr, config.weight_decay)
@@ -67,7 +67,7 @@ def train(config) -> list[dict]:
         set_epoch_learning_rates(optimizer, config, epoch)
         began = time.perf_counter()
         row = {"epoch": epoch + 1}
-        row.update(train_one_epoch(model, loss_fn, optimizer, scaler, batches, epoch, config, device,
+        row.update(train_one_epoch(network, loss_fn, optimizer, scaler, batches, epoch, config, device,
                                    show_progress=config.progress and rank == 0))
         row["train_seconds"] = time.perf_counter() - began
         if config.shard_proxies:  # every process's proxies on disk before checkpoint.pt names the epoch
