@@ -140,6 +140,34 @@ def refusals(rank, world):
         found["state"] = str(error)
     found["proxies kept"] = torch.equal(loss_fn.proxies.detach(), before)
     loss_fn.load_state_dict(states[rank])
+    found["settings"] = differing_settings(rank, world)
+    return found
+
+
+# Process 1 alone passes another value: (setting, sharded_see_loss's keyword arguments on process 1).
+DIFFERING = {
+    "num_classes": {"num_classes": CLASSES + 1},  # e.g. C counted from the labels a process holds
+    "lam": {"lam": 0.3},
+    "chunk_bytes": {"chunk_bytes": 64},
+    "noise (given or None)": {"noise": torch.randn(ROWS, N_EXPANSION - 1, DIM, dtype=torch.float64)},
+    "implementation": {"implementation": "auto"},
+}
+
+
+def differing_settings(rank, world):
+    """What every process raises when process 1's settings differ from the others'."""
+    found = {}
+    generator = torch.Generator().manual_seed(rank)
+    embeddings = torch.randn(ROWS // world, DIM, dtype=torch.float64, generator=generator)
+    labels = torch.zeros(ROWS // world, dtype=torch.int64)
+    for name, change in DIFFERING.items():
+        settings = {"num_classes": CLASSES, "implementation": "reference", **(change if rank == 1 else {})}
+        proxies = torch.randn(class_shard(settings["num_classes"], rank, world).size, DIM, dtype=torch.float64)
+        try:
+            sharded_see_loss(embeddings, labels, proxies, n_expansion=N_EXPANSION, **settings)
+            found[name] = None
+        except ValueError as error:
+            found[name] = str(error)
     return found
 
 
@@ -221,7 +249,8 @@ def check_module(results, world, implementation):
 def check_communication(results, world):
     rows, itemsize = ROWS, 8
     expected = [
-        ("all_reduce", 9 * 8),  # the agreement on the arguments: a flag and shapes and dtypes, as (max, -min)
+        # The agreement: a flag and the digests of 21 settings, each as (max, -min).
+        ("all_reduce", (1 + 2 * 21) * 8),
         ("all_gather", rows // world * DIM * itemsize),  # this process's rows
         ("all_gather", rows // world * 8),  # their labels
         ("all_reduce", rows * DIM * itemsize),  # each row's axis, from the process owning its class
@@ -243,6 +272,12 @@ def check_refusals(results, world):
         assert "number of rows" in results[rank]["refusals"]["rows"]
         assert f"process {(rank + 1) % world} of {world}" in results[rank]["refusals"]["state"]
         assert results[rank]["refusals"]["proxies kept"]
+    # A setting that differs between processes: the same error on every process, naming it and its values.
+    for name in DIFFERING:
+        messages = {results[rank]["refusals"]["settings"][name] for rank in range(world)}
+        assert len(messages) == 1, name
+        message = messages.pop()
+        assert message is not None and f"{name}: " in message and "on process 1" in message, (name, message)
 
 
 # ---------------------------------------------------------------- one process: no process group

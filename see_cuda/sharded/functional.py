@@ -7,12 +7,10 @@ from .. import composition, validation
 from ..options import SEEOptions, resolve_options
 from ..share import chunk_budget
 from . import collectives
+from .agreement import loss_settings, require_agreement
 from .differentiable import gather_rows
 from .partition import ClassShard, class_shard
 from .primitives import sharded_primitives
-
-# The dtypes the agreement compares, by position (an unknown dtype is refused by the local checks).
-_DTYPE_CODES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def sharded_see_loss(embeddings, labels, proxies, num_classes: int, group=None, n_expansion: int = 16,
@@ -58,21 +56,20 @@ def sharded_see_loss_with_options(embeddings, labels, proxies, num_classes: int,
                                   ddp_gradients: bool = False):
     """(loss, SEEStats) of sharded_see_loss for settings already built as a SEEOptions."""
     rank, world = collectives.rank_and_world(group)
-    shard = class_shard(num_classes, rank, world)
     error = None
     try:
+        shard = class_shard(num_classes, rank, world)
         labels = _check_local_inputs(embeddings, labels, proxies, shard, world, options, generator, noise,
                                      implementation, check_values, ddp_gradients)
         chunk_bytes = chunk_budget(chunk_bytes)
     except (TypeError, ValueError) as refused:
         error = refused
-    device = embeddings.device if isinstance(embeddings, torch.Tensor) else torch.device("cpu")
-    # Values are read where they are checked: there one all-reduce of a few integers lets every
-    # process raise together (one process raising alone would leave the others in the next collective).
-    if world > 1 and (error is not None or validation.values_are_read(device, check_values)):
-        _agree_across_processes(error, embeddings, proxies, group)
+    if world > 1:  # every process raises together, or none does (see agreement.py)
+        require_agreement(loss_settings(embeddings, proxies, num_classes, options, implementation, check_values,
+                                        chunk_bytes, ddp_gradients, generator, noise), error, group)
     elif error is not None:
         raise error
+    device = embeddings.device
     primitives = sharded_primitives(implementation, device, shard, group, chunk_bytes)
     rows = gather_rows(embeddings, group, scale=world if ddp_gradients else 1)
     all_labels = collectives.all_gather_rows(labels, group)
@@ -105,27 +102,3 @@ def _check_local_inputs(embeddings, labels, proxies, shard: ClassShard, world: i
                                 noise={} if noise is None else {"noise": noise}, dtype=dtype)
     return labels
 
-
-def _agree_across_processes(error, embeddings, proxies, group) -> None:
-    """Every process raises if any refused its arguments or if their shapes and dtypes differ."""
-    def code(t, dim=None):
-        if not isinstance(t, torch.Tensor):
-            return -1
-        if dim is not None:
-            return t.shape[dim] if t.dim() > dim else -1
-        return _DTYPE_CODES.index(t.dtype) if t.dtype in _DTYPE_CODES else -1
-
-    facts = [code(embeddings, 0), code(embeddings, 1), code(embeddings), code(proxies)]
-    values = [int(error is not None)] + [v for fact in facts for v in (fact, -fact)]
-    flags = collectives.all_reduce(torch.tensor(values, dtype=torch.int64, device=collectives.device_of(group)), group,
-                                   op=torch.distributed.ReduceOp.MAX).tolist()
-    if error is not None:
-        raise error
-    if flags[0]:
-        raise ValueError("the arguments of another process of the group were refused (its error names them); "
-                         "no process computed the loss")
-    for name, (high, negative_low) in zip(("the number of rows of embeddings", "embeddings' D",
-                                           "embeddings' dtype", "proxies' dtype"),
-                                          zip(flags[1::2], flags[2::2])):
-        if high != -negative_low:
-            raise ValueError(f"{name} must be the same on every process of the group")
