@@ -42,7 +42,7 @@ def test_cli_smoke_run_writes_metrics(tmp_path):
 
 
 def final_state(out_dir):
-    return torch.load(os.path.join(out_dir, "checkpoint.pt"), weights_only=False)
+    return checkpoint.read(str(out_dir))
 
 
 @needs_fonts

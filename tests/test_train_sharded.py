@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from see_cuda.data.glyphs import INSTALL_HINT, installed_faces
-from see_cuda.train import TrainConfig, train
+from see_cuda.train import TrainConfig, checksummed, train
 from see_cuda.train.cli import parse_config
 from see_cuda.train.config import FlagError
 from see_cuda.train.run_record import ConfigMismatchError, differences, recorded_config
@@ -31,7 +31,7 @@ def torchrun(out_dir, *flags):
 
 
 def load(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return checksummed.load(str(path), "")
 
 
 def assert_same(expected, got, where):

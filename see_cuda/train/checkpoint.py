@@ -2,8 +2,9 @@
 and the config the run was trained with (a resume with other training flags is refused).
 
 Written whole or not at all (`see_cuda.data.files.write_atomically`): an interruption or a
-full disk leaves the previous checkpoint and no temporary file. A checkpoint that cannot
-be read is a DamagedFileError naming it.
+full disk leaves the previous checkpoint and no temporary file. Written with a checksum
+(see_cuda.train.checksummed): a checkpoint that cannot be read, or whose bytes changed, is a
+DamagedFileError naming it.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import random
 import numpy as np
 import torch
 
-from ..data.files import damaged, reading, write_atomically
-from . import proxy_shards
+from ..data.files import damaged
+from . import checksummed, proxy_shards
 from .run_record import check_same_training
 
 FILENAME = "checkpoint.pt"
@@ -57,9 +58,13 @@ def save(out_dir: str, epochs_done: int, model, loss_fn, optimizer, scaler, batc
         "scaler": scaler.state_dict() if scaler is not None else None,
         "random": random_states(batches, loss_fn), "history": history, "proxy_shards": proxy_shards,
     }
+    return write_state(out_dir, state)
+
+
+def write_state(out_dir: str, state: dict) -> str:
     path = os.path.join(out_dir, FILENAME)
     try:
-        write_atomically(path, lambda handle: torch.save(state, handle))
+        checksummed.save(path, state)
     except OSError as error:
         raise OSError(error.errno, f"{error.strerror}; free space (or fix the folder) and rerun with --resume to "
                                    f"continue from the last checkpoint") from error
@@ -68,8 +73,7 @@ def save(out_dir: str, epochs_done: int, model, loss_fn, optimizer, scaler, batc
 
 def read(out_dir: str) -> dict:
     path = os.path.join(out_dir, FILENAME)
-    with reading(path, REMEDY):
-        state = torch.load(path, map_location="cpu", weights_only=False)
+    state = checksummed.load(path, REMEDY)
     missing = [key for key in REQUIRED_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise damaged(path, f"no {', '.join(missing)} in it", REMEDY)

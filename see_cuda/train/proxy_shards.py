@@ -5,7 +5,8 @@ state, which holds those proxies' Adam moments, to `proxies-<rank>-of-<world>.ep
 before the first process writes checkpoint.pt, which commits epoch n; the files of earlier
 epochs are removed only after that. An interruption at any point therefore leaves a
 checkpoint.pt whose epoch has every process's file. A resume needs the same number of
-processes: each reads the file of its rank.
+processes: each reads the file of its rank. Each file carries a checksum
+(see_cuda.train.checksummed), checked on load.
 """
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ import contextlib
 import glob
 import os
 
-import torch
-
-from ..data.files import damaged, reading, write_atomically
+from ..data.files import damaged
+from . import checksummed
 from .run_record import ConfigMismatchError
 
 REMEDY = ("delete the run's checkpoint.pt and proxies-*.pt files to train it from the start, or use another output "
@@ -35,7 +35,7 @@ def save(out_dir: str, epochs_done: int, rank: int, world: int, loss_fn, optimiz
     state = {"epochs_done": epochs_done, "rank": rank, "world_size": world, "loss": loss_fn.state_dict(),
              "optimizer": optimizer.state_dict()}
     path = path_of(out_dir, rank, world, epochs_done)
-    write_atomically(path, lambda handle: torch.save(state, handle))
+    checksummed.save(path, state)
     return path
 
 
@@ -54,8 +54,7 @@ def load(out_dir: str, epochs_done: int, rank: int, world: int, loss_fn, optimiz
     path = path_of(out_dir, rank, world, epochs_done)
     if not os.path.isfile(path):
         raise damaged(path, "it is missing, though checkpoint.pt lists its epoch", REMEDY)
-    with reading(path, REMEDY):
-        state = torch.load(path, map_location="cpu", weights_only=False)
+    state = checksummed.load(path, REMEDY)
     if not isinstance(state, dict) or (state.get("rank"), state.get("world_size"), state.get("epochs_done")) != (
             rank, world, epochs_done):
         raise damaged(path, f"it does not hold process {rank} of {world} at epoch {epochs_done}", REMEDY)
