@@ -11,8 +11,14 @@
 #   bash scripts/gpu_check.sh --dry-run --rebuild    # ... building even if see_cuda/_C*.so exists
 #   bash scripts/gpu_check.sh --dry-run --hide faiss,pytorch_metric_learning
 #                                      # ... as if those could not be imported (as on a bare GPU machine)
+#   bash scripts/gpu_check.sh --out-only [OUT_DIR]   # check and prepare OUT_DIR, print it, run nothing
 #
-# OUT_DIR: $OUT if set, else benchmarks/results/gpu-check-<date>. It receives
+# OUT_DIR: the argument, else $OUT (either relative to the caller's folder), else
+# benchmarks/results/gpu-check-<date> in the repository (gpu-check-dry-run-<date>
+# for a dry run). Before any stage it must be writable (else exit 2); files an
+# earlier check wrote there are moved to OUT_DIR.earlier-<date-time>-<id>, and a
+# folder holding anything else is refused (exit 2). --out-only does just that
+# and prints the folder. It receives
 # at most 8 files (what a remote GPU run can return): summary.txt, build.log,
 # run.log (environment, smoke run, tests, benchmark tables), sanitizer.log, and
 # the benchmark's JSON and PNG per dtype. Each stage is timed and logged; a
@@ -42,10 +48,12 @@ DRY_RUN=0
 REBUILD=0
 HIDE=""
 OUT_DIR=""
+OUT_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY_RUN=1 ;;
     --rebuild) REBUILD=1 ;;
+    --out-only) OUT_ONLY=1 ;;
     --hide) HIDE=${2:?--hide takes a comma-separated list of modules}; shift ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "gpu_check.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -54,18 +62,47 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+CALLER_DIR=$(pwd)
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 PYTHON=${PYTHON:-python3}
-OUT_DIR=${OUT_DIR:-${OUT:-benchmarks/results/gpu-check-$(date +%Y-%m-%d)}}
-mkdir -p "$OUT_DIR" || exit 2
+
+# ---------------------------------------------------------------- the output folder, before any stage
+# A folder that cannot be written would fail every log write, and each stage would be
+# misreported; files left by others would break the output rules only at the end.
+refuse() { echo "gpu_check.sh: $1" >&2; exit 2; }
+OUT_DIR=${OUT_DIR:-${OUT:-}}
+if [ -z "$OUT_DIR" ]; then
+  OUT_DIR=$ROOT/benchmarks/results/gpu-check-$([ "$DRY_RUN" = 1 ] && echo dry-run-)$(date +%Y-%m-%d)
+elif [ "${OUT_DIR#/}" = "$OUT_DIR" ]; then
+  OUT_DIR=$CALLER_DIR/$OUT_DIR
+fi
+if ! mkdir -p "$OUT_DIR" 2> /dev/null || ! PROBE=$(mktemp "$OUT_DIR/.write-test.XXXXXX" 2> /dev/null); then
+  refuse "cannot write to the output folder $OUT_DIR: pass a writable folder (the OUT_DIR argument or \$OUT)"
+fi
+rm -f "$PROBE"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
+# What this script writes there; anything else is refused.
+OWN_FILES='^(summary\.txt|build\.log|run\.log|sanitizer\.log|throughput_[A-Za-z0-9_.-]+\.(json|png))$'
+FOREIGN=$(ls -A "$OUT_DIR" | grep -Ev "$OWN_FILES")
+if [ -n "$FOREIGN" ]; then
+  refuse "the output folder $OUT_DIR holds $(echo "$FOREIGN" | wc -l) entries this script did not write ($(echo "$FOREIGN" | head -3 | paste -sd, -)...): empty it or pass another folder"
+fi
+EARLIER=$(ls -A "$OUT_DIR")
+if [ -n "$EARLIER" ]; then  # an earlier check's results: kept beside, never mixed with this one's
+  ASIDE=$(mktemp -d "$OUT_DIR.earlier-$(date +%Y%m%d-%H%M%S)-XXXX" 2> /dev/null) \
+    && (cd "$OUT_DIR" && mv -- $EARLIER "$ASIDE/") \
+    || refuse "cannot move the earlier check's files out of $OUT_DIR: move or delete them, or pass another folder"
+  echo "gpu_check.sh: moved the $(echo "$EARLIER" | wc -l) files of an earlier check from $OUT_DIR to $ASIDE"
+fi
+if [ "$OUT_ONLY" = 1 ]; then
+  echo "$OUT_DIR"
+  exit 0
+fi
 SUMMARY=$OUT_DIR/summary.txt
 BUILD_LOG=$OUT_DIR/build.log
 RUN_LOG=$OUT_DIR/run.log
 SANITIZER_LOG=$OUT_DIR/sanitizer.log
-# Files of an earlier run in this folder would be counted against the limit.
-rm -f "$SUMMARY" "$BUILD_LOG" "$RUN_LOG" "$SANITIZER_LOG" "$OUT_DIR"/throughput_*.json "$OUT_DIR"/throughput_*.png
 : > "$RUN_LOG"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

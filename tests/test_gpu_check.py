@@ -6,6 +6,7 @@ asked for (`pytest -m slow tests/test_gpu_check.py`).
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -121,3 +122,80 @@ def test_dry_run_passes_and_keeps_the_output_rules(tmp_path, request):
         assert any(line.startswith(stage) and " passed " in line for line in summary.splitlines()), (stage, summary)
     files, problems = check_outputs.problems_in(str(tmp_path))
     assert problems == [] and len(files) <= 8
+
+
+# ---------------------------------------------------------------- the output folder, before any stage
+def gpu_check(*args, cwd=REPO_ROOT, out=None):
+    env = {key: value for key, value in os.environ.items() if key != "OUT"}
+    if out is not None:
+        env["OUT"] = out
+    return subprocess.run(["bash", os.path.join(SCRIPTS, "gpu_check.sh"), *args], capture_output=True, text=True,
+                          timeout=60, cwd=cwd, env=env)
+
+
+@pytest.mark.parametrize("where", ["under a file", "read-only"])
+def test_an_unwritable_output_folder_stops_before_any_stage(tmp_path, where):
+    if where == "under a file":
+        (tmp_path / "file").write_text("x")
+        out = str(tmp_path / "file" / "out")
+    else:
+        out = "/proc"  # exists, and no process may create a file in it
+        if not os.path.isdir(out):
+            pytest.skip("no /proc here")
+    result = gpu_check("--dry-run", out)
+    assert result.returncode == 2
+    assert result.stderr == (f"gpu_check.sh: cannot write to the output folder {out}: pass a writable folder "
+                             "(the OUT_DIR argument or $OUT)\n")
+    assert result.stdout == ""  # no stage ran
+
+
+def test_an_output_folder_holding_other_files_is_refused_and_kept(tmp_path):
+    (tmp_path / "notes.md").write_text("mine")
+    result = gpu_check("--dry-run", str(tmp_path))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"gpu_check.sh: the output folder {tmp_path} holds 1 entries this script did not write "
+                             "(notes.md...): empty it or pass another folder\n")
+    assert os.listdir(tmp_path) == ["notes.md"]
+
+
+def test_an_earlier_checks_files_are_moved_aside_and_named(tmp_path):
+    out = tmp_path / "out"
+    earlier = ["summary.txt", "run.log", "throughput_cpu_float32_2026-12-01.json"]
+    for name in earlier:
+        write(out / name, name)
+    result = gpu_check("--out-only", str(out))
+    assert result.returncode == 0, result.stderr
+    moved, printed = result.stdout.splitlines()
+    aside = moved.rsplit(" to ", 1)[1]
+    assert moved == f"gpu_check.sh: moved the 3 files of an earlier check from {out} to {aside}"
+    assert os.path.dirname(aside) == str(tmp_path) and os.path.basename(aside).startswith("out.earlier-")
+    assert sorted(os.listdir(aside)) == sorted(earlier) and (tmp_path / aside / "run.log").read_text() == "run.log"
+    assert printed == str(out) and os.listdir(out) == []
+
+
+@pytest.mark.parametrize("through", ["argument", "OUT"])
+def test_a_relative_output_folder_is_the_callers(tmp_path, through):
+    args, out = (["--out-only", "rel/out"], None) if through == "argument" else (["--out-only"], "rel/out")
+    result = gpu_check(*args, cwd=tmp_path, out=out)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{tmp_path / 'rel' / 'out'}\n" and (tmp_path / "rel" / "out").is_dir()
+    assert not os.path.exists(os.path.join(REPO_ROOT, "rel"))
+
+
+def test_the_dry_run_and_the_gpu_run_have_their_own_default_folders():
+    results = os.path.join(REPO_ROOT, "benchmarks", "results")
+    for name in ("gpu-check-", "gpu-check-dry-run-"):
+        today = os.path.join(results, name + time.strftime("%Y-%m-%d"))
+        if os.path.isdir(today) and os.listdir(today):
+            pytest.skip(f"{today} holds a check's results, which --out-only would move aside")
+    folders = {}
+    for mode, args in (("gpu", ["--out-only"]), ("dry run", ["--dry-run", "--out-only"])):
+        existed = set(os.listdir(results))
+        result = gpu_check(*args)
+        assert result.returncode == 0, result.stderr
+        folders[mode] = result.stdout.splitlines()[-1]
+        if os.path.basename(folders[mode]) not in existed:  # created just now, empty: leave the tree as it was
+            os.rmdir(folders[mode])
+    assert os.path.dirname(folders["gpu"]) == os.path.dirname(folders["dry run"]) == results
+    assert os.path.basename(folders["gpu"]).startswith("gpu-check-2")
+    assert os.path.basename(folders["dry run"]).startswith("gpu-check-dry-run-2")
