@@ -98,11 +98,31 @@ def test_step_schedule_is_a_tenth_over_the_last_third(epochs):
         assert first_step_epoch(epochs) <= late_gain_start(epochs)
 
 
+def test_step_schedule_note_says_the_epochs_whose_rates_fell():
+    from see_cuda.train.optim import schedule_note
+
+    # 4 and 5 epochs lower only the last (floor(epochs / 3) = 1); 1 and 2 lower none.
+    assert schedule_note("step", [4, 5]) == "both ×0.1 over epochs 4-4 of 4 and 5-5 of 5 (counting from 1)"
+    assert schedule_note("step", [6]) == "both ×0.1 over epochs 5-6 of 6 (counting from 1)"
+    assert schedule_note("step", [2]) == "both ×0.1 over epochs none of 2 (counting from 1)"
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_step_schedule_too_short_to_fall_is_refused_by_both_commands(epochs, tmp_path):
+    from see_cuda.train import compare
+
+    with pytest.raises(ValueError, match=r"--lr-schedule step .*--epochs 3 or more, got " + str(epochs)):
+        TrainConfig(lr_schedule="step", epochs=epochs).check()
+    with pytest.raises(SystemExit, match=r"--lr-schedule step .*--epochs 3 or more"):
+        compare.main(["--regime", "dims-classes-step", "--out", str(tmp_path / "grid"), "--epochs", str(epochs)])
+    assert not (tmp_path / "grid").exists()
+
+
 def test_grid_report_states_the_schedule():
     from see_cuda.train import compare
 
     for regime, said in [("dims-classes", "both constant"),
-                         ("dims-classes-step", "both ×0.1 from epoch 28 of 40 and 12 of 16 (counting from 1)")]:
+                         ("dims-classes-step", "both ×0.1 over epochs 28-40 of 40 and 12-16 of 16 (counting from 1)")]:
         options, flags = compare.parse(["--regime", regime, "--out", "unused"])
         base = compare.base_config(compare.REGIMES[regime], flags, (1000, 4000))
         note = compare.budget_note(base, compare.build_cells(options, compare.REGIMES[regime], base, flags), 60.0)

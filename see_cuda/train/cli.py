@@ -18,7 +18,8 @@ HELP = {
               "flags, when a flag that changes training differs from the checkpoint's (only --out-dir, "
               "--stop-after, --progress, --threads, --workers and --eval-batch-size may change)",
     "lr_schedule": "constant; cosine: both learning rates decay to ~0 over the epochs; step: both fall to a "
-                   "tenth for the last third of the epochs",
+                   "tenth for the last floor(epochs/3) epochs (from epoch ceil(2*epochs/3)+1), so it needs "
+                   "--epochs 3 or more",
     "glyphs_class_pool": "Glyphs: set aside this many training characters and train on --glyphs-train-classes of "
                          "them, so that runs with different class counts share one test set",
     "glyphs_image_size": "Glyphs: image side in pixels (default: the protocol's 64)",

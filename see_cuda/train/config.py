@@ -61,7 +61,7 @@ class TrainConfig:
     batches_per_epoch: int | None = None
     lr: float = 1e-3
     proxy_lr: float = 1e-2  # the proxies learn 10x faster than the network (Proxy-Anchor: 100x a 1e-4 rate)
-    lr_schedule: str = "constant"  # "cosine": both rates decay to ~0; "step": a tenth over the last third
+    lr_schedule: str = "constant"  # "cosine": both rates decay to ~0; "step": a tenth over the last epochs // 3
     weight_decay: float = 1e-4
     alpha: float = 32.0
     margin: float = 0.1
@@ -108,6 +108,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None or name in POSITIVE_INTS + NON_NEGATIVE_INTS:
                 validation.check_positive_int(value, flag(name), minimum=0 if name in NON_NEGATIVE_INTS else 1)
+        if self.lr_schedule == "step":
+            from .optim import first_step_epoch  # optim imports this module
+
+            if first_step_epoch(self.epochs) >= self.epochs:
+                raise ValueError(f"--lr-schedule step lowers the rates over the last floor(epochs / 3) epochs: it "
+                                 f"needs --epochs 3 or more, got {self.epochs} (the rates would never fall)")
         if self.seed > MAX_SEED:
             raise ValueError(f"--seed must be <= {MAX_SEED}, got {self.seed}")
         validation.check_real(self.lr, "--lr", low=0.0, strict_low=True)

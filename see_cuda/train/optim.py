@@ -18,13 +18,14 @@ def build_optimizer(model: torch.nn.Module, proxies: torch.nn.Parameter, lr: flo
     ])
 
 
-# The step schedule's fall: the usual tenth, held over the last third of the epochs so that
-# the curves show whether the lower rate has levelled off.
+# The step schedule's fall: the usual tenth, held over the last floor(epochs / 3) epochs so
+# that the curves show whether the lower rate has levelled off.
 STEP_FACTOR = 0.1
 
 
 def first_step_epoch(epochs: int) -> int:
-    """The first epoch (0-based) of the step schedule's last third, at the lower rate."""
+    """The first epoch (0-based) at the step schedule's lower rate: ceil(2·epochs/3), which
+    leaves floor(epochs/3) epochs at it (none below 3 epochs: TrainConfig refuses that)."""
     return math.ceil(2 * epochs / 3)
 
 
@@ -42,10 +43,14 @@ def schedule_factor(schedule: str, epoch: int, epochs: int) -> float:
 
 
 def schedule_note(schedule: str, epochs: list[int]) -> str:
-    """The schedule in words for a report whose runs last `epochs` (one count per cell kind)."""
+    """The schedule in words for a report whose runs last `epochs` (one count per cell kind),
+    read from the factors schedule_factor applies."""
     if schedule == "step":
-        falls = " and ".join(f"{first_step_epoch(count) + 1} of {count}" for count in epochs)
-        return f"both ×{STEP_FACTOR:g} from epoch {falls} (counting from 1)"
+        spans = []
+        for count in epochs:
+            lowered = [e + 1 for e in range(count) if schedule_factor(schedule, e, count) != 1.0]
+            spans.append(f"{lowered[0]}-{count} of {count}" if lowered else f"none of {count}")
+        return f"both ×{STEP_FACTOR:g} over epochs {' and '.join(spans)} (counting from 1)"
     return {"constant": "both constant", "cosine": "both on a cosine to ~0"}[schedule]
 
 
