@@ -206,10 +206,16 @@ def test_damaged_backbone_weights_are_named(tmp_path):
         build_model("small_cnn", 8, 1, 4, weights=str(weights))
 
 
-def test_a_damaged_comparison_record_is_named(tmp_path):
-    (tmp_path / "wall_seconds.json").write_text('{"wall_sec')
-    with pytest.raises(DamagedFileError, match="wall_seconds.json is damaged"):
+@pytest.mark.parametrize("content", ['{"wall_sec', '{"seconds": 3}', '{"wall_seconds": "3"}'])
+def test_a_damaged_comparison_record_is_named_with_its_own_remedy(tmp_path, content):
+    (tmp_path / "wall_seconds.json").write_text(content)
+    # Not the pretraining summary's "delete it": that would drop the wall time accumulated so far.
+    remedy = r"wall_seconds.json is damaged .*write \{\"wall_seconds\": S\}"
+    with pytest.raises(DamagedFileError, match=remedy) as refused:
         compare.accumulated_wall_seconds(str(tmp_path), 1.0)
+    assert "backbone.pt" not in str(refused.value)
+    (tmp_path / "wall_seconds.json").write_text('{"wall_seconds": 3}')  # the remedy followed
+    assert compare.accumulated_wall_seconds(str(tmp_path), 1.0) == 4.0
 
 
 # ---------------------------------------------------------------- the Glyphs cache

@@ -290,6 +290,30 @@ def test_grid_passes_data_set_and_backbone_flags_to_every_run(tmp_path):
     assert run["backbone_weights"] is None and not (out / "pretrain").exists()  # Glyphs pretraining only
 
 
+def test_a_value_given_twice_is_one_grid_cell():
+    from see_cuda.train import compare
+
+    regime = compare.REGIMES["dims-classes"]
+    options, flags = compare.parse(["--regime", "dims-classes", "--dims", "8", "8", "16", "--train-classes", "1000",
+                                    "1000", "--out", "unused"])
+    base = compare.base_config(regime, flags, tuple(options.train_classes))
+    assert [cell.name for cell in compare.build_cells(options, regime, base, flags)] == ["d8-c1000", "d16-c1000"]
+
+
+def test_one_seed_reports_no_spread_and_no_interval():
+    from see_cuda.train import grid_report, report
+
+    history = [{"epoch": 1, "recall@1": 0.5, "recall@2": 0.6, "recall@4": 0.7, "map@r": 0.3}]
+    summary = report.summarize_runs({"pa": {0: history}, "see": {0: history}})
+    text = report.markdown(summary, "t", [])
+    row = {"embedding_size": 8, "train_classes": None, "seeds": [0], "metrics": summary["metrics"],
+           "pa_late_gain_r1": 0.0, "see_late_gain_r1": 0.0, "pa_seconds_per_run": 1.0, "see_seconds_per_run": 1.0}
+    grid_text = grid_report.markdown([row], "t", [])
+    for written in (text, grid_text):
+        assert "| 50.00 | 50.00 | +0.00 (one seed: no interval) |" in written
+        assert "nan" not in written and "± 0.00" not in written
+
+
 def test_grid_keeps_the_regimes_pool_for_some_of_its_cells():
     from see_cuda.train import compare
 

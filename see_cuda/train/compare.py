@@ -29,18 +29,20 @@ import argparse
 import copy
 import dataclasses
 import json
+import math
 import os
 import time
 
 import torch
 
-from ..data.files import reading, write_text_atomically
+from ..data.files import damaged, reading, write_text_atomically
 from . import checkpoint
 from .cli import parse_config
 from .config import FlagError
 from .data import glyphs_protocol, searchable_items_of
 from .grid_report import write_grid_report
 from .optim import schedule_note
+from .paired_stats import difference_and_interval
 from .preflight import check_ks_fit, prepare_out_dir
 from .pretrain import PretrainSettings, pretrain_backbone
 from .regimes import REGIMES
@@ -107,8 +109,9 @@ def gives_epochs(train_flags) -> bool:
 
 
 def build_cells(options, regime, base, train_flags=()) -> list[Cell]:
-    dims = tuple(options.dims or regime.dims)
-    classes = tuple(options.train_classes or regime.train_classes)
+    # A value given twice is one cell (dict.fromkeys keeps the order given).
+    dims = tuple(dict.fromkeys(options.dims or regime.dims))
+    classes = tuple(dict.fromkeys(options.train_classes or regime.train_classes))
     if classes and base.dataset != "glyphs":
         if options.train_classes:
             raise FlagError(f"--train-classes is a Glyphs axis; {base.dataset} has its own classes")
@@ -203,16 +206,26 @@ def check_folders(plan) -> dict:
     return found
 
 
-def read_json(path: str):
-    with reading(path, "delete it: it is written again (a pretraining summary with its backbone.pt)"), \
-            open(path) as handle:
+PRETRAINING_REMEDY = "delete it: it is written again (a pretraining summary with its backbone.pt)"
+WALL_REMEDY = ('write {"wall_seconds": S} into it, S the seconds of the earlier invocations (compare.log lists each '
+               "run's); deleting it counts the wall time from this invocation on, and the reports then understate it")
+
+
+def read_json(path: str, remedy: str = PRETRAINING_REMEDY):
+    with reading(path, remedy), open(path) as handle:
         return json.load(handle)
 
 
 def accumulated_wall_seconds(out_dir: str, elapsed: float) -> float:
     """Wall time over every invocation on out_dir (an interrupted comparison resumes)."""
     path = os.path.join(out_dir, "wall_seconds.json")
-    total = elapsed + (float(read_json(path)["wall_seconds"]) if os.path.exists(path) else 0.0)
+    earlier = 0.0
+    if os.path.exists(path):
+        recorded = read_json(path, WALL_REMEDY)
+        earlier = recorded.get("wall_seconds") if isinstance(recorded, dict) else None
+        if isinstance(earlier, bool) or not isinstance(earlier, (int, float)) or not 0 <= earlier < math.inf:
+            raise damaged(path, "no number of seconds under wall_seconds", WALL_REMEDY)
+    total = elapsed + float(earlier)
     os.makedirs(out_dir, exist_ok=True)
     write_text_atomically(path, json.dumps({"wall_seconds": total}))
     return total
@@ -307,8 +320,7 @@ def compare(options, train_flags) -> None:
     for result in report(accumulated_wall_seconds(options.out, time.perf_counter() - began)):
         r1 = result["summary"]["metrics"]["recall@1"]
         log(options.out, f"{result['cell'].name or 'R@1'}: PA {r1['pa']['mean']:.2f} SEE {r1['see']['mean']:.2f} "
-                         f"SEE-PA {r1['see_minus_pa']['mean']:+.2f} [{r1['see_minus_pa']['low']:+.2f}, "
-                         f"{r1['see_minus_pa']['high']:+.2f}]")
+                         f"SEE-PA {difference_and_interval(r1['see_minus_pa'])}")
 
 
 if __name__ == "__main__":

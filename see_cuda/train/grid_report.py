@@ -7,6 +7,7 @@ import math
 import os
 
 from ..data.files import write_text_atomically
+from .paired_stats import difference_and_interval, mean_and_spread
 from .plots import draw_recall_at_1, fitted_title, pyplot, save_figure
 from .report import NAMES
 
@@ -67,11 +68,9 @@ def markdown(rows: list[dict], title: str, notes: list[str]) -> str:
                   "| --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if late else "")]
         for row in rows:
             m = row["metrics"][metric]
-            diff = m["see_minus_pa"]
-            interval = f"[{diff['low']:+.2f}, {diff['high']:+.2f}]" if not math.isnan(diff["low"]) else "(one seed)"
             line = (f"| {row['embedding_size']} | {row['train_classes'] or '—'} | {len(row['seeds'])} | "
-                    f"{m['pa']['mean']:.2f} ± {m['pa']['std']:.2f} | {m['see']['mean']:.2f} ± {m['see']['std']:.2f} | "
-                    f"{diff['mean']:+.2f} {interval} |")
+                    f"{mean_and_spread(m['pa'])} | {mean_and_spread(m['see'])} | "
+                    f"{difference_and_interval(m['see_minus_pa'])} |")
             if late:
                 line += f" {row['pa_late_gain_r1']:+.2f} | {row['see_late_gain_r1']:+.2f} |"
             lines.append(line)

@@ -45,3 +45,15 @@ def paired_difference(treatment, control, confidence: float = 0.95) -> dict:
     half_width = t_quantile(0.5 + confidence / 2, n - 1) * differences.std(ddof=1) / math.sqrt(n)
     return {"mean": mean, "low": mean - half_width, "high": mean + half_width, "n": n,
             "differences": differences.tolist()}
+
+
+def mean_and_spread(summary: dict) -> str:
+    """A summarize() result as "mean ± std" in %, or the mean alone for one seed (no spread to show)."""
+    return f"{summary['mean']:.2f} ± {summary['std']:.2f}" if summary["n"] > 1 else f"{summary['mean']:.2f}"
+
+
+def difference_and_interval(difference: dict) -> str:
+    """A paired_difference() result as "+mean [+low, +high]", or "+mean (one seed: no interval)"."""
+    if difference["n"] < 2:
+        return f"{difference['mean']:+.2f} (one seed: no interval)"
+    return f"{difference['mean']:+.2f} [{difference['low']:+.2f}, {difference['high']:+.2f}]"

@@ -5,7 +5,7 @@ import json
 import os
 
 from ..data.files import write_text_atomically
-from .paired_stats import paired_difference, summarize
+from .paired_stats import difference_and_interval, mean_and_spread, paired_difference, summarize
 from .plots import draw_recall_at_1, fitted_title, pyplot, save_figure
 
 METRICS = ("recall@1", "recall@2", "recall@4", "map@r")
@@ -32,10 +32,8 @@ def markdown(summary: dict, title: str, notes: list[str]) -> str:
              "difference with its 95% t interval.", "",
              "| metric | PA | PA + SEE | SEE − PA [95% CI] |", "| --- | --- | --- | --- |"]
     for metric, row in summary["metrics"].items():
-        diff = row["see_minus_pa"]
-        lines.append(f"| {NAMES[metric]} | {row['pa']['mean']:.2f} ± {row['pa']['std']:.2f} | "
-                     f"{row['see']['mean']:.2f} ± {row['see']['std']:.2f} | "
-                     f"{diff['mean']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}] |")
+        lines.append(f"| {NAMES[metric]} | {mean_and_spread(row['pa'])} | {mean_and_spread(row['see'])} | "
+                     f"{difference_and_interval(row['see_minus_pa'])} |")
     lines += ["", "Per seed, R@1 (%):", "", "| seed | PA | PA + SEE | SEE − PA |", "| --- | --- | --- | --- |"]
     r1 = summary["metrics"]["recall@1"]["per_seed"]
     for seed, pa, see in zip(summary["seeds"], r1["pa"], r1["see"]):
