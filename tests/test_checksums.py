@@ -6,6 +6,7 @@ import torch
 import see_cuda
 from see_cuda.data.files import DamagedFileError
 from see_cuda.train import checkpoint, proxy_shards
+from see_cuda.train.optim import build_optimizer
 
 STATE = {key: None for key in checkpoint.REQUIRED_KEYS} | {"epochs_done": 1, "model": {"w": torch.arange(64.0)}}
 
@@ -43,7 +44,7 @@ def test_a_checkpoint_written_before_checksums_loads_with_one_line_notice(tmp_pa
 
 def proxies_state():
     loss_fn = see_cuda.SEEProxyAnchorLoss(5, 8, n_expansion=4)
-    return loss_fn, torch.optim.AdamW(loss_fn.parameters())
+    return loss_fn, build_optimizer(torch.nn.Linear(2, 2), loss_fn.proxies, 1e-3, 1e-2, 0.0)
 
 
 def test_a_changed_byte_in_a_proxies_file_is_refused_naming_it(tmp_path):
@@ -59,8 +60,9 @@ def test_a_proxies_file_written_before_checksums_loads_with_one_line_notice(tmp_
     loss_fn, optimizer = proxies_state()
     torch.save({"epochs_done": 1, "rank": 0, "world_size": 2, "loss": loss_fn.state_dict(),
                 "optimizer": optimizer.state_dict()}, proxy_shards.path_of(str(tmp_path), 0, 2, 1))
-    restored, _ = proxies_state()
-    proxy_shards.load(str(tmp_path), 1, 0, 2, restored, torch.optim.AdamW(restored.parameters()))
+    proxy_shards.load(str(tmp_path), 1, 0, 2, *proxies_state())  # read twice, noticed once
+    restored, optimizer = proxies_state()
+    proxy_shards.load(str(tmp_path), 1, 0, 2, restored, optimizer)
     assert torch.equal(restored.proxies, loss_fn.proxies)
     notice = capsys.readouterr().err
     assert notice.count("\n") == 1 and "proxies-0-of-2.epoch-1.pt" in notice

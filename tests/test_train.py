@@ -290,6 +290,24 @@ def test_grid_passes_data_set_and_backbone_flags_to_every_run(tmp_path):
     assert run["backbone_weights"] is None and not (out / "pretrain").exists()  # Glyphs pretraining only
 
 
+def test_optimizer_state_splits_into_network_and_proxies_and_merges_back():
+    from see_cuda.train.optim import build_optimizer, merge_state, split_state
+
+    network, proxies = torch.nn.Linear(3, 2), torch.nn.Parameter(torch.randn(4, 2))
+    optimizer = build_optimizer(network, proxies, 1e-3, 1e-2, 1e-4)
+    (network(torch.randn(5, 3)).sum() + proxies.square().sum()).backward()
+    optimizer.step()
+    state = optimizer.state_dict()
+    network_part, proxies_part = split_state(state)
+    assert sorted(network_part["state"]) == [0, 1] and sorted(proxies_part["state"]) == [2]
+    restored = build_optimizer(network, proxies, 1.0, 1.0, 0.0)
+    restored.load_state_dict(merge_state(network_part, proxies_part))
+    assert restored.state_dict()["param_groups"] == state["param_groups"]
+    for key, moments in state["state"].items():
+        for name, value in moments.items():
+            assert torch.equal(restored.state_dict()["state"][key][name], value), (key, name)
+
+
 def test_a_value_given_twice_is_one_grid_cell():
     from see_cuda.train import compare
 

@@ -16,6 +16,7 @@ import torch
 
 from ..data.files import damaged
 from . import checksummed, proxy_shards
+from .optim import split_state
 from .run_record import check_same_training
 
 FILENAME = "checkpoint.pt"
@@ -50,11 +51,12 @@ def restore_random_states(states: dict, batches, loss_fn) -> None:
 def save(out_dir: str, epochs_done: int, model, loss_fn, optimizer, scaler, batches, history,
          config_record: dict, proxy_shards: dict | None = None) -> str:
     """Writes checkpoint.pt. With proxy_shards (a sharded run: proxy_shards.layout), the proxies and
-    the optimizer's state are in each process's file (see_cuda.train.proxy_shards), written before."""
+    the optimizer's state for them are in each process's file (see_cuda.train.proxy_shards), written
+    before; the optimizer's state for the network is here."""
     state = {
         "config": config_record, "epochs_done": epochs_done, "model": model.state_dict(),
         "loss": None if proxy_shards else loss_fn.state_dict(),
-        "optimizer": None if proxy_shards else optimizer.state_dict(),
+        "optimizer": split_state(optimizer.state_dict())[0] if proxy_shards else optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
         "random": random_states(batches, loss_fn), "history": history, "proxy_shards": proxy_shards,
     }
@@ -97,7 +99,7 @@ def load(out_dir: str, config, model, loss_fn, optimizer, scaler, batches, rank:
         proxy_shards.check_world(state.get("proxy_shards"), world, f"the run in {out_dir}")
     model.load_state_dict(state["model"])
     if config.shard_proxies:
-        proxy_shards.load(out_dir, state["epochs_done"], rank, world, loss_fn, optimizer)
+        proxy_shards.load(out_dir, state["epochs_done"], rank, world, loss_fn, optimizer, state["optimizer"])
     else:
         loss_fn.load_state_dict(state["loss"])
         optimizer.load_state_dict(state["optimizer"])

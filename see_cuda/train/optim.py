@@ -18,6 +18,28 @@ def build_optimizer(model: torch.nn.Module, proxies: torch.nn.Parameter, lr: flo
     ])
 
 
+# build_optimizer's second group: the proxies.
+PROXY_GROUP = 1
+
+
+def split_state(state: dict) -> tuple[dict, dict]:
+    """(the network's part, the proxies' part) of the state_dict of build_optimizer's optimizer:
+    each with every group's settings and the per-parameter state (Adam's moments) of its own
+    group only, so that a run with sharded proxies stores the network's state once."""
+    proxy_ids = set(state["param_groups"][PROXY_GROUP]["params"])
+
+    def part(proxies: bool) -> dict:
+        return {"state": {k: v for k, v in state["state"].items() if (k in proxy_ids) == proxies},
+                "param_groups": state["param_groups"]}
+
+    return part(False), part(True)
+
+
+def merge_state(network_part: dict, proxies_part: dict) -> dict:
+    """The optimizer's state_dict from the two parts split_state gave."""
+    return {"state": {**network_part["state"], **proxies_part["state"]}, "param_groups": network_part["param_groups"]}
+
+
 # The step schedule's fall: the usual tenth, held over the last floor(epochs / 3) epochs so
 # that the curves show whether the lower rate has levelled off.
 STEP_FACTOR = 0.1

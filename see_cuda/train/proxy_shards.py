@@ -1,7 +1,8 @@
 """The proxies of a run trained with --shard-proxies: one file per process per checkpoint.
 
 Each process writes its classes' proxies (the loss module's state) and its optimizer's
-state, which holds those proxies' Adam moments, to `proxies-<rank>-of-<world>.epoch-<n>.pt`
+state for them (their Adam moments; the network's is in checkpoint.pt, once) to
+`proxies-<rank>-of-<world>.epoch-<n>.pt`
 before the first process writes checkpoint.pt, which commits epoch n; the files of earlier
 epochs are removed only after that. An interruption at any point therefore leaves a
 checkpoint.pt whose epoch has every process's file. A resume needs the same number of
@@ -16,6 +17,7 @@ import os
 
 from ..data.files import damaged
 from . import checksummed
+from .optim import merge_state, split_state
 from .run_record import ConfigMismatchError
 
 REMEDY = ("delete the run's checkpoint.pt and proxies-*.pt files to train it from the start, or use another output "
@@ -33,7 +35,7 @@ def layout(world: int) -> dict:
 
 def save(out_dir: str, epochs_done: int, rank: int, world: int, loss_fn, optimizer) -> str:
     state = {"epochs_done": epochs_done, "rank": rank, "world_size": world, "loss": loss_fn.state_dict(),
-             "optimizer": optimizer.state_dict()}
+             "optimizer": split_state(optimizer.state_dict())[1]}
     path = path_of(out_dir, rank, world, epochs_done)
     checksummed.save(path, state)
     return path
@@ -50,7 +52,11 @@ def check_world(recorded: dict | None, world: int, where: str) -> None:
             f"(torchrun --nproc_per_node {recorded['world_size']}), not {world}")
 
 
-def load(out_dir: str, epochs_done: int, rank: int, world: int, loss_fn, optimizer) -> None:
+def load(out_dir: str, epochs_done: int, rank: int, world: int, loss_fn, optimizer,
+         network_state: dict | None = None) -> None:
+    """This process's proxies and the optimizer's state, its proxies' part from this file and the
+    network's from `network_state` (checkpoint.pt's); runs saved before the split (None there)
+    hold the whole optimizer state in each process's file."""
     path = path_of(out_dir, rank, world, epochs_done)
     if not os.path.isfile(path):
         raise damaged(path, "it is missing, though checkpoint.pt lists its epoch", REMEDY)
@@ -59,7 +65,8 @@ def load(out_dir: str, epochs_done: int, rank: int, world: int, loss_fn, optimiz
             rank, world, epochs_done):
         raise damaged(path, f"it does not hold process {rank} of {world} at epoch {epochs_done}", REMEDY)
     loss_fn.load_state_dict(state["loss"])
-    optimizer.load_state_dict(state["optimizer"])
+    optimizer.load_state_dict(state["optimizer"] if network_state is None else merge_state(network_state,
+                                                                                           state["optimizer"]))
 
 
 def remove_other_epochs(out_dir: str, rank: int, world: int, epochs_done: int) -> None:
