@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import torch
 
-from . import composition, dispatch, ops, reference, selection, validation
+from . import composition, dispatch, ops, reference, selection, transforms, validation
 from .options import SEEOptions, resolve_options
 
 
 def _check_values(implementation_is_reference: bool, device, check_values: bool, finite=None, labels=None,
                   noise=None, rows=None, dtype=None) -> None:
+    transforms.refuse_vmap()
     validation.check_bool(check_values, "check_values")
     if not (finite or labels or noise or rows):
         return

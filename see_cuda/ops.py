@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from . import transforms
 from ._extension import HAVE_EXTENSION
 
 
@@ -40,11 +41,13 @@ def philox_normal(seed: torch.Tensor, shape, dtype: torch.dtype, device=None) ->
 
 def spherical_expansion(z: torch.Tensor, w: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """k x n x D synthetic points of k sources z about proxies w; noise is k x (n-1) x D (docs/method.md §3)."""
+    transforms.refuse_fused_op("expansion")
     return _op("expansion")(z, w, noise)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Row-wise slerp of R x D inputs at R parameters t (docs/method.md §6)."""
+    transforms.refuse_fused_op("slerp")
     return _op("slerp")(a, b, t)
 
 
@@ -72,6 +75,7 @@ def proxy_anchor_fused(x, labels, proxies, synthetic, synthetic_labels, alpha, m
     compute_grad = torch.is_grad_enabled() and (
         x.requires_grad or proxies.requires_grad or (synthetic_grad and synthetic.requires_grad)
     )
+    transforms.refuse_fused_op("proxy_anchor_fused")
     outputs = _op("proxy_anchor_fused")(
         x, labels, proxies, synthetic, synthetic_labels, float(alpha), float(margin), float(lam), compute_grad,
         compute_grad and synthetic_grad and synthetic.requires_grad, int(class_offset),
@@ -97,6 +101,7 @@ def see_loss_fused(x, labels, proxies, noise, seed, n_expansion, num_selected, t
     formulas below it refuses a second derivative (the message of
     no_second_derivative) and a backward after x or the proxies changed in place.
     """
+    transforms.refuse_fused_op("see_loss_fused")
     compute_grad = torch.is_grad_enabled() and (x.requires_grad or proxies.requires_grad)
     loss, _, _, num_expanded, mean_cosine = _op("see_loss_fused")(
         x, labels, proxies, noise, seed, int(n_expansion), int(num_selected), float(threshold), float(lam),
@@ -131,12 +136,16 @@ def no_second_derivative(op_name: str, grads, inputs):
 
 
 class _SecondDerivativeError(torch.autograd.Function):
-    """Passes `grad` through; its backward raises `message`. Linked to `inputs` so that autograd reaches it."""
+    """Passes `grad` through; its backward raises `message`. Linked to `inputs` so that autograd reaches it.
+    Its context is set apart from its forward (setup_context), as torch.func's transforms require."""
 
     @staticmethod
-    def forward(ctx, message, grad, *inputs):
-        ctx.message = message
+    def forward(message, grad, *inputs):
         return grad.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.message = inputs[0]
 
     @staticmethod
     def backward(ctx, *_):
