@@ -151,6 +151,7 @@ DIFFERING = {
     "chunk_bytes": {"chunk_bytes": 64},
     "noise (given or None)": {"noise": torch.randn(ROWS, N_EXPANSION - 1, DIM, dtype=torch.float64)},
     "implementation": {"implementation": "auto"},
+    "ddp_gradients": {"ddp_gradients": True},
 }
 
 

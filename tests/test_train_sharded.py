@@ -12,6 +12,7 @@ from see_cuda.data.glyphs import INSTALL_HINT, installed_faces
 from see_cuda.train import TrainConfig, checksummed, train
 from see_cuda.train.cli import parse_config
 from see_cuda.train.config import FlagError
+from see_cuda.train.model import build_model
 from see_cuda.train.run_record import ConfigMismatchError, differences, recorded_config
 
 needs_fonts = pytest.mark.skipif(not installed_faces(), reason=f"Noto CJK fonts are not installed ({INSTALL_HINT})")
@@ -21,10 +22,11 @@ TINY = ["--dataset", "glyphs", "--shard-proxies", "--glyphs-train-classes", "40"
         "--no-progress", "--epochs", "2"]
 
 
-def torchrun(out_dir, *flags):
+def torchrun(out_dir, *flags, sharded=True):
     # --standalone: a free port of its own, so that runs on one machine do not meet.
+    tiny = TINY if sharded else [flag for flag in TINY if flag != "--shard-proxies"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-               "see_cuda.train", "--out-dir", str(out_dir), *TINY, *flags]
+               "see_cuda.train", "--out-dir", str(out_dir), *tiny, *flags]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -81,6 +83,19 @@ def test_sharded_training_resumes_exactly_and_refuses_another_world_size(tmp_pat
     one_process = parse_config(["--out-dir", str(split), *TINY, "--resume"])
     with pytest.raises(ConfigMismatchError, match="sharded over 2 processes.*--nproc_per_node 2"):
         train(one_process)
+
+
+@needs_fonts
+def test_replicated_proxies_train_under_torchrun_and_save_the_plain_network(tmp_path):
+    torchrun(tmp_path / "run", "--epochs", "1", sharded=False)
+    state = load(tmp_path / "run" / "checkpoint.pt")
+    assert state["epochs_done"] == 1 and state["proxy_shards"] is None and state["loss"] is not None
+    # The network trained in DistributedDataParallel with its BatchNorm over the whole batch is saved
+    # as the plain network: it loads into the one-process model.
+    model = build_model("small_cnn", 32, 1, 8)
+    model.load_state_dict(state["model"])
+    counts = {int(v) for k, v in state["model"].items() if k.endswith("num_batches_tracked")}
+    assert len(counts) == 1 and counts.pop() > 0  # every BatchNorm layer counted every step
 
 
 def test_fp16_with_sharded_proxies_is_refused():
