@@ -15,7 +15,8 @@
 // Shapes reach partial tiles (B, C, D, N not multiples of 16 or 32), several
 // class and row tiles, both modes, given noise, no synthetic rows, a large
 // alpha (exact references), and the flags: a label out of range, a non-finite
-// embedding, a non-finite proxy give a NaN loss and NaN gradients.
+// embedding, a non-finite proxy give a NaN loss and NaN gradients; a batch of
+// no rows and proxies of no classes stay within their buffers.
 //
 // Last, the launches of one call at the SOP-like shape (B = 180, D = 128,
 // C = 11318, n = 16, 40% expanded), recorded rather than run: at most 8 in the
@@ -363,6 +364,28 @@ void test_flag(const char* what, int64_t bit, void (*spoil)(Inputs&), std::mt199
         (std::string(what) + ": NaN loss and gradients").c_str());
 }
 
+// Shapes without rows or without classes, which the raw op accepts: no
+// launch out of its limits, no index out of a buffer (AddressSanitizer
+// watches), and the CPU's answers where it has them: a batch of no rows has
+// loss 0 and zero gradients for the proxies; without classes every label is
+// out of range, so the loss and dL/dx are NaN.
+void test_empty_shapes(std::mt19937_64& rng) {
+  const Case no_rows{"no rows", 0, 5, 6, 3, 2, 0.0, 32.0, false, 132};
+  Inputs in{{}, see::testing::normal_vector<double>(5 * 6, rng), {}, {}};
+  Call<float> k;
+  run<float>(no_rows, in, true, k);
+  bool zero = true;
+  for (const float g : k.grad_proxies) zero = zero && g == 0.0f;
+  check(k.loss == 0.0f && k.num_expanded == 0 && zero, "no rows: loss 0, no expansion, zero dL/dproxies");
+  const Case no_classes{"no classes", 5, 0, 6, 3, 2, 0.0, 32.0, false, 132};
+  in = Inputs{see::testing::normal_vector<double>(5 * 6, rng), {}, see::testing::normal_vector<double>(5 * 2 * 6, rng),
+              std::vector<int64_t>(5, 0)};
+  Call<float> none;
+  run<float>(no_classes, in, true, none);
+  check(std::isnan(none.loss) && all_nan(none.grad_x) && (none.state().flags & see::cuda::kLabelOutOfRange) != 0,
+        "no classes: every label out of range, NaN loss and dL/dx");
+}
+
 void test_launches_at_sop_shape() {
   const int64_t B = 180, C = 11318, D = 128, n = 16, k = 72;
   const long page = sysconf(_SC_PAGESIZE);
@@ -411,6 +434,7 @@ int main() {
   test_flag("a negative label", see::cuda::kLabelOutOfRange, [](Inputs& in) { in.labels[0] = -1; }, rng);
   test_flag("an infinite embedding", see::cuda::kNonFiniteEmbedding, [](Inputs& in) { in.x[5] = INFINITY; }, rng);
   test_flag("a NaN proxy", see::cuda::kNonFiniteProxy, [](Inputs& in) { in.proxies.back() = NAN; }, rng);
+  test_empty_shapes(rng);
   test_launches_at_sop_shape();
   std::printf("%s: %d failures\n", see::testing::failures == 0 ? "one-call SEE loss as the CPU kernels" : "FAIL",
               see::testing::failures);
