@@ -26,20 +26,25 @@
 # the stages that need it); the exit status is 1 if any stage failed. In a
 # copy of the tree without .git, GIT_COMMIT names the commit for the summary.
 #
-# Time budget on a 16-core machine with one H200 (about 7.5 minutes in all;
+# Time budget on a 16-core machine with one H200 (about 7.8 minutes in all;
 # no stage starts, and every stage is cut, at DEADLINE_S, 470 s by default,
 # so the whole run stays under 8 minutes):
 #   wheels        5 s    pip --no-index --target, a few pure-Python wheels
-#   build       120 s    5 .cu and 11 .cpp files for one architecture, MAX_JOBS = cores
+#   build       120 s    6 .cu and 11 .cpp files for one architecture, MAX_JOBS = cores
 #   environment   5 s    nvidia-smi, versions, see_cuda.backends()
 #   smoke        15 s    ~60 small cases, both dtypes
 #   cuda tests   90 s    pytest -m cuda (~190 tests, hypothesis included)
 #   bench fp32   40 s    five shapes, 7 repeats; the per-sample loops dominate
 #   bench bf16   40 s    the same in bfloat16
-#   memcheck     60 s    the smoke run under compute-sanitizer, caching allocator off
-#   racecheck    60 s    the same, shared-memory hazards
+#   gpu paths    35 s    the SEE loss path by path (one-call, composed; fp32, tf32, bf16) beside
+#                        the cuBLAS floor at CUB-like, SOP-like and 10^6 classes (benchmarks/gpu_paths.py)
+#   train step   30 s    the loss's share of a ResNet-50 step, B = 180 at 224 px, bf16 autocast:
+#                        Proxy-Anchor, SEE, the published structure (benchmarks/train_step.py)
+#   memcheck     45 s    the smoke run under compute-sanitizer, caching allocator off
+#   racecheck    45 s    the same, shared-memory hazards
+# The two tables of gpu paths and train step go to run.log (no file of their own).
 # The sanitizers run last: some machines refuse them ("Device not supported"),
-# which is recorded as skipped.
+# which is recorded as skipped, and the deadline cuts them first.
 set -u
 
 usage() { awk 'NR > 1 && /^# Time budget/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
@@ -317,7 +322,27 @@ else
   record "bench bfloat16" skipped 0 40 "no usable build"
 fi
 
-# ---------------------------------------------------------------- compute-sanitizer (budget 60 s each)
+# ---------------------------------------------------------------- GPU paths, a training step (budgets 35 s, 30 s)
+if [ "$BUILD_OK" = 1 ]; then
+  if [ "$DRY_RUN" = 1 ]; then
+    run_stage "gpu paths" 35 600 20 "$RUN_LOG" "$PYTHON" benchmarks/gpu_paths.py --device cpu --quick --repeats 1 \
+      --warmup 0
+    record_rc "gpu paths" 35 "--device cpu --quick"
+    run_stage "train step" 30 600 20 "$RUN_LOG" "$PYTHON" benchmarks/train_step.py --device cpu --quick --repeats 1 \
+      --warmup 0 --classes 100
+    record_rc "train step" 30 "--device cpu --quick"
+  else
+    run_stage "gpu paths" 35 90 20 "$RUN_LOG" "$PYTHON" benchmarks/gpu_paths.py --device cuda --repeats 5 --warmup 2
+    record_rc "gpu paths" 35 "fp32, tf32, bf16; CUB-like, SOP-like, 10^6 classes"
+    run_stage "train step" 30 90 20 "$RUN_LOG" "$PYTHON" benchmarks/train_step.py --device cuda --repeats 5 --warmup 2
+    record_rc "train step" 30 "ResNet-50, B = 180 at 224 px, bf16 autocast"
+  fi
+else
+  record "gpu paths" skipped 0 35 "no usable build"
+  record "train step" skipped 0 30 "no usable build"
+fi
+
+# ---------------------------------------------------------------- compute-sanitizer (budget 45 s each)
 # The smoke run under memcheck (out-of-bounds and misaligned accesses; with
 # PyTorch's caching allocator off, so that every tensor is its own allocation)
 # and racecheck (shared-memory hazards). Last, since a machine may refuse them.
@@ -326,24 +351,24 @@ SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanit
 for tool in memcheck racecheck; do
   if [ "$DRY_RUN" = 1 ]; then
     echo "$tool: not run (dry run)" >> "$SANITIZER_LOG"
-    record "$tool" skipped 0 60 "dry run: no GPU$([ -n "$SANITIZER" ] || echo '; compute-sanitizer is not installed')"
+    record "$tool" skipped 0 45 "dry run: no GPU$([ -n "$SANITIZER" ] || echo '; compute-sanitizer is not installed')"
   elif [ -z "$SANITIZER" ]; then
-    record "$tool" skipped 0 60 "compute-sanitizer is not installed"
+    record "$tool" skipped 0 45 "compute-sanitizer is not installed"
   elif [ "$BUILD_OK" = 0 ]; then
-    record "$tool" skipped 0 60 "no usable build"
+    record "$tool" skipped 0 45 "no usable build"
   else
     TOOL_LOG=$WORK/$tool.log
-    run_stage "$tool" 60 120 30 "$TOOL_LOG" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool "$tool" \
+    run_stage "$tool" 45 120 30 "$TOOL_LOG" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool "$tool" \
       --error-exitcode 86 --print-limit 20 "$PYTHON" scripts/cuda_smoke.py --device cuda
     cat "$TOOL_LOG" >> "$SANITIZER_LOG"
     VERDICT=$(grep -E -m1 'ERROR SUMMARY|RACECHECK SUMMARY' "$TOOL_LOG" | sed 's/^=* *//')
     if [ "$RC" != 0 ] && grep -qiE "device not supported|not supported on this|unable to (find|load) injection" "$TOOL_LOG"; then
-      record "$tool" skipped "$SECONDS_TAKEN" 60 \
+      record "$tool" skipped "$SECONDS_TAKEN" 45 \
         "compute-sanitizer cannot run here: $(grep -iE -m1 'not supported|injection' "$TOOL_LOG" | sed 's/^=* *//')"
     elif [ "$RC" = 86 ]; then  # the sanitizer found errors (--error-exitcode)
-      record "$tool" failed "$SECONDS_TAKEN" 60 "$VERDICT"
+      record "$tool" failed "$SECONDS_TAKEN" 45 "$VERDICT"
     else
-      record_rc "$tool" 60 "$VERDICT"
+      record_rc "$tool" 45 "$VERDICT"
     fi
   fi
 done

@@ -233,10 +233,15 @@ def see_loss_with_options(embeddings, labels, proxies, options: SEEOptions, gene
     primitives = dispatch.see_primitives(implementation, embeddings.device, chunk_bytes)
     given_noise = {} if noise is None else {"noise": noise}
     if dispatch.runs_in_one_call(primitives, embeddings.device, options):
-        # The kernel checks label range, finiteness and rows whose squared norm overflows itself,
-        # in its dtype; a loss in half precision has its rows checked here, in that dtype.
-        rows = {} if dispatch.kernel_dtype(dtype) == dtype else {"embeddings": embeddings, "proxies": proxies}
-        _check_values(False, embeddings.device, check_values, noise=given_noise, rows=rows, dtype=dtype)
+        # The CPU kernel checks label range, finiteness and rows whose squared norm overflows itself,
+        # in its dtype; a loss in half precision has its rows checked here, in that dtype. The CUDA
+        # kernel only flags them on the device (a NaN loss and gradients): read here unless check_values=False.
+        on_host = embeddings.device.type == "cpu"
+        rows = {} if on_host and dispatch.kernel_dtype(dtype) == dtype else {"embeddings": embeddings,
+                                                                              "proxies": proxies}
+        labels_read = {} if on_host else {"labels": (labels, proxies.shape[0])}
+        _check_values(False, embeddings.device, check_values, noise=given_noise, rows=rows, labels=labels_read,
+                      dtype=dtype)
         return dispatch.see_loss_in_one_call(embeddings, labels, proxies, options, generator, noise, chunk_bytes)
     _check_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
                   rows={"embeddings": embeddings, "proxies": proxies}, labels={"labels": (labels, proxies.shape[0])},

@@ -19,6 +19,9 @@
 // cannot see a race between blocks of one grid; within a block it sees every
 // access that no barrier orders.
 //
+// The warp matrix functions of <mma.h> (nvcuda::wmma) are in wmma.h, with
+// their preconditions asserted and an element layout of their own.
+//
 // Not emulated: warp-synchronous execution (lanes run independently, as
 // independent thread scheduling allows), shuffles with a partial mask or a
 // width other than 32, streams, and device-side math other than the host's
@@ -47,7 +50,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))  // valid among the decl-specifiers, as in CUDA
 #define __shared__ static
 // The dynamic shared memory of the launch (csrc/cuda/device_runtime.cuh has the CUDA form).
 #define SEE_DYNAMIC_SHARED(name) unsigned char* const name = ::see::emulation::dynamic_shared_memory()
@@ -166,3 +169,5 @@ void launch(const Shape& shape, void (*kernel)(Params...), Args&&... args) {
 
 }  // namespace emulation
 }  // namespace see
+
+#include "wmma.h"  // after the thread context, which it uses

@@ -102,8 +102,16 @@ class GroupBarrier {
 class Warp : public GroupBarrier {
  public:
   explicit Warp(int lanes)
-      : GroupBarrier(lanes, "a lane of the warp returned before a full-mask shuffle that the others reach"),
+      : GroupBarrier(lanes, "a lane of the warp returned before a warp-wide operation (full-mask shuffle, WMMA) "
+                            "that the others reach"),
         lanes_(lanes) {}
+
+  int lanes() const { return lanes_; }
+
+  // The operands of a warp-wide matrix operation (wmma.h), staged by their
+  // logical position; the caller orders its use with arrive_and_wait.
+  static constexpr size_t kMatrixStagingBytes = 4096;
+  unsigned char* matrix_staging() { return matrix_staging_; }
 
   template <typename V>
   V exchange(int lane, V value, int source_lane) {
@@ -125,6 +133,7 @@ class Warp : public GroupBarrier {
   const int lanes_;
   int parity_[32] = {};
   uint64_t staging_[2][32] = {};
+  alignas(16) unsigned char matrix_staging_[kMatrixStagingBytes] = {};
 };
 
 }  // namespace emulation

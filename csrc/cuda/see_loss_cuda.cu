@@ -1,0 +1,98 @@
+// CUDA kernel of the whole SEE loss with detached synthetic points
+// (see_cuda::see_loss_fused; the CPU's is cpu/see_loss_cpu.cpp): the launches
+// of see_loss_pipeline.cuh on the current stream, with the workspace they need.
+//
+// Nothing is read back, so the call neither waits for the GPU nor breaks
+// CUDA-graph capture. The CPU kernel raises on a label out of range or a
+// non-finite row; this one cannot without a host synchronisation, so the
+// kernels flag such a call on the device and its loss and gradients are NaN
+// (the number expanded and the mean cosine are still written). The flagged
+// loss is the signal that a deferred check reads (README, "Label range and
+// finiteness").
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "../op_checks.h"
+#include "../proxy_anchor.h"
+#include "see_loss_pipeline.cuh"
+
+namespace see {
+namespace cuda {
+namespace {
+
+using at::Tensor;
+
+// <<<>>> on `stream`, each launch checked.
+struct StreamLaunch {
+  cudaStream_t stream;
+
+  template <typename... Params, typename... Args>
+  void operator()(const LaunchShape& shape, void (*kernel)(Params...), Args&&... args) const {
+    kernel<<<grid_of(shape), block_of(shape), static_cast<size_t>(shape.shared_bytes), stream>>>(
+        std::forward<Args>(args)...);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+};
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, const Tensor& labels,
+                                                            const Tensor& proxies, const c10::optional<Tensor>& noise,
+                                                            const Tensor& seed, int64_t n, int64_t num_selected,
+                                                            double threshold, double lam, double alpha, double margin,
+                                                            bool compute_grad) {
+  const int64_t B = x.size(0), C = proxies.size(0), D = x.size(1);
+  const auto options = x.options();
+  const SeeLossSizes sizes = see_loss_sizes(B, C, D, n, num_selected, noise.has_value(), sizeof(T));
+  SeeLossParams<T> p = see_loss_inputs<T>(
+      x.const_data_ptr<T>(), labels.const_data_ptr<int64_t>(), proxies.const_data_ptr<T>(),
+      noise.has_value() ? noise->const_data_ptr<T>() : nullptr, seed.const_data_ptr<int64_t>(), B, C, D, n,
+      num_selected, threshold, lam, alpha, margin, !fixed_ref_is_safe<T>(alpha), compute_grad,
+      at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+  // Held until the launches are queued, then freed: the caching allocator hands
+  // their memory only to work queued after the kernels on this stream.
+  std::vector<Tensor> workspace;
+  allocate_see_loss_workspace(p, sizes, [&](auto element, int64_t count) {
+    using E = decltype(element);
+    workspace.push_back(at::empty({count}, options.dtype(c10::CppTypeToScalarType<E>::value)));
+    return workspace.back().template data_ptr<E>();
+  });
+  Tensor loss = at::empty({}, options), num_expanded = at::empty({}, options.dtype(at::kLong));
+  Tensor mean_cosine = at::empty({}, options);
+  // Without gradients both are 0-element, as on the CPU.
+  Tensor grad_x = compute_grad ? at::empty({B, D}, options) : at::empty({0}, options);
+  Tensor grad_proxies = compute_grad ? at::empty({C, D}, options) : at::empty({0}, options);
+  p.loss = loss.data_ptr<T>();
+  p.grad_x = grad_x.data_ptr<T>();
+  p.grad_proxies = grad_proxies.data_ptr<T>();
+  p.num_expanded = num_expanded.data_ptr<int64_t>();
+  p.mean_cosine = mean_cosine.data_ptr<T>();
+  enqueue_see_loss(p, sizes, StreamLaunch{at::cuda::getCurrentCUDAStream()});
+  return {loss, grad_x, grad_proxies, num_expanded, mean_cosine};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss_fused_cuda(
+    const Tensor& x, const Tensor& labels, const Tensor& proxies, const c10::optional<Tensor>& noise,
+    const Tensor& seed, int64_t n, int64_t num_selected, double threshold, double lam, double alpha, double margin,
+    bool compute_grad, int64_t chunk_bytes) {
+  check_see_loss_args(x, labels, proxies, noise, seed, n);
+  check_chunk_bytes(chunk_bytes);  // accepted for the schema; the flash-style loss needs no chunks
+  const c10::cuda::CUDAGuard guard(x.device());
+  std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> result;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "see_loss_fused_cuda", [&] {
+    result = see_loss<scalar_t>(x, labels, proxies, noise, seed, n, num_selected, threshold, lam, alpha, margin,
+                                compute_grad);
+  });
+  return result;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(see_cuda, CUDA, m) { m.impl("see_loss_fused", &see_loss_fused_cuda); }
+
+}  // namespace cuda
+}  // namespace see

@@ -1,0 +1,159 @@
+// Launch decisions of the one-call SEE loss on the GPU (see_loss_kernels.cuh,
+// flash_loss_kernels.cuh, see_loss_pipeline.cuh): the parameters of one call,
+// filled once and passed to every kernel, the workspace they need and each
+// kernel's shape. Nothing here reads the device: the sizes come from the
+// shapes, so that a call never waits for the GPU.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "../see_common.h"
+#include "expansion_launch.h"
+#include "launch_shape.h"
+#include "tile_product_launch.h"
+
+namespace see {
+namespace cuda {
+
+// Why a call's results are NaN (bits of SelectionState::flags): the checks
+// the kernels make on the way.
+constexpr int64_t kLabelOutOfRange = 1;     // a label outside [0, C)
+constexpr int64_t kNonFiniteEmbedding = 2;  // an embedding row whose norm is not finite
+constexpr int64_t kNonFiniteProxy = 4;      // a proxy whose norm is not finite
+
+// What the selection leaves on the device for the later kernels (one int64 tensor).
+struct SelectionState {
+  int64_t expanded;                 // k
+  int64_t rows;                     // N = B + k n, the rows of the loss
+  int64_t positive_classes[2];      // |P+| of the real and the synthetic part
+  int64_t flags;                    // the flag bits of the rows and the proxies
+};
+constexpr int64_t kSelectionStateWords = sizeof(SelectionState) / sizeof(int64_t);
+
+// Everything one call reads and writes; pointers to device memory.
+template <typename T>
+struct SeeLossParams {
+  // Inputs.
+  const T* x;               // B x D embeddings
+  const int64_t* labels;    // B
+  const T* proxies;         // C x D
+  const T* noise;           // B x (n - 1) x D, or null: draws from the stream `seed`
+  const int64_t* seed;      // one value, read on the device
+  int64_t B, C, D, n;
+  int64_t num_selected;     // >= 0: the fraction mode's count; < 0: the threshold mode
+  double threshold;
+  double alpha, margin, lam;
+  bool exact_refs;          // alpha too large for the fixed references (../proxy_anchor.h)
+  bool split_products;      // float: split-tf32 products (float's accuracy); false: one tf32 product
+  bool compute_grad;
+  int64_t row_splits;       // the row pass's splits of the classes (row_pass_splits)
+  // Workspace.
+  T* rows;                  // max_rows x D: unit embeddings, then the synthetic points
+  int64_t* row_labels;      // max_rows
+  T* row_norms;             // B
+  T* axes;                  // B x D: each row's unit class proxy
+  T* positive_cosine;       // B
+  int64_t* row_flags;       // B
+  int64_t* proxy_flags;     // proxy_blocks(C)
+  int64_t* expanded_rows;   // B: the expanded rows, in selection order
+  SelectionState* state;
+  T* draws;                 // most_expanded x (n - 1) x D, unless noise is given
+  T* expansion_scratch;     // ExpansionLaunch::global_elems, when the scratch is global
+  T* proxy_norms;           // C
+  T* grad_x_partial;        // row_splits x B x D: dL/dx̂ of each split of the classes
+  T* column_refs;           // [neg | pos][part][C]: the exponents' references
+  T* column_scales;         // [neg | pos][part][C]: the gradient scales
+  double* tile_loss;        // per class tile: its share of the loss
+  // Outputs.
+  T* loss;                  // 0-d
+  T* grad_x;                // B x D
+  T* grad_proxies;          // C x D
+  int64_t* num_expanded;    // 0-d
+  T* mean_cosine;           // 0-d
+};
+
+constexpr int kRowThreads = 128;     // per-row kernels: one block per row
+constexpr int kSelectThreads = 256;  // the selection: one block
+
+// Rows expanded at most: k in the fraction mode, all B in the threshold mode.
+// (These three sizes are read by the kernels too.)
+SEE_HD int64_t most_expanded(int64_t B, int64_t num_selected) {
+  return num_selected >= 0 && num_selected < B ? num_selected : B;
+}
+
+// Room for the loss's rows: the batch and the most synthetic points.
+inline int64_t max_rows(int64_t B, int64_t n, int64_t num_selected) { return B + most_expanded(B, num_selected) * n; }
+
+SEE_HD int64_t class_tiles(int64_t C) { return (C + kProductTile - 1) / kProductTile; }
+
+constexpr int kProxiesPerBlock = kRowThreads / 32;  // one warp per proxy norm
+
+SEE_HD int64_t proxy_blocks(int64_t C) { return (C + kProxiesPerBlock - 1) / kProxiesPerBlock; }
+
+// One block per batch row, then the blocks of the proxies' norms.
+inline LaunchShape prepare_rows_launch(int64_t B, int64_t C) {
+  return LaunchShape{{static_cast<uint32_t>(B + proxy_blocks(C)), 1, 1}, {kRowThreads, 1, 1}, 0};
+}
+
+inline LaunchShape select_launch() { return LaunchShape{{1, 1, 1}, {kSelectThreads, 1, 1}, 0}; }
+
+// The expansion of the selected rows: its scratch kept within the default
+// 48 KB of shared memory (no opt-in, which would need a host-side attribute
+// call per kernel), the rest in global memory.
+inline ExpansionLaunch expand_selected_launch(int64_t n, int64_t D, int64_t sources, int64_t element_bytes) {
+  return plan_expansion_launch(ExpansionSizes{n, D, false}, sources, element_bytes, kDefaultSharedLimit);
+}
+
+// The flash-style loss: one block per tile of 32 classes over all rows, and
+// one per tile of 32 batch rows over all classes.
+inline LaunchShape class_pass_launch(int64_t C) {
+  return LaunchShape{{static_cast<uint32_t>(class_tiles(C)), 1, 1}, {kProductThreads, 1, 1}, 0};
+}
+
+// The row pass has only ceil(B / 32) tiles of rows: its classes are split
+// among blocks too, enough to give every multiprocessor two blocks, each
+// split at least one tile of classes.
+inline int64_t row_pass_splits(int64_t B, int64_t C, int multiprocessors) {
+  const int64_t row_tiles = std::max<int64_t>(1, ceil_div(B, kProductTile));
+  const int64_t splits = ceil_div(2 * static_cast<int64_t>(multiprocessors), row_tiles);
+  return std::max<int64_t>(1, std::min({splits, class_tiles(C), int64_t(65535)}));
+}
+
+inline LaunchShape row_pass_launch(int64_t B, int64_t splits) {
+  return LaunchShape{{static_cast<uint32_t>(ceil_div(B, kProductTile)), static_cast<uint32_t>(splits), 1},
+                     {kProductThreads, 1, 1},
+                     0};
+}
+
+// The splits' partial gradients added and the normalisation's backward: one warp per batch row.
+constexpr int kFinishRowsPerBlock = 8;
+inline LaunchShape finish_rows_launch(int64_t B) {
+  return LaunchShape{{static_cast<uint32_t>(ceil_div(B, kFinishRowsPerBlock)), 1, 1},
+                     {kFinishRowsPerBlock * 32, 1, 1},
+                     0};
+}
+
+inline LaunchShape finish_loss_launch() { return LaunchShape{{1, 1, 1}, {kSelectThreads, 1, 1}, 0}; }
+
+// The inputs and settings of one call; the workspace and outputs are bound
+// after (allocate_see_loss_workspace in see_loss_pipeline.cuh, then the outputs).
+template <typename T>
+SeeLossParams<T> see_loss_inputs(const T* x, const int64_t* labels, const T* proxies, const T* noise,
+                                 const int64_t* seed, int64_t B, int64_t C, int64_t D, int64_t n,
+                                 int64_t num_selected, double threshold, double lam, double alpha, double margin,
+                                 bool exact_refs, bool compute_grad, int multiprocessors) {
+  SeeLossParams<T> p{};
+  p.x = x, p.labels = labels, p.proxies = proxies, p.noise = noise, p.seed = seed;
+  p.B = B, p.C = C, p.D = D, p.n = n;
+  p.num_selected = num_selected, p.threshold = threshold;
+  p.alpha = alpha, p.margin = margin, p.lam = lam;
+  p.exact_refs = exact_refs;
+  p.split_products = true;  // float products to float's accuracy
+  p.compute_grad = compute_grad;
+  p.row_splits = row_pass_splits(B, C, multiprocessors);
+  return p;
+}
+
+}  // namespace cuda
+}  // namespace see

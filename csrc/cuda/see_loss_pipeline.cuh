@@ -1,0 +1,86 @@
+// The launches of one call of the one-call SEE loss on the GPU, in order, on
+// one stream, and nothing else: no value is read back and no host-side
+// decision depends on the data, so a call never waits for the GPU and can be
+// captured in a CUDA graph. `launch(shape, kernel, args...)` is the caller's:
+// <<<>>> with a launch check in see_loss_cuda.cu, the host emulation in the
+// C++ tests, a recorder that counts the launches in the launch-count test.
+//
+// Forward (with the gradients, which the op forms in its forward): at most 8
+// launches: unit rows, cosines and proxy norms; the selection; the draws
+// (unless noise is given); the expansion; the class pass; the row pass and its
+// finish; the loss. The autograd backward scales the two gradients: 2 more.
+#pragma once
+
+#include <cstdint>
+
+#include "flash_loss_kernels.cuh"
+#include "philox_normal_kernels.cuh"
+#include "philox_normal_launch.h"
+#include "see_loss_kernels.cuh"
+#include "see_loss_launch.h"
+
+namespace see {
+namespace cuda {
+
+// Element counts of the workspace of one call (see SeeLossParams).
+struct SeeLossSizes {
+  int64_t max_rows, draws, expansion_scratch, class_tiles;
+  ExpansionLaunch expansion;
+};
+
+inline SeeLossSizes see_loss_sizes(int64_t B, int64_t C, int64_t D, int64_t n, int64_t num_selected,
+                                   bool noise_given, int64_t element_bytes) {
+  const int64_t k_max = most_expanded(B, num_selected);
+  SeeLossSizes s{};
+  s.max_rows = max_rows(B, n, num_selected);
+  s.draws = noise_given ? 0 : k_max * (n - 1) * D;
+  s.expansion = expand_selected_launch(n, D, k_max, element_bytes);
+  s.expansion_scratch = k_max > 0 ? s.expansion.global_elems : 0;
+  s.class_tiles = class_tiles(C);
+  return s;
+}
+
+// Points the workspace of p at buffers from `allocate(E{}, count)`, one per
+// array of `count` elements of type E: tensors in the CUDA glue, host arrays
+// in the tests. The buffers are written before they are read: none needs zeroing.
+template <typename T, typename Allocate>
+void allocate_see_loss_workspace(SeeLossParams<T>& p, const SeeLossSizes& s, Allocate&& allocate) {
+  const int64_t B = p.B, C = p.C, D = p.D;
+  p.rows = allocate(T{}, s.max_rows * D);
+  p.row_labels = allocate(int64_t{}, s.max_rows);
+  p.row_norms = allocate(T{}, B);
+  p.axes = allocate(T{}, B * D);
+  p.positive_cosine = allocate(T{}, B);
+  p.row_flags = allocate(int64_t{}, B);
+  p.proxy_flags = allocate(int64_t{}, proxy_blocks(C));
+  p.expanded_rows = allocate(int64_t{}, B);
+  p.state = reinterpret_cast<SelectionState*>(allocate(int64_t{}, kSelectionStateWords));
+  p.draws = allocate(T{}, s.draws);
+  p.expansion_scratch = allocate(T{}, s.expansion_scratch);
+  p.proxy_norms = allocate(T{}, C);
+  p.grad_x_partial = allocate(T{}, p.compute_grad ? p.row_splits * B * D : 0);
+  p.column_refs = allocate(T{}, 4 * C);
+  p.column_scales = allocate(T{}, 4 * C);
+  p.tile_loss = allocate(double{}, s.class_tiles);
+}
+
+template <typename T, typename Launch>
+void enqueue_see_loss(const SeeLossParams<T>& p, const SeeLossSizes& sizes, Launch&& launch) {
+  const int64_t k_max = most_expanded(p.B, p.num_selected);
+  if (p.B + proxy_blocks(p.C) > 0) launch(prepare_rows_launch(p.B, p.C), prepare_rows_kernel<T>, p);
+  launch(select_launch(), select_kernel<T>, p);
+  if (k_max > 0) {
+    if (sizes.draws > 0) launch(philox_normal_launch(sizes.draws), philox_normal_kernel<T>, p.draws, p.seed, sizes.draws);
+    const ExpansionLaunch& plan = sizes.expansion;
+    launch(plan.shape, expand_selected_kernel<T>, p, plan.sizes, plan.placement(p.expansion_scratch));
+  }
+  if (p.C > 0) launch(class_pass_launch(p.C), class_pass_kernel<T>, p);
+  if (p.compute_grad && p.B > 0) {
+    launch(row_pass_launch(p.B, p.row_splits), row_pass_kernel<T>, p);
+    launch(finish_rows_launch(p.B), finish_rows_kernel<T>, p);
+  }
+  launch(finish_loss_launch(), finish_loss_kernel<T>, p);
+}
+
+}  // namespace cuda
+}  // namespace see
