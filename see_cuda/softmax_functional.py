@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from . import composition, dispatch, validation
+from . import composition, dispatch, softmax_fused, softmax_reference, validation
 from .expansion_options import SphericalExpansion
 from .loss_settings import (
     SOFTMAX_FAMILY,
@@ -20,7 +20,8 @@ from .loss_settings import (
     ProxyNCASettings,
 )
 from .options import SEEOptions
-from .softmax_reference import scoring_primitive
+
+SCORING_OP = "see_cuda::softmax_family_rows"
 
 NO_EXPANSION = SphericalExpansion(mode="none")
 
@@ -52,9 +53,9 @@ def softmax_family_see_loss(embeddings: torch.Tensor, labels: torch.Tensor, clas
     classes: C x D class vectors, any strides (W.t() of a D x C W is read in place).
     settings: a ProxyNCASettings, NormalizedSoftmaxSettings, CosFaceSettings or ArcFaceSettings.
     expansion: a SphericalExpansion, or None for the plain loss. generator / noise: as fused_see_loss.
-    implementation: "auto" or "reference" ("fused" is an error: no compiled kernel scores this family yet;
-    under "auto" the expansion runs compiled where this install has it). chunk_bytes: checked, and kept for
-    the compiled kernels; the reference forms the whole B x C matrix.
+    implementation: "auto", "fused" or "reference". chunk_bytes: the compiled kernels form the cosines of all
+    N rows (batch and synthetic) with chunks of at most chunk_bytes / (N·itemsize) classes (None: 256 MiB), so
+    their memory is O(N x chunk) for any C; the reference forms the whole N x C matrix.
     """
     if not isinstance(settings, SOFTMAX_FAMILY):
         raise TypeError(f"settings must be one of {[s.__name__ for s in SOFTMAX_FAMILY]}, "
@@ -62,10 +63,7 @@ def softmax_family_see_loss(embeddings: torch.Tensor, labels: torch.Tensor, clas
     expansion = NO_EXPANSION if expansion is None else expansion
     if not isinstance(expansion, SphericalExpansion):
         raise TypeError(f"expansion must be a see_cuda.SphericalExpansion or None, got {type(expansion).__name__}")
-    validation.check_implementation(implementation)
-    if implementation == "fused":
-        raise RuntimeError(f"see_cuda has no compiled kernel for the {type(settings).__name__[:-8]} loss; use "
-                           "implementation='auto' or 'reference'")
+    fused = dispatch.use_fused(implementation, embeddings.device, SCORING_OP)
     dtype = validation.check_loss_inputs(embeddings, labels, classes)
     check_logit_map_for_dtype(settings.logit_map, dtype)
     validation.check_chunk_bytes(chunk_bytes)
@@ -78,12 +76,14 @@ def softmax_family_see_loss(embeddings: torch.Tensor, labels: torch.Tensor, clas
     validation.check_same_device({"embeddings": embeddings, "noise": noise})
     validation.check_generator(generator, embeddings.device)
     labels = validation.index_labels(labels)
-    if validation.values_are_read(embeddings.device, True):  # the scoring step is the reference: always checked
+    if validation.values_are_read(embeddings.device, check_values or not fused):
         validation.check_values(rows={"embeddings": embeddings, "proxies": classes},
                                 labels={"labels": (labels, classes.shape[0])},
                                 noise={} if noise is None else {"noise": noise}, dtype=dtype)
     primitives = dispatch.see_primitives(implementation, embeddings.device)
-    primitives = primitives._replace(proxy_anchor=scoring_primitive(settings.logit_map))
+    score = (softmax_fused.scoring_primitive(settings.logit_map, chunk_bytes) if fused
+             else softmax_reference.scoring_primitive(settings.logit_map))
+    primitives = primitives._replace(proxy_anchor=score)
     return composition.see_loss(embeddings, labels, classes, _see_options(expansion), primitives, generator, noise)
 
 
