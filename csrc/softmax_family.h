@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "fast_exp.h"
 #include "see_common.h"
 
 namespace see {
@@ -65,6 +66,22 @@ SEE_HD void lse_merge(double& max, double& sum, double other_max, double other_s
   const double top = fmax(max, other_max);
   sum = sum * exp(max - top) + other_sum * exp(other_max - top);
   max = (max != max || other_max != other_max) ? max + other_max : top;
+}
+
+// The entries of a row are done in T, vectorised: the target's cosine is first
+// replaced by f(s_iy) (rounded to T), so that every entry's logit is the same
+// affine map scale * s + bias; exponentials use fast_exp (within 2 ulp).
+
+// exp(z - shift) of an entry's logit z = scale * s + bias.
+template <typename T>
+SEE_HD T entry_exponential(T s, T scale, T bias, T shift) {
+  return fast_exp(scale * s + bias - shift);
+}
+
+// d loss / d s of an entry that is not the row's target: weight * scale * p, p = exp(z - lse).
+template <typename T>
+SEE_HD T other_class_grad(T s, T scale, T bias, T lse, T weight_scale) {
+  return weight_scale * fast_exp(scale * s + bias - lse);
 }
 
 // d loss / d s_ic of a row with logit z and log-sum-exp lse, weight w (1/B, or lambda/M).
