@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ._extension import HAVE_EXTENSION
 from .loss_settings import LogitMap
 
 
@@ -82,3 +83,16 @@ def scoring_primitive(logit_map: LogitMap, chunk_bytes=None):
     def score(x, y, classes, synthetic, synthetic_labels, lam, _alpha, _margin, _synthetic_grad):
         return fused_softmax_family(x, y, classes, synthetic, synthetic_labels, lam, logit_map, chunk_bytes)
     return score
+
+
+def _rows_fake(x, labels, classes, scale, bias, margin_kind, margin, class_offset=0, chunk_bytes=0):
+    return x.new_empty((x.shape[0], 4), dtype=torch.float64)
+
+
+def _grad_fake(x, labels, classes, lse, weight, scale, bias, margin_kind, margin, class_offset=0, chunk_bytes=0):
+    return torch.empty_like(x), classes.new_empty(classes.shape)
+
+
+if HAVE_EXTENSION and hasattr(torch.ops.see_cuda, "softmax_family_rows"):
+    torch.library.register_fake("see_cuda::softmax_family_rows", _rows_fake)
+    torch.library.register_fake("see_cuda::softmax_family_grad", _grad_fake)

@@ -283,3 +283,46 @@ def test_see_proxy_anchor_loss_takes_pml_calls_and_state():
     assert torch.isfinite(loss_fn(x, y, None))
     with pytest.raises(ValueError, match="indices_tuple"):
         loss_fn(x, y, (y, y, y))
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_half_precision_embeddings_keep_float32_class_vectors(name):
+    """bfloat16 embeddings (as autocast gives them) with int32 labels: the parameter stays float32 (PML casts its
+    parameter to the embeddings' dtype in place), the loss is computed in float32 and equals the float32 loss of
+    the same bfloat16 values."""
+    loss_fn = LOSSES[name][0](C, D)
+    x, y = batch(dtype=torch.float32)
+    x16 = x.detach().bfloat16().requires_grad_()
+    loss = loss_fn(x16, y.int())
+    assert loss.dtype == torch.float32 and next(loss_fn.parameters()).dtype == torch.float32
+    assert torch.allclose(loss, loss_fn(x16.detach().float(), y), rtol=1e-6)
+    loss.backward()
+    assert x16.grad.dtype == torch.bfloat16 and torch.isfinite(x16.grad).all()
+
+
+def test_module_defaults_are_the_settings_defaults():
+    """Defaults spelled once: each module's and each functional form's settings defaults are its settings class's."""
+    import inspect
+
+    pairs = [(see_cuda.ProxyNCALoss, see_cuda.proxy_nca_loss, see_cuda.ProxyNCASettings),
+             (see_cuda.NormalizedSoftmaxLoss, see_cuda.normalized_softmax_loss, see_cuda.NormalizedSoftmaxSettings),
+             (see_cuda.CosFaceLoss, see_cuda.cosface_loss, see_cuda.CosFaceSettings),
+             (see_cuda.ArcFaceLoss, see_cuda.arcface_loss, see_cuda.ArcFaceSettings),
+             (see_cuda.ProxyAnchorLoss, None, see_cuda.ProxyAnchorSettings)]
+    for module, function, settings_cls in pairs:
+        defaults = settings_cls()
+        for fn in filter(None, (module.__init__, function)):
+            parameters = inspect.signature(fn).parameters
+            for field in defaults.__dataclass_fields__:
+                assert parameters[field].default == getattr(defaults, field), (fn, field)
+        assert module(C, D).settings == defaults
+
+
+def test_expansion_defaults_are_see_options_defaults():
+    expansion, options = see_cuda.SphericalExpansion(), see_cuda.SEEOptions()
+    for field in expansion.__dataclass_fields__:
+        assert getattr(expansion, field) == getattr(options, field), field
+    with pytest.raises(ValueError, match="lam"):
+        see_cuda.SphericalExpansion(lam=-1.0)
+    with pytest.raises(ValueError, match="mode"):
+        see_cuda.SphericalExpansion(mode="all")

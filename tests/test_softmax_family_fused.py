@@ -159,3 +159,16 @@ def test_arcface_with_see_at_300k_classes_stays_within_a_third_of_one_n_by_c_mat
     rows = batch + loss_fn.last_stats.num_synthetic
     assert rows == 180 + 72 * 16
     assert peak is not None and peak <= 0.35 * rows * classes * 4
+
+
+def test_the_operators_have_shapes_on_meta_tensors():
+    """register_fake: shapes without values (torch.compile's tracing)."""
+    x, y, W = problem()
+    meta = dict(device="meta")
+    logit_map = see_cuda.CosFaceSettings().logit_map
+    stats = softmax_fused.row_stats(x.detach().to(**meta), y.to(**meta), W.detach().t().to(**meta), logit_map)
+    assert stats.shape == (B, 4) and stats.dtype == torch.float64
+    grads = softmax_fused.row_grads(x.detach().to(**meta), y.to(**meta), W.detach().t().to(**meta),
+                                    torch.zeros(B, dtype=torch.float64, **meta),
+                                    torch.zeros(B, dtype=torch.float64, **meta), logit_map)
+    assert grads[0].shape == (B, D) and grads[1].shape == (C, D)
