@@ -1,7 +1,7 @@
 // CPU kernels of the softmax-family losses (docs/method.md §7): the classes in
-// chunks of at most chunk_bytes of cosines (proxy_anchor.h's budget), so that
-// memory is O(N x chunk) for any C. The first pass takes each row's LSE
-// online; the gradient needs every row's final LSE before any class's
+// chunks of at most chunk_bytes of cosines (class_chunks.h, the loop the
+// Proxy-Anchor glue uses too), so that memory is O(N x chunk) for any C. The
+// first pass takes each row's LSE online; the gradient needs every row's final LSE before any class's
 // gradient is known (dL/dp_c sums over all rows), so a second pass forms the
 // chunk's cosines again and turns them into dL/dS in place, then
 // dL/dP̂_c = G_c^T X̂ and dL/dX̂ += G_c P̂_c. The class vectors may have any
@@ -14,8 +14,7 @@
 #include <cmath>
 
 #include "../op_checks.h"
-#include "../proxy_anchor.h"
-#include "row_normalize_aten.h"
+#include "class_chunks.h"
 #include "softmax_family_kernels.h"
 
 namespace see {
@@ -36,25 +35,6 @@ void check_args(const Tensor& x, const Tensor& labels, const Tensor& classes, in
   check_one_device({&x, &labels, &classes});
 }
 
-// Calls f(first, count, unit chunk, raw contiguous chunk, norms, cosines N x count) per chunk of classes.
-template <typename T, typename F>
-void for_each_chunk(const Tensor& rows_unit, const Tensor& classes, int64_t chunk_bytes, F&& f) {
-  const int64_t N = rows_unit.size(0), C = classes.size(0), D = classes.size(1);
-  const int64_t width = std::min(C, classes_per_chunk(chunk_bytes, N, sizeof(T)));
-  Tensor cosines = at::empty({N * width}, rows_unit.options());  // N x count, contiguous for every count
-  Tensor unit_buffer = at::empty({width, D}, rows_unit.options());
-  Tensor norm_buffer = at::empty({width}, rows_unit.options());
-  for (int64_t first = 0; first < C; first += width) {
-    const int64_t count = std::min(width, C - first);
-    const Tensor raw = classes.narrow(0, first, count).contiguous();
-    Tensor unit = unit_buffer.narrow(0, 0, count), norms = norm_buffer.narrow(0, 0, count);
-    normalize_rows_into<T>(raw, unit, norms);
-    Tensor S = cosines.narrow(0, 0, N * count).view({N, count});
-    at::mm_out(S, rows_unit, unit.t());
-    f(first, count, unit, raw, norms, S);
-  }
-}
-
 template <typename T>
 Tensor unit_rows(const Tensor& x, Tensor& norms) {
   Tensor unit = at::empty_like(x);
@@ -73,10 +53,10 @@ Tensor rows_stats(const Tensor& x, const Tensor& labels, const Tensor& classes, 
   double* base = stats.data_ptr<double>();
   const RowStats rows{base, base + N, base + 2 * N, base + 3 * N};
   for (int64_t i = 0; i < N; ++i) rows.max[i] = -INFINITY;
-  for_each_chunk<T>(rows_unit, classes, chunk_bytes, [&](int64_t first, int64_t count, const Tensor&, const Tensor&,
-                                                         const Tensor&, Tensor& S) {
-    const SoftmaxChunk<T> chunk{S.data_ptr<T>(), N, count, offset + first, labels.const_data_ptr<int64_t>(),
-                                map};
+  const int64_t width = chunk_width<T>(classes.size(0), N, chunk_bytes);
+  for_each_class_chunk<T>(rows_unit, classes, width, CosineLayout::kRowsByClasses, [&](ClassChunk& k) {
+    const SoftmaxChunk<T> chunk{k.cosines.data_ptr<T>(), N, k.count, offset + k.first,
+                                labels.const_data_ptr<int64_t>(), map};
     at::parallel_for(0, N, kRowGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) softmax_row_stats(chunk, i, rows);
     });
@@ -93,18 +73,19 @@ std::tuple<Tensor, Tensor> rows_grad(const Tensor& x, const Tensor& labels, cons
   Tensor grad_unit = at::zeros_like(rows_unit);
   Tensor grad_classes = at::empty(classes.sizes(), x.options());
   const Tensor lse_c = lse.contiguous(), weight_c = weight.contiguous();
-  for_each_chunk<T>(rows_unit, classes, chunk_bytes, [&](int64_t first, int64_t count, const Tensor& unit,
-                                                         const Tensor& raw, const Tensor& class_norms, Tensor& S) {
-    Tensor& G = S;
-    const SoftmaxChunk<T> chunk{G.data_ptr<T>(), N, count, offset + first, labels.const_data_ptr<int64_t>(), map};
+  const int64_t width = chunk_width<T>(classes.size(0), N, chunk_bytes);
+  for_each_class_chunk<T>(rows_unit, classes, width, CosineLayout::kRowsByClasses, [&](ClassChunk& k) {
+    Tensor& G = k.cosines;  // S_c, then G_c in place
+    const SoftmaxChunk<T> chunk{G.data_ptr<T>(), N, k.count, offset + k.first, labels.const_data_ptr<int64_t>(),
+                                map};
     at::parallel_for(0, N, kRowGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)
         softmax_row_grad(chunk, i, lse_c.const_data_ptr<double>(), weight_c.const_data_ptr<double>());
     });
-    Tensor grad_raw = grad_classes.narrow(0, first, count);
+    Tensor grad_raw = grad_classes.narrow(0, k.first, k.count);
     at::mm_out(grad_raw, G.t(), rows_unit);  // dL/dP̂ of the chunk, made dL/dP in place
-    normalize_backward_from_raw<T>(raw, class_norms, grad_raw);
-    grad_unit.addmm_(G, unit);
+    normalize_backward_from_raw<T>(k.raw, k.norms, grad_raw);
+    grad_unit.addmm_(G, k.unit);
   });
   return {normalize_backward<T>(rows_unit, norms, grad_unit), grad_classes};
 }
