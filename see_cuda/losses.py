@@ -7,6 +7,7 @@ from torch import nn
 from . import validation
 from .functional import see_loss_with_options
 from .modules.base import refuse_forward_extras, refuse_pml_arguments
+from .modules.schedule_warnings import ScheduleWarnings
 from .options import SEEOptions
 from .selection import fraction_schedule, threshold_schedule
 
@@ -99,6 +100,7 @@ class SEEProxyAnchorLoss(nn.Module):
         self.generator = generator
         self.implementation, self.check_values, self.chunk_bytes = implementation, check_values, chunk_bytes
         self.epoch = 0
+        self.schedule_warnings = ScheduleWarnings(type(self).__name__, num_classes)
         self.options = SEEOptions(n_expansion=n_expansion, lam=lam, mode=mode, ratio=self.ratio,
                                   threshold=self.threshold, alpha=alpha, margin=margin,
                                   detach_synthetic=detach_synthetic)
@@ -117,6 +119,8 @@ class SEEProxyAnchorLoss(nn.Module):
         if epoch is not None:
             validation.check_schedule_epochs(epoch, self.num_epochs)
         self.epoch = self.epoch + 1 if epoch is None else epoch
+        if self.options.expands:  # the schedule's traps: warned once each
+            self.schedule_warnings.set_epoch(self.epoch, self.num_epochs)
         self.options = self.options.replace(ratio=self.ratio, threshold=self.threshold)
 
     @property
@@ -143,6 +147,8 @@ class SEEProxyAnchorLoss(nn.Module):
             embeddings, labels, self.proxies, self.options, self.generator, None, self.implementation,
             self.check_values, self.chunk_bytes,
         )
+        if self.training and self.options.expands:
+            self.schedule_warnings.training_step(embeddings.shape[0], self.options.ratio)
         return loss
 
     def get_extra_state(self) -> torch.Tensor:

@@ -326,3 +326,27 @@ def test_expansion_defaults_are_see_options_defaults():
         see_cuda.SphericalExpansion(lam=-1.0)
     with pytest.raises(ValueError, match="mode"):
         see_cuda.SphericalExpansion(mode="all")
+
+
+def test_see_proxy_anchor_loss_warns_about_its_schedule():
+    """Without steps_per_epoch an epoch's worth is as many rows as classes: B = 12 >= C = 7 in one step."""
+    loss_fn = see_cuda.SEEProxyAnchorLoss(C, D, n_expansion=3, implementation="reference", num_epochs=2).double()
+    x, y = batch()
+    with pytest.warns(UserWarning, match="step_epoch was never called"):
+        loss_fn(x, y)
+    with pytest.warns(UserWarning, match="past num_epochs"):
+        loss_fn.step_epoch(3)
+
+
+def test_no_schedule_warning_when_stepped_from_the_start():
+    import warnings
+
+    for loss_fn in (see_cuda.ArcFaceLoss(C, D, expansion=see_cuda.SphericalExpansion(n_expansion=3), num_epochs=2),
+                    see_cuda.SEEProxyAnchorLoss(C, D, n_expansion=3, num_epochs=2)):
+        loss_fn = loss_fn.double()
+        loss_fn.step_epoch(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for epoch in range(3):
+                loss_fn.step_epoch(epoch)
+                loss_fn(*batch())

@@ -11,14 +11,13 @@ positional settings (PML's `(C, D, margin, alpha)` must not be misread).
 """
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
 from .. import validation
 from ..expansion_options import SphericalExpansion
 from ..selection import fraction_schedule, threshold_schedule
+from .schedule_warnings import ScheduleWarnings
 
 # PML's keyword arguments that these modules do not take, and why.
 PML_KEYWORDS = {
@@ -110,8 +109,8 @@ class ClassVectorLoss(nn.Module):
         self.generator, self.implementation = generator, implementation
         self.check_values, self.chunk_bytes = check_values, chunk_bytes
         self.given_expansion = expansion
-        self.epoch, self.epoch_stepped = 0, False
-        self._steps, self._rows, self._warned = 0, 0, set()
+        self.epoch = 0
+        self.schedule_warnings = ScheduleWarnings(type(self).__name__, num_classes, steps_per_epoch)
         self.expansion = self._scheduled(expansion)
         self.last_stats = None
 
@@ -133,11 +132,8 @@ class ClassVectorLoss(nn.Module):
         if epoch is not None:
             validation.check_real(epoch, "epoch", low=0.0)
         self.epoch = self.epoch + 1 if epoch is None else epoch
-        self.epoch_stepped = True
-        if self.scheduled and self.epoch > self.num_epochs:
-            self._warn_once("past", f"{type(self).__name__}: epoch {self.epoch} is past num_epochs="
-                            f"{self.num_epochs}; the expansion's schedule falls again beyond it (docs/method.md §2). "
-                            "Build the loss with the number of epochs you train.")
+        if self.scheduled:
+            self.schedule_warnings.set_epoch(self.epoch, self.num_epochs)
         self.expansion = self._scheduled(self.given_expansion)
 
     def schedule_state(self) -> dict:
@@ -154,29 +150,13 @@ class ClassVectorLoss(nn.Module):
                 raise ValueError("the state holds a generator's state but this module has no generator")
             self.generator.set_state(state["generator"])
 
-    def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(message, UserWarning, stacklevel=3)
-
-    def _count_step(self, rows: int) -> None:
-        if not (self.training and self.scheduled) or self.epoch_stepped:
-            return
-        self._steps, self._rows = self._steps + 1, self._rows + rows
-        epoch_done = (self._steps >= self.steps_per_epoch if self.steps_per_epoch is not None
-                      else self._rows >= self.num_classes)
-        if epoch_done:
-            self._warn_once("never-stepped", f"{type(self).__name__}: an epoch's worth of training steps ran and "
-                            "step_epoch was never called, so the expansion stays at its first epoch's ratio "
-                            f"{self.expansion.ratio:g} (docs/method.md §2); call loss.step_epoch(epoch) at the start "
-                            "of each epoch")
-
     # ------------------------------------------------------------ PML's calling convention
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, indices_tuple=None, ref_emb=None,
                 ref_labels=None) -> torch.Tensor:
         refuse_forward_extras(indices_tuple, ref_emb, ref_labels)
         loss, self.last_stats = self._loss(embeddings, labels)
-        self._count_step(embeddings.shape[0] if isinstance(embeddings, torch.Tensor) and embeddings.dim() else 0)
+        if self.training and self.scheduled:
+            self.schedule_warnings.training_step(embeddings.shape[0], self.expansion.ratio)
         return loss
 
     def _loss(self, embeddings, labels):
