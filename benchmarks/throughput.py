@@ -203,7 +203,10 @@ def run_loss_family(args) -> int:
             print(loss_family.format_table(results[-1]) + "\n", flush=True)
     failed = [r["loss"] for r in results for status in r["checks"].values() if status != "ok"]
     os.makedirs(args.output_dir, exist_ok=True)
-    path = output_path(args, "json").replace("throughput_", f"throughput_{args.loss}_")
+    # The many-classes shape is its own file, as for the SEE loss: a run of it must not replace the others'.
+    many = "_many-classes" if any(s.name in MANY_CLASSES_CONFIGS for s in selected_shapes(args)) else ""
+    path = output_path(args, "json").replace("throughput_", f"throughput_{args.loss}_").replace(
+        f"_{args.dtype}_", f"_{args.dtype}{many}_")
     report.write_json({"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine,
                        "memory_method": measure.memory_method(args.device), "results": results,
                        "checks_passed": not failed}, path)
