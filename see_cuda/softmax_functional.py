@@ -37,6 +37,17 @@ def check_logit_map_for_dtype(logit_map: LogitMap, dtype: torch.dtype) -> None:
                          f"logits reach {bound:.6g}, above max/4 of the dtype ({torch.finfo(dtype).max / 4:.6g})")
 
 
+def checked_family_arguments(settings, expansion: SphericalExpansion | None) -> SphericalExpansion:
+    """The expansion to run (None: none), after checking that settings and expansion are of their kinds."""
+    if not isinstance(settings, SOFTMAX_FAMILY):
+        raise TypeError(f"settings must be one of {[s.__name__ for s in SOFTMAX_FAMILY]}, "
+                        f"got {type(settings).__name__}")
+    expansion = NO_EXPANSION if expansion is None else expansion
+    if not isinstance(expansion, SphericalExpansion):
+        raise TypeError(f"expansion must be a see_cuda.SphericalExpansion or None, got {type(expansion).__name__}")
+    return expansion
+
+
 def _see_options(expansion: SphericalExpansion) -> SEEOptions:
     # The composition reads the expansion's fields of a SEEOptions; its alpha and margin are not used here.
     return SEEOptions(n_expansion=expansion.n_expansion, lam=expansion.lam, mode=expansion.mode,
@@ -57,12 +68,7 @@ def softmax_family_see_loss(embeddings: torch.Tensor, labels: torch.Tensor, clas
     N rows (batch and synthetic) with chunks of at most chunk_bytes / (N·itemsize) classes (None: 256 MiB), so
     their memory is O(N x chunk) for any C; the reference forms the whole N x C matrix.
     """
-    if not isinstance(settings, SOFTMAX_FAMILY):
-        raise TypeError(f"settings must be one of {[s.__name__ for s in SOFTMAX_FAMILY]}, "
-                        f"got {type(settings).__name__}")
-    expansion = NO_EXPANSION if expansion is None else expansion
-    if not isinstance(expansion, SphericalExpansion):
-        raise TypeError(f"expansion must be a see_cuda.SphericalExpansion or None, got {type(expansion).__name__}")
+    expansion = checked_family_arguments(settings, expansion)
     fused = dispatch.use_fused(implementation, embeddings.device, SCORING_OP)
     dtype = validation.check_loss_inputs(embeddings, labels, classes)
     check_logit_map_for_dtype(settings.logit_map, dtype)

@@ -23,18 +23,6 @@ namespace {
 
 using at::Tensor;
 
-void check_args(const Tensor& x, const Tensor& labels, const Tensor& classes, int64_t class_offset,
-                int64_t chunk_bytes) {
-  TORCH_CHECK(x.dim() == 2 && classes.dim() == 2 && classes.size(1) == x.size(1), "x is N x D, classes C x D");
-  TORCH_CHECK(x.scalar_type() == classes.scalar_type(), "x and classes must share one dtype");
-  TORCH_CHECK(labels.scalar_type() == at::kLong && labels.dim() == 1 && labels.numel() == x.size(0),
-              "one int64 label per row");
-  TORCH_CHECK(x.is_contiguous() && labels.is_contiguous(), "x and labels must be contiguous");
-  TORCH_CHECK(class_offset >= 0, "class_offset must be >= 0");
-  check_chunk_bytes(chunk_bytes);
-  check_one_device({&x, &labels, &classes});
-}
-
 template <typename T>
 Tensor unit_rows(const Tensor& x, Tensor& norms) {
   Tensor unit = at::empty_like(x);
@@ -93,7 +81,7 @@ std::tuple<Tensor, Tensor> rows_grad(const Tensor& x, const Tensor& labels, cons
 Tensor softmax_family_rows_cpu(const Tensor& x, const Tensor& labels, const Tensor& classes, double scale,
                                double bias, int64_t margin_kind, double margin, int64_t class_offset,
                                int64_t chunk_bytes) {
-  check_args(x, labels, classes, class_offset, chunk_bytes);
+  check_softmax_family_args(x, labels, classes, class_offset, chunk_bytes);
   Tensor result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "softmax_family_rows_cpu", [&] {
     result = rows_stats<scalar_t>(x, labels, classes, {scale, bias, margin_kind, margin}, class_offset, chunk_bytes);
@@ -105,10 +93,8 @@ std::tuple<Tensor, Tensor> softmax_family_grad_cpu(const Tensor& x, const Tensor
                                                    const Tensor& lse, const Tensor& weight, double scale, double bias,
                                                    int64_t margin_kind, double margin, int64_t class_offset,
                                                    int64_t chunk_bytes) {
-  check_args(x, labels, classes, class_offset, chunk_bytes);
-  TORCH_CHECK(lse.scalar_type() == at::kDouble && weight.scalar_type() == at::kDouble && lse.numel() == x.size(0) &&
-                  weight.numel() == x.size(0),
-              "lse and weight: one float64 per row");
+  check_softmax_family_args(x, labels, classes, class_offset, chunk_bytes);
+  check_row_doubles(x, lse, weight);
   std::tuple<Tensor, Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "softmax_family_grad_cpu", [&] {
     result = rows_grad<scalar_t>(x, labels, classes, lse, weight, {scale, bias, margin_kind, margin}, class_offset,

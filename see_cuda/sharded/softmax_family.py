@@ -16,10 +16,10 @@ import torch
 
 from .. import composition, dispatch, softmax_fused, validation
 from ..expansion_options import SphericalExpansion
-from ..loss_settings import SOFTMAX_FAMILY, LogitMap
+from ..loss_settings import LogitMap
 from ..reference import l2_normalize
 from ..share import chunk_budget
-from ..softmax_functional import NO_EXPANSION, SCORING_OP, _see_options, check_logit_map_for_dtype
+from ..softmax_functional import SCORING_OP, _see_options, check_logit_map_for_dtype, checked_family_arguments
 from ..softmax_reference import target_margin
 from . import collectives
 from .differentiable import gather_rows
@@ -124,12 +124,7 @@ def sharded_softmax_family_loss(embeddings, labels, classes, num_classes: int, s
     backward on every process gives each the full gradient of its rows and of its class vectors. The other
     arguments are softmax_family_see_loss's and see_cuda.sharded.sharded_see_loss's.
     """
-    if not isinstance(settings, SOFTMAX_FAMILY):
-        raise TypeError(f"settings must be one of {[s.__name__ for s in SOFTMAX_FAMILY]}, "
-                        f"got {type(settings).__name__}")
-    expansion = NO_EXPANSION if expansion is None else expansion
-    if not isinstance(expansion, SphericalExpansion):
-        raise TypeError(f"expansion must be a see_cuda.SphericalExpansion or None, got {type(expansion).__name__}")
+    expansion = checked_family_arguments(settings, expansion)
     options = _see_options(expansion)
     rank, world = collectives.rank_and_world(group)
     shard = class_shard(num_classes, rank, world)
