@@ -5,6 +5,7 @@
     python benchmarks/throughput.py --batch 256 --dim 128 --classes 1000
     python benchmarks/throughput.py --config many-classes   # C = 10^6: the fused loss in chunks, and its floor
     python benchmarks/throughput.py --quick         # a few seconds, as CI runs it
+    python benchmarks/throughput.py --loss arcface  # a loss module, plain and with SEE (loss_family.py)
 
 Each timing is one forward + backward of the loss. Every repeat runs every
 implementation once, in a rotating order, so that drift of the machine hits all
@@ -36,6 +37,7 @@ try:
 except ImportError:  # a source checkout run without installing
     sys.path.insert(1, os.path.dirname(BENCHMARKS_DIR))
 
+import loss_family  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -76,6 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                         "(default: the library's, 256 MiB); the floor's chunks follow")
     parser.add_argument("--quick", action="store_true", help="one tiny shape, few repeats: a smoke test")
     parser.add_argument("--output-dir", default=DEFAULT_RESULTS)
+    parser.add_argument("--loss", choices=("see",) + tuple(loss_family.LOSSES), default="see",
+                        help="see: the SEE loss against every implementation (the default); a loss module's name: "
+                             "fused, reference and PML, plain and with SEE (benchmarks/loss_family.py)")
     args = parser.parse_args(argv)
     if args.dtype != "float32" and args.device != "cuda":
         parser.error(f"--dtype {args.dtype} needs --device cuda (the CPU kernels are float32/float64)")
@@ -186,8 +191,33 @@ def mismatches(results: list) -> list:
             if entry.get("check", {}).get("status", "").startswith(("MISMATCH", "ERROR"))]
 
 
+def run_loss_family(args) -> int:
+    """A loss module (benchmarks/loss_family.py): every shape, plain and with SEE; JSON beside the others."""
+    machine = report.machine_info(args.device)
+    results = []
+    for shape in selected_shapes(args):
+        many = shape.name in MANY_CLASSES_CONFIGS
+        for expansion in (None, see_cuda.SphericalExpansion(n_expansion=shape.n_expansion, ratio=shape.ratio)):
+            results.append(loss_family.run(args.loss, (shape.batch, shape.dim, shape.classes), expansion,
+                                           args.repeats, args.warmup, args.chunk_bytes, args.seed, many))
+            print(loss_family.format_table(results[-1]) + "\n", flush=True)
+    failed = [r["loss"] for r in results for status in r["checks"].values() if status != "ok"]
+    os.makedirs(args.output_dir, exist_ok=True)
+    # The many-classes shape is its own file, as for the SEE loss: a run of it must not replace the others'.
+    many = "_many-classes" if any(s.name in MANY_CLASSES_CONFIGS for s in selected_shapes(args)) else ""
+    path = output_path(args, "json").replace("throughput_", f"throughput_{args.loss}_").replace(
+        f"_{args.dtype}_", f"_{args.dtype}{many}_")
+    report.write_json({"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine,
+                       "memory_method": measure.memory_method(args.device), "results": results,
+                       "checks_passed": not failed}, path)
+    print(f"wrote {path}")
+    return 1 if failed else 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.loss != "see":
+        return run_loss_family(args)
     machine = report.machine_info(args.device)
     not_run = left_out(args.device)
     timed = [name for name in ALL if name not in not_run]

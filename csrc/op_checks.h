@@ -57,6 +57,26 @@ inline int64_t check_class_shard(int64_t C, int64_t class_offset, int64_t total_
   return total_classes;
 }
 
+// The softmax-family operators (softmax_family_schema.cpp): rows x, their int64 labels, class
+// vectors of any strides; for the gradient, one float64 LSE and weight per row on x's device.
+inline void check_softmax_family_args(const at::Tensor& x, const at::Tensor& labels, const at::Tensor& classes,
+                                      int64_t class_offset, int64_t chunk_bytes) {
+  TORCH_CHECK(x.dim() == 2 && classes.dim() == 2 && classes.size(1) == x.size(1), "x is N x D, classes C x D");
+  TORCH_CHECK(x.scalar_type() == classes.scalar_type(), "x and classes must share one dtype");
+  TORCH_CHECK(labels.scalar_type() == at::kLong && labels.dim() == 1 && labels.numel() == x.size(0),
+              "one int64 label per row");
+  TORCH_CHECK(x.is_contiguous() && labels.is_contiguous(), "x and labels must be contiguous");
+  TORCH_CHECK(class_offset >= 0, "class_offset must be >= 0");
+  check_chunk_bytes(chunk_bytes);
+  check_one_device({&x, &labels, &classes});
+}
+
+inline void check_row_doubles(const at::Tensor& x, const at::Tensor& lse, const at::Tensor& weight) {
+  TORCH_CHECK(lse.scalar_type() == at::kDouble && weight.scalar_type() == at::kDouble && lse.numel() == x.size(0) &&
+                  weight.numel() == x.size(0) && lse.device() == x.device() && weight.device() == x.device(),
+              "lse and weight: one float64 per row, on x's device");
+}
+
 inline void check_expansion_args(const at::Tensor& z, const at::Tensor& w, const at::Tensor& noise) {
   TORCH_CHECK(z.dim() == 2 && w.sizes() == z.sizes(), "z and w must be k x D");
   TORCH_CHECK(noise.dim() == 3 && noise.size(0) == z.size(0) && noise.size(2) == z.size(1),

@@ -36,7 +36,7 @@ sys.path.insert(0, REPO_ROOT)  # this checkout's see_cuda, built in place
 import torch  # noqa: E402
 
 import see_cuda  # noqa: E402
-from see_cuda import noise, ops  # noqa: E402
+from see_cuda import noise, ops, softmax_fused, softmax_reference  # noqa: E402
 from see_cuda._extension import has_kernel  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -143,6 +143,29 @@ def proxy_anchor_case(device, dtype, B, C, D, m, alpha, synthetic_grad, bad_labe
     expect(all_finite(loss, *grads), f"non-finite loss ({float(loss.detach())}) or gradient")
 
 
+def softmax_family_case(device, dtype, B, C, D, m, chunk_bytes, bad_label=False):
+    """ArcFace with synthetic rows by the two softmax-family ops, class vectors as PML's D x C W read as W.t()."""
+    x = randn(B, D, dtype=dtype, device=device, seed=13, requires_grad=True)
+    W = randn(D, C, dtype=dtype, device=device, seed=14, requires_grad=True)
+    synthetic = randn(m, D, dtype=dtype, device=device, seed=15)
+    labels, synthetic_labels = labels_for(B, C, device, seed=16), labels_for(m, C, device, seed=17)
+    if bad_label:
+        labels[0] = C  # no class: the row's target is never found, and the loss is NaN
+    logit_map = see_cuda.ArcFaceSettings().logit_map
+    loss = softmax_fused.fused_softmax_family(x, labels, W.t(), synthetic, synthetic_labels, LAM, logit_map,
+                                              chunk_bytes)
+    loss.backward()
+    if bad_label:
+        expect(bool(torch.isnan(loss)), f"loss {float(loss.detach())} for an out-of-range label, expected NaN")
+        return
+    expect(all_finite(loss, x.grad, W.grad), f"non-finite loss ({float(loss.detach())}) or gradient")
+    if dtype == torch.float64:
+        want = softmax_reference.softmax_family_loss_with_synthetic(x.detach(), labels, W.detach().t(), synthetic,
+                                                                    synthetic_labels, LAM, logit_map)
+        error = abs(float(loss.detach() - want)) / abs(float(want))
+        expect(error <= 1e-10, f"loss off the reference by {error:.2e} (relative)")
+
+
 def slerp_case(device, dtype, R, D):
     a = randn(R, D, dtype=dtype, device=device, seed=10)
     b = randn(R, D, dtype=dtype, device=device, seed=11)
@@ -231,6 +254,12 @@ def cases(device: str, dtypes) -> list:
         found.append((f"proxy_anchor_fused [{tag}] out-of-range labels: NaN (CUDA) or ValueError (CPU)",
                       "proxy_anchor_fused",
                       lambda dt=dtype: proxy_anchor_case(device, dt, 40, 13, 97, 64, ALPHA, True, bad_label=True)))
+        for label, B, C, D, m, chunk, op in (("one chunk", 40, 13, 97, 64, None, "softmax_family_rows"),
+                                             ("one class per chunk", 7, 60, 64, 20, 1, "softmax_family_grad")):
+            found.append((f"softmax family [{tag}] ArcFace, {label}: B={B} C={C} D={D} m={m}", op,
+                          lambda dt=dtype, B=B, C=C, D=D, m=m, c=chunk: softmax_family_case(device, dt, B, C, D, m, c)))
+        found.append((f"softmax family [{tag}] out-of-range label: NaN", "softmax_family_rows",
+                      lambda dt=dtype: softmax_family_case(device, dt, 40, 13, 97, 0, None, bad_label=True)))
         for R, D in ((37, 45), (9, 1000)):
             found.append((f"slerp [{tag}] antipodes, θ = 0 and θ → 0: R={R} D={D}", "slerp",
                           lambda dt=dtype, R=R, D=D: slerp_case(device, dt, R, D)))

@@ -9,6 +9,9 @@ holds the loss with its proxies sharded over processes, for many classes.
 """
 from . import sharded  # noqa: F401  (see_cuda.sharded: the proxies over several processes)
 from ._extension import backends
+
+# The loss family as pytorch-metric-learning's drop-ins, and their settings.
+from .expansion_options import SphericalExpansion  # noqa: E402 (after the core, which these build on)
 from .functional import (
     fraction_schedule,
     fused_see_loss,
@@ -20,11 +23,42 @@ from .functional import (
     spherical_expansion,
     threshold_schedule,
 )
+from .loss_settings import (  # noqa: E402
+    ArcFaceSettings,
+    CosFaceSettings,
+    NormalizedSoftmaxSettings,
+    ProxyAnchorSettings,
+    ProxyNCASettings,
+)
 from .losses import SEEProxyAnchorLoss
+from .modules import ArcFaceLoss, CosFaceLoss, NormalizedSoftmaxLoss, ProxyAnchorLoss, ProxyNCALoss  # noqa: E402
 from .options import SEEOptions
+from .softmax_functional import (  # noqa: E402
+    arcface_loss,
+    cosface_loss,
+    normalized_softmax_loss,
+    proxy_nca_loss,
+    softmax_family_see_loss,
+)
 from .stats import SEEStats
 
 __all__ = [
+    "ArcFaceLoss",
+    "ArcFaceSettings",
+    "CosFaceLoss",
+    "CosFaceSettings",
+    "NormalizedSoftmaxLoss",
+    "NormalizedSoftmaxSettings",
+    "ProxyAnchorLoss",
+    "ProxyAnchorSettings",
+    "ProxyNCALoss",
+    "ProxyNCASettings",
+    "SphericalExpansion",
+    "arcface_loss",
+    "cosface_loss",
+    "normalized_softmax_loss",
+    "proxy_nca_loss",
+    "softmax_family_see_loss",
     "SEEOptions",
     "SEEProxyAnchorLoss",
     "SEEStats",

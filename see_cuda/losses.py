@@ -6,6 +6,8 @@ from torch import nn
 
 from . import validation
 from .functional import see_loss_with_options
+from .modules.base import refuse_forward_extras, refuse_pml_arguments
+from .modules.schedule_warnings import ScheduleWarnings
 from .options import SEEOptions
 from .selection import fraction_schedule, threshold_schedule
 
@@ -41,6 +43,13 @@ class SEEProxyAnchorLoss(nn.Module):
             (None: the default, 256 MiB): how it computes, not what, so it is
             not part of `options` (see_cuda.proxy_anchor_loss).
 
+    The settings after (num_classes, embedding_size) are keyword-only (PML's
+    positional (margin, alpha) is refused, never misread), PML's keywords are
+    refused by name, and forward takes PML's (embeddings, labels,
+    indices_tuple=None, ref_emb=None, ref_labels=None). This is
+    see_cuda.ProxyAnchorLoss(expansion=SphericalExpansion(...), num_epochs=...)
+    spelled with flat settings, and with the schedule in the state dict.
+
     `options` holds the settings of the current epoch as a SEEOptions. The
     state dict carries the epoch and the generator's state (extra state), so
     that a loaded module continues the same schedule and random frames.
@@ -50,6 +59,7 @@ class SEEProxyAnchorLoss(nn.Module):
         self,
         num_classes: int,
         embedding_size: int,
+        *positional,
         n_expansion: int = 16,
         lam: float = 0.2,
         mode: str = "fraction",
@@ -66,8 +76,10 @@ class SEEProxyAnchorLoss(nn.Module):
         implementation: str = "auto",
         check_values: bool = True,
         chunk_bytes: int | None = None,
+        **pml_keywords,
     ):
         super().__init__()
+        refuse_pml_arguments(type(self).__name__, positional, pml_keywords)
         validation.check_positive_int(num_classes, "num_classes")
         validation.check_positive_int(embedding_size, "embedding_size")
         validation.check_positive_int(num_epochs, "num_epochs")
@@ -88,6 +100,7 @@ class SEEProxyAnchorLoss(nn.Module):
         self.generator = generator
         self.implementation, self.check_values, self.chunk_bytes = implementation, check_values, chunk_bytes
         self.epoch = 0
+        self.schedule_warnings = ScheduleWarnings(type(self).__name__, num_classes)
         self.options = SEEOptions(n_expansion=n_expansion, lam=lam, mode=mode, ratio=self.ratio,
                                   threshold=self.threshold, alpha=alpha, margin=margin,
                                   detach_synthetic=detach_synthetic)
@@ -106,6 +119,8 @@ class SEEProxyAnchorLoss(nn.Module):
         if epoch is not None:
             validation.check_schedule_epochs(epoch, self.num_epochs)
         self.epoch = self.epoch + 1 if epoch is None else epoch
+        if self.options.expands:  # the schedule's traps: warned once each
+            self.schedule_warnings.set_epoch(self.epoch, self.num_epochs)
         self.options = self.options.replace(ratio=self.ratio, threshold=self.threshold)
 
     @property
@@ -125,11 +140,15 @@ class SEEProxyAnchorLoss(nn.Module):
     margin = property(lambda self: self.options.margin)
     detach_synthetic = property(lambda self: self.options.detach_synthetic)
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, indices_tuple=None, ref_emb=None,
+                ref_labels=None) -> torch.Tensor:
+        refuse_forward_extras(indices_tuple, ref_emb, ref_labels)
         loss, self.last_stats = see_loss_with_options(
             embeddings, labels, self.proxies, self.options, self.generator, None, self.implementation,
             self.check_values, self.chunk_bytes,
         )
+        if self.training and self.options.expands:
+            self.schedule_warnings.training_step(embeddings.shape[0], self.options.ratio)
         return loss
 
     def get_extra_state(self) -> torch.Tensor:
@@ -149,6 +168,14 @@ class SEEProxyAnchorLoss(nn.Module):
             if self.generator is None:
                 raise ValueError("the state holds a generator's state but this module has no generator")
             self.generator.set_state(state[8:].clone())
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # The schedule's state is optional: a state dict of PML's ProxyAnchorLoss (proxies alone) loads strictly.
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if prefix + "_extra_state" in missing_keys:
+            missing_keys.remove(prefix + "_extra_state")
 
     def extra_repr(self) -> str:
         o = self.options

@@ -162,6 +162,55 @@ CASES.update({
     "see_loss_fused-not-contiguous": ("see_loss_fused", lambda: _see(t(6, 5).t(), t(5, dtype=I64), t(3, 6), None)),
 })
 
+
+def _rows(x, labels, classes, scale=64.0, bias=0.0, kind=2, margin=0.5, offset=0, chunk_bytes=0):
+    return x, labels, classes, scale, bias, kind, margin, offset, chunk_bytes
+
+
+def _grads(x, labels, classes, lse=None, weight=None, scale=64.0, kind=2, offset=0, chunk_bytes=0):
+    N = x.shape[0]
+    lse = t(N) if lse is None else lse
+    weight = t(N) if weight is None else weight
+    return x, labels, classes, lse, weight, scale, 0.0, kind, 0.5, offset, chunk_bytes
+
+
+CASES.update({
+    "softmax_family_rows-B0": ("softmax_family_rows", lambda: _rows(t(0, 4), t(0, dtype=I64), t(3, 4))),
+    "softmax_family_rows-C0": ("softmax_family_rows", lambda: _rows(t(5, 4), t(5, dtype=I64), t(0, 4))),
+    "softmax_family_rows-D0": ("softmax_family_rows", lambda: _rows(t(5, 0), t(5, dtype=I64), t(3, 0))),
+    "softmax_family_rows-labels-out": ("softmax_family_rows", lambda: _rows(t(5, 4), torch.tensor([0, 2**40, -7, 3, 1]),
+                                                                            t(3, 4))),
+    "softmax_family_rows-labels-short": ("softmax_family_rows", lambda: _rows(t(5, 4), t(2, dtype=I64), t(3, 4))),
+    "softmax_family_rows-D-mismatch": ("softmax_family_rows", lambda: _rows(t(5, 4), t(5, dtype=I64), t(3, 5))),
+    "softmax_family_rows-dtypes": ("softmax_family_rows", lambda: _rows(t(5, 4), t(5, dtype=I64), t(3, 4, dtype=F32))),
+    "softmax_family_rows-float16": ("softmax_family_rows", lambda: _rows(t(5, 4).half(), t(5, dtype=I64),
+                                                                         t(3, 4).half())),
+    "softmax_family_rows-not-contiguous": ("softmax_family_rows", lambda: _rows(t(4, 5).t(), t(5, dtype=I64),
+                                                                                t(3, 4))),
+    "softmax_family_rows-classes-strided": ("softmax_family_rows", lambda: _rows(t(5, 4), t(5, dtype=I64),
+                                                                                 t(4, 3).t())),
+    "softmax_family_rows-offset-negative": ("softmax_family_rows", lambda: _rows(t(5, 4), t(5, dtype=I64), t(3, 4),
+                                                                                 offset=-2)),
+    "softmax_family_rows-chunk-negative": ("softmax_family_rows", lambda: _rows(t(5, 4), t(5, dtype=I64), t(3, 4),
+                                                                                chunk_bytes=-1)),
+    "softmax_family_rows-scale-inf": ("softmax_family_rows", lambda: _rows(t(5, 4), t(5, dtype=I64), t(3, 4),
+                                                                           scale=float("inf"))),
+    "softmax_family_rows-kind-unknown": ("softmax_family_rows", lambda: _rows(t(5, 4), t(5, dtype=I64), t(3, 4),
+                                                                              kind=99)),
+    "softmax_family_grad-B0": ("softmax_family_grad", lambda: _grads(t(0, 4), t(0, dtype=I64), t(3, 4))),
+    "softmax_family_grad-C0": ("softmax_family_grad", lambda: _grads(t(5, 4), t(5, dtype=I64), t(0, 4))),
+    "softmax_family_grad-lse-short": ("softmax_family_grad", lambda: _grads(t(5, 4), t(5, dtype=I64), t(3, 4),
+                                                                            lse=t(2))),
+    "softmax_family_grad-lse-float32": ("softmax_family_grad", lambda: _grads(t(5, 4), t(5, dtype=I64), t(3, 4),
+                                                                              lse=t(5, dtype=F32))),
+    "softmax_family_grad-weight-2d": ("softmax_family_grad", lambda: _grads(t(5, 4), t(5, dtype=I64), t(3, 4),
+                                                                            weight=t(5, 1))),
+    "softmax_family_grad-labels-out": ("softmax_family_grad", lambda: _grads(
+        t(5, 4), torch.tensor([0, 2**40, -7, 3, 1]), t(3, 4))),
+    "softmax_family_grad-classes-strided": ("softmax_family_grad", lambda: _grads(t(5, 4), t(5, dtype=I64),
+                                                                                  t(4, 3).t())),
+})
+
 def run_cases(names, start):
     """The child: each call announced on stdout before it starts, and its outcome after."""
     for name in names[start:]:

@@ -12,6 +12,7 @@ import torch
 from see_cuda.data.glyphs import INSTALL_HINT, installed_faces
 from see_cuda.train import TrainConfig, checkpoint, train
 from see_cuda.train.cli import parse_config
+from see_cuda.train.config import FlagError
 from see_cuda.train.model import BackboneUnavailableError, SmallCNN, build_model
 from see_cuda.train.run_record import ConfigMismatchError
 
@@ -343,3 +344,20 @@ def test_grid_keeps_the_regimes_pool_for_some_of_its_cells():
     assert [(cell.name, cell.epochs) for cell in cells] == [("d32-c1000", 40), ("d64-c1000", 40), ("d256-c1000", 40)]
     with pytest.raises(ValueError, match="exceeds the pool"):
         compare.base_config(regime, flags, (8000,))
+
+
+@needs_fonts
+@pytest.mark.parametrize("base_loss", ["arcface", "proxy-nca"])
+def test_each_base_loss_trains_plain_and_with_see(tmp_path, base_loss):
+    """--base-loss: the softmax family's modules in the same loop, plain (pa) and with the expansion (see)."""
+    for loss in ("pa", "see"):
+        history = train(tiny_config(tmp_path / loss, epochs=1, loss=loss, base_loss=base_loss))
+        assert len(history) == 1 and history[0]["loss"] > 0 and 0 <= history[0]["recall@1"] <= 1
+        assert (history[0]["expanded_per_batch"] > 0) == (loss == "see")
+    saved = final_state(tmp_path / "see")["loss"]
+    assert list(saved) == (["proxies"] if base_loss == "proxy-nca" else ["W"])
+
+
+def test_base_loss_is_checked_with_the_shards():
+    with pytest.raises(FlagError, match="--base-loss"):
+        parse_config(["--base-loss", "arcface", "--shard-proxies"] + TINY).check()

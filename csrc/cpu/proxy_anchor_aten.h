@@ -18,6 +18,7 @@
 #include <limits>
 #include <vector>
 
+#include "class_chunks.h"
 #include "hot_loops.h"
 #include "proxy_anchor_kernels.h"
 #include "row_normalize_aten.h"
@@ -76,10 +77,7 @@ UnitRowsLoss loss_on_unit_rows(const at::Tensor& rows_unit, const int64_t* row_l
                           classes_present(row_labels, B, N, shard.total)},
                          shard.total,
                          !fixed_ref_is_safe<T>(settings.alpha)};
-  const int64_t width = std::min(C, classes_per_chunk(chunk_bytes, N, sizeof(T)));
-  at::Tensor cosines = at::empty({width, N}, rows_unit.options());  // S_c^T, then G_c
-  at::Tensor unit_proxies = at::empty({width, D}, rows_unit.options());
-  at::Tensor proxy_norms = at::empty({width}, rows_unit.options());
+  const int64_t width = chunk_width<T>(C, N, chunk_bytes);
   std::vector<double> term_storage(4 * width);
   const ColumnTerms terms{{term_storage.data(), term_storage.data() + width},
                           {term_storage.data() + 2 * width, term_storage.data() + 3 * width}};
@@ -88,25 +86,20 @@ UnitRowsLoss loss_on_unit_rows(const at::Tensor& rows_unit, const int64_t* row_l
     result.grad_proxies = at::empty_like(proxies);
   }
   LossSums sums;
-  for (int64_t first = 0; first < C; first += width) {
-    const int64_t count = std::min(width, C - first);
-    const at::Tensor raw = proxies.narrow(0, first, count);
-    at::Tensor unit = unit_proxies.narrow(0, 0, count), norms = proxy_norms.narrow(0, 0, count);
-    at::Tensor chunk = cosines.narrow(0, 0, count);
-    normalize_rows_into<T>(raw, unit, norms);
-    at::mm_out(chunk, unit, rows_unit.t());
-    problem.ST = chunk.data_ptr<T>();
-    problem.positives_begin = by_class.begin.data() + first;
-    at::parallel_for(0, count, kRowGrain, [&](int64_t begin, int64_t end) {
+  // S_c^T (classes x rows), then G_c in place.
+  for_each_class_chunk<T>(rows_unit, proxies, width, CosineLayout::kClassesByRows, [&](ClassChunk& chunk) {
+    problem.ST = chunk.cosines.data_ptr<T>();
+    problem.positives_begin = by_class.begin.data() + chunk.first;
+    at::parallel_for(0, chunk.count, kRowGrain, [&](int64_t begin, int64_t end) {
       hot_loops<T>().loss_proxy_rows(problem, begin, end, compute_grad, terms);
     });
-    add_terms(problem, terms, count, sums);
-    if (!compute_grad) continue;
-    at::Tensor grad_raw = result.grad_proxies.narrow(0, first, count);
-    at::mm_out(grad_raw, chunk, rows_unit);  // dL/dP̂ of the chunk, made dL/dP in place
-    normalize_backward_from_raw<T>(raw, norms, grad_raw);
-    result.grad_rows.addmm_(chunk.narrow(1, 0, grad_rows).t(), unit);
-  }
+    add_terms(problem, terms, chunk.count, sums);
+    if (!compute_grad) return;
+    at::Tensor grad_raw = result.grad_proxies.narrow(0, chunk.first, chunk.count);
+    at::mm_out(grad_raw, chunk.cosines, rows_unit);  // dL/dP̂ of the chunk, made dL/dP in place
+    normalize_backward_from_raw<T>(chunk.raw, chunk.norms, grad_raw);
+    result.grad_rows.addmm_(chunk.cosines.narrow(1, 0, grad_rows).t(), chunk.unit);
+  });
   result.loss = total_loss(problem, sums);
   return result;
 }

@@ -16,6 +16,7 @@ from .collectives import CommunicationLog, record_communication
 from .functional import sharded_see_loss
 from .loss import ShardedSEEProxyAnchorLoss
 from .partition import ClassShard, class_partition, class_shard
+from .softmax_family import sharded_softmax_family_loss
 
 __all__ = [
     "ClassShard",
@@ -25,4 +26,5 @@ __all__ = [
     "class_shard",
     "record_communication",
     "sharded_see_loss",
+    "sharded_softmax_family_loss",
 ]

@@ -4,13 +4,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from .config import AMP_DTYPES, BACKBONES, DATASETS, LOSSES, LR_SCHEDULES, FlagError, TrainConfig
+from .config import AMP_DTYPES, BACKBONES, BASE_LOSSES, DATASETS, LOSSES, LR_SCHEDULES, FlagError, TrainConfig
 
 PROG = "python -m see_cuda.train"
 
-CHOICES = {"dataset": DATASETS, "loss": LOSSES, "backbone": BACKBONES, "amp": AMP_DTYPES, "lr_schedule": LR_SCHEDULES,
+CHOICES = {"dataset": DATASETS, "loss": LOSSES, "base_loss": BASE_LOSSES,
+           "backbone": BACKBONES, "amp": AMP_DTYPES, "lr_schedule": LR_SCHEDULES,
            "implementation": ("auto", "fused", "reference")}
 HELP = {
+    "base_loss": "the loss --loss pa (plain) or see (with the expansion) applies to, with its defaults (PML's); "
+                 "--alpha and --margin are Proxy-Anchor's",
     "data_root": "dataset folder (CUB/Cars/SOP/In-Shop); Glyphs renders into ~/.cache/see_cuda/glyphs",
     "backbone_weights": "local state dict for the backbone; nothing is downloaded",
     "proxy_lr": "AdamW learning rate of the proxies",

@@ -11,6 +11,8 @@ from .. import validation
 IMPLEMENTATIONS = ("auto", "fused", "reference")
 DATASETS = ("glyphs", "cub", "cars", "sop", "inshop")
 LOSSES = ("pa", "see")
+# The base loss that --loss pa (plain) or see (with the expansion) applies to (see_cuda.modules).
+BASE_LOSSES = ("proxy-anchor", "proxy-nca", "normalized-softmax", "cosface", "arcface")
 BACKBONES = ("small_cnn", "resnet50", "vit_small")
 AMP_DTYPES = ("none", "fp16", "bf16")
 LR_SCHEDULES = ("constant", "cosine", "step")
@@ -49,6 +51,7 @@ class TrainConfig:
     glyphs_image_size: int | None = None  # Glyphs only: None keeps the protocol's 64 px
     image_size: int = 224  # image datasets only
     loss: str = "see"
+    base_loss: str = "proxy-anchor"
     implementation: str = "auto"
     backbone: str = "small_cnn"
     backbone_weights: str | None = None  # a local state dict (resnet50 / vit_small / a pretrained small_cnn)
@@ -99,6 +102,7 @@ class TrainConfig:
     def _check_values(self) -> None:
         for name, value, allowed in (
             ("dataset", self.dataset, DATASETS), ("loss", self.loss, LOSSES),
+            ("base_loss", self.base_loss, BASE_LOSSES),
             ("backbone", self.backbone, BACKBONES), ("amp", self.amp, AMP_DTYPES),
             ("lr_schedule", self.lr_schedule, LR_SCHEDULES), ("implementation", self.implementation, IMPLEMENTATIONS),
         ):
@@ -135,6 +139,8 @@ class TrainConfig:
             raise ValueError(f"--ks must hold integers >= 1, got {list(self.ks)}")
         if self.dataset != "glyphs" and not self.data_root:
             raise ValueError(f"--data-root is required for --dataset {self.dataset}")
+        if self.shard_proxies and self.base_loss != "proxy-anchor":
+            raise ValueError(f"--shard-proxies trains --base-loss proxy-anchor only, got {self.base_loss!r}")
         if self.amp == "fp16" and self.shard_proxies:
             # Each process would test only its own proxies' gradients for overflow, and the
             # processes' scales (the loss's incoming gradient) could then differ.

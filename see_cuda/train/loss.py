@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import modules
+from ..expansion_options import SphericalExpansion
 from ..losses import SEEProxyAnchorLoss
 from ..sharded import ShardedSEEProxyAnchorLoss
 
@@ -11,6 +13,8 @@ from ..sharded import ShardedSEEProxyAnchorLoss
 LOSS_SEED_OFFSET = 2_000_003
 # PA runs are the module without expansion: the same proxies, initialised alike.
 MODES = {"pa": "none", "see": "fraction"}
+BASE_MODULES = {"proxy-nca": modules.ProxyNCALoss, "normalized-softmax": modules.NormalizedSoftmaxLoss,
+                "cosface": modules.CosFaceLoss, "arcface": modules.ArcFaceLoss}
 
 
 def build_loss(config, num_classes: int) -> SEEProxyAnchorLoss:
@@ -25,6 +29,12 @@ def build_loss(config, num_classes: int) -> SEEProxyAnchorLoss:
         rho_min=config.rho_min, rho_max=config.rho_max, alpha=config.alpha, margin=config.margin,
         generator=torch.Generator().manual_seed(config.seed + LOSS_SEED_OFFSET), implementation=config.implementation,
     )
+    if config.base_loss in BASE_MODULES:
+        expansion = SphericalExpansion(n_expansion=config.n_expansion, lam=config.lam) if config.loss == "see" else None
+        return BASE_MODULES[config.base_loss](
+            num_classes, config.embedding_size, expansion=expansion, num_epochs=config.epochs,
+            rho_min=config.rho_min, rho_max=config.rho_max, generator=settings["generator"],
+            implementation=config.implementation)
     if config.shard_proxies:
         return ShardedSEEProxyAnchorLoss(num_classes, config.embedding_size, init_seed=config.seed + LOSS_SEED_OFFSET,
                                          ddp_gradients=True, **settings)

@@ -51,7 +51,7 @@ def train(config) -> list[dict]:
     network = distribute_network(model, device)  # DDP on several processes; `model` is what is saved
     if not config.shard_proxies:  # sharded, each process's proxies are its own classes'
         broadcast_parameters(loss_fn)
-    optimizer = build_optimizer(model, loss_fn.proxies, config.lr, config.proxy_lr, config.weight_decay)
+    optimizer = build_optimizer(model, next(loss_fn.parameters()), config.lr, config.proxy_lr, config.weight_decay)
     scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
     batches = TrainBatches(train_set, config, rank, world)
 

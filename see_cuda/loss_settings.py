@@ -1,0 +1,100 @@
+"""The settings of each base loss, one frozen value per loss, checked when built.
+
+Each softmax-family loss gives its logits as an affine map of the cosine with
+a margin on the target class (docs/method.md §7): `logit_map` is that map,
+the one value the reference and the kernels read.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from . import validation
+
+# What the target's cosine becomes before the scale (docs/method.md §7).
+NO_MARGIN, COSINE_MARGIN, ANGULAR_MARGIN = 0, 1, 2
+
+
+class LogitMap(NamedTuple):
+    """z_ic = scale·s_ic + bias, and scale·f(s_iy) + bias for the target; f given by (margin_kind, margin)."""
+
+    scale: float
+    bias: float
+    margin_kind: int
+    margin: float  # COSINE_MARGIN: m of s - m; ANGULAR_MARGIN: m in radians
+
+
+@dataclass(frozen=True)
+class ProxyAnchorSettings:
+    """Proxy-Anchor's scale α and margin δ (docs/method.md §1)."""
+
+    alpha: float = 32.0
+    margin: float = 0.1
+
+    def __post_init__(self):
+        validation.check_loss_options(self.alpha, self.margin)
+
+
+@dataclass(frozen=True)
+class ProxyNCASettings:
+    """Proxy-NCA as PML: softmax of -softmax_scale·|x̂ - p̂|² = softmax_scale·(2s - 2) over the classes."""
+
+    softmax_scale: float = 1.0
+
+    def __post_init__(self):
+        validation.check_real(self.softmax_scale, "softmax_scale", low=0.0, strict_low=True)
+
+    @property
+    def logit_map(self) -> LogitMap:
+        return LogitMap(2.0 * self.softmax_scale, -2.0 * self.softmax_scale, NO_MARGIN, 0.0)
+
+
+@dataclass(frozen=True)
+class NormalizedSoftmaxSettings:
+    """Normalized Softmax: cosines divided by the temperature."""
+
+    temperature: float = 0.05
+
+    def __post_init__(self):
+        validation.check_real(self.temperature, "temperature", low=0.0, strict_low=True)
+
+    @property
+    def logit_map(self) -> LogitMap:
+        return LogitMap(1.0 / self.temperature, 0.0, NO_MARGIN, 0.0)
+
+
+@dataclass(frozen=True)
+class CosFaceSettings:
+    """CosFace: scale·(s - margin) for the target, scale·s for the others."""
+
+    margin: float = 0.35
+    scale: float = 64.0
+
+    def __post_init__(self):
+        validation.check_real(self.margin, "margin")
+        validation.check_real(self.scale, "scale", low=0.0, strict_low=True)
+
+    @property
+    def logit_map(self) -> LogitMap:
+        return LogitMap(float(self.scale), 0.0, COSINE_MARGIN, float(self.margin))
+
+
+@dataclass(frozen=True)
+class ArcFaceSettings:
+    """ArcFace: scale·cos(θ + m) for the target, m = margin in degrees as in PML (28.6)."""
+
+    margin: float = 28.6
+    scale: float = 64.0
+
+    def __post_init__(self):
+        # cos(θ + m) falls with θ up to π - m only for 0 <= m <= π (docs/method.md §7).
+        validation.check_real(self.margin, "margin", low=0.0, high=180.0)
+        validation.check_real(self.scale, "scale", low=0.0, strict_low=True)
+
+    @property
+    def logit_map(self) -> LogitMap:
+        return LogitMap(float(self.scale), 0.0, ANGULAR_MARGIN, math.radians(self.margin))
+
+
+SOFTMAX_FAMILY = (ProxyNCASettings, NormalizedSoftmaxSettings, CosFaceSettings, ArcFaceSettings)
