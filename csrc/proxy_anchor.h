@@ -1,4 +1,4 @@
-// Per-column math of the Proxy-Anchor loss, shared by the CPU and CUDA kernels.
+// Per-column math of the Proxy-Anchor loss, shared by the CPU and CUDA kernels (docs/method.md §1).
 //
 // For proxy c the loss has two terms of the form log(1 + sum_i exp(a_i)):
 //   positives  a_i = -alpha (s_ic - margin),  i with y_i == c

@@ -21,13 +21,15 @@ from .functional import (
     threshold_schedule,
 )
 from .losses import SEEProxyAnchorLoss
-from .options import SEEOptions
+from .options import ProxyAnchorSettings, SEEOptions, SphericalExpansion
 from .stats import SEEStats
 
 __all__ = [
+    "ProxyAnchorSettings",
     "SEEOptions",
     "SEEProxyAnchorLoss",
     "SEEStats",
+    "SphericalExpansion",
     "backends",
     "fraction_schedule",
     "fused_see_loss",

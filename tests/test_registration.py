@@ -44,7 +44,7 @@ def op_samples(device):
     samples.append(("proxy_anchor_fused-shard-chunks", OPS.proxy_anchor_fused.default,
                     (grad_leaf(x, True), y, grad_leaf(proxies[1:4], True), grad_leaf(synthetic, True),
                      synthetic_labels, 32.0, 0.1, 0.2, True, True, 1, 5, 1)))
-    for compute_grad, given_noise, num_selected in itertools.product((True, False), (True, False), (4, -1)):
+    for compute_grad, given_noise, num_selected in itertools.product((True, False), (True, False), (4, None)):
         samples.append((f"see_loss_fused-compute{compute_grad}-noise{given_noise}-select{num_selected}",
                         OPS.see_loss_fused.default,
                         (grad_leaf(x, compute_grad), y, grad_leaf(proxies, compute_grad),
@@ -121,11 +121,24 @@ def test_fused_see_loss_under_torch_compile_matches_eager():
         torch.testing.assert_close(a, b)
 
 
-@requires_cpu_kernels
-def test_backends_report_the_cpu_kernels():
+def test_backends_report_what_the_dispatcher_has_and_fused_runs_exactly_there():
+    """Not skipped without kernels: the report must then say False, and implementation="fused" refuse."""
+    from see_cuda import _extension
+
     report = see_cuda.backends()
-    assert report["cpu"] is True
     assert set(report) == {"cpu", "cuda", "cuda_device"}
+    for device_type, key in (("cpu", "CPU"), ("cuda", "CUDA")):
+        registered = _extension.HAVE_EXTENSION and torch._C._dispatch_has_kernel_for_dispatch_key(
+            "see_cuda::proxy_anchor_fused", key)
+        assert report[device_type] is registered
+    assert report["cuda_device"] is torch.cuda.is_available()
+    x, y, proxies = draw(4, 3, seed=1), torch.tensor([0, 1, 0, 1]), draw(2, 3, seed=2)
+    if report["cpu"]:
+        torch.testing.assert_close(see_cuda.proxy_anchor_loss(x, y, proxies, implementation="fused"),
+                                   see_cuda.proxy_anchor_loss(x, y, proxies, implementation="reference"))
+    else:
+        with pytest.raises(RuntimeError, match="built without fused kernels for cpu"):
+            see_cuda.proxy_anchor_loss(x, y, proxies, implementation="fused")
 
 
 # ---------------------------------------------------------------- meta tensors and torch.compile(fullgraph=True)

@@ -1,4 +1,4 @@
-// What one source's scratch of the SEE expansion kernels holds, and where.
+// What one source's scratch of the SEE expansion kernels holds, and where (docs/method.md §3).
 //
 // Each thread block expands one source and needs two kinds of scratch:
 //   large, O(n D): the frame ((n + 1) x D), and for the backward the sums

@@ -3,6 +3,7 @@
 // of the column passes given the device's multiprocessor count, grid sizes.
 // (The chunks of classes come from the memory budget: classes_per_chunk in
 // ../proxy_anchor.h.)
+// The formulas: docs/method.md §1.
 #pragma once
 
 #include <algorithm>

@@ -1,5 +1,6 @@
 // Row normalisation x / sqrt(|x|^2 + eps) and its backward on the GPU: one
 // warp per row (row_norm_launch in proxy_anchor_launch.h).
+// The formulas: docs/method.md §1, §3.1.
 #pragma once
 
 #include <cstdint>
