@@ -56,6 +56,8 @@ class BaseLoss(NamedTuple):
         in one call (detached synthetic points), or None.
     one_call: (x, y, proxies, expansion, settings, generator, noise,
         chunk_bytes) -> (loss, SEEStats) by that op.
+    one_call_checks: the value checks that op makes itself, of the groups of
+        validation.check_values (rows: in the kernel's dtype).
     """
 
     reference: Callable
@@ -63,6 +65,7 @@ class BaseLoss(NamedTuple):
     reference_share: Callable
     one_call_op: str | None = None
     one_call: Callable | None = None
+    one_call_checks: frozenset = frozenset()
 
 
 def see_loss(x, y, proxies, expansion, settings, primitives: SEEPrimitives, generator=None, noise=None):

@@ -36,6 +36,7 @@ BASE_LOSSES: dict[type, BaseLoss] = {
     ProxyAnchorSettings: BaseLoss(
         reference=reference.proxy_anchor_primitive, fused=fused.proxy_anchor, reference_share=reference_share,
         one_call_op=WHOLE_LOSS_OP, one_call=fused.see_loss_in_one_call,
+        one_call_checks=frozenset({"labels", "rows"}),  # label range, finiteness, rows that overflow
     ),
 }
 
@@ -118,7 +119,7 @@ def plan(implementation: str, device: torch.device, settings, expansion=None, ch
     if (expansion is not None and expansion.expands and expansion.detach_synthetic and loss.one_call_op is not None
             and has_kernel(device.type, loss.one_call_op)):
         return Plan(ONE_CALL, _fused_primitives(loss.fused, chunk_bytes, device.type), loss.fused, loss.one_call,
-                    frozenset({"labels", "rows"}), chunk_bytes)
+                    loss.one_call_checks, chunk_bytes)
     return Plan(COMPOSED, _fused_primitives(loss.fused, chunk_bytes, device.type), loss.fused,
                 chunk_bytes=chunk_bytes)
 

@@ -12,6 +12,7 @@ import torch
 from . import noise, ops, reference, validation
 from .composition import SEEPrimitives
 from .gather import rows_or_nan
+from .noise import draw_seed
 from .selection import num_selected_by_fraction
 from .stats import SEEStats
 
@@ -41,7 +42,7 @@ def pytorch_draws(seed: torch.Tensor, shape, dtype: torch.dtype) -> torch.Tensor
 
 def kernel_noise(k: int, n: int, dim: int, dtype: torch.dtype, device, generator=None) -> torch.Tensor:
     """reference.expansion_noise's draws (k x (n-1) x dim, one draw of `generator`) by the compiled stream."""
-    return draws(noise.draw_seed(generator, device), (k, n - 1, dim), dtype)
+    return draws(draw_seed(generator, device), (k, n - 1, dim), dtype)
 
 
 def expand(z: torch.Tensor, w: torch.Tensor, n: int, draws: torch.Tensor) -> torch.Tensor:
@@ -77,13 +78,13 @@ def proxy_anchor(x, y, proxies, synthetic, synthetic_labels, settings, lam, synt
 
 # The steps of the SEE loss with Proxy-Anchor by the compiled operators, as reference.PRIMITIVES.
 PRIMITIVES = SEEPrimitives(
-    class_proxies=rows_or_nan, positive_cosines=reference.row_cosines, draw_seed=noise.draw_seed, draws=draws,
+    class_proxies=rows_or_nan, positive_cosines=reference.row_cosines, draw_seed=draw_seed, draws=draws,
     expand=expand, loss=proxy_anchor,
 )
 
 
 # ---------------------------------------------------------------- the whole loss in one call
-def see_loss_in_one_call(x, y, proxies, expansion, settings, generator=None, draws=None, chunk_bytes=None):
+def see_loss_in_one_call(x, y, proxies, expansion, settings, generator=None, noise=None, chunk_bytes=None):
     """(loss, SEEStats) by ops.see_loss_fused, which checks label range, finiteness and rows that overflow itself.
 
     The synthetic points are detached (expansion.detach_synthetic).
@@ -92,12 +93,11 @@ def see_loss_in_one_call(x, y, proxies, expansion, settings, generator=None, dra
     kd = kernel_dtype(dtype)
     n = expansion.n_expansion
     num_selected = num_selected_by_fraction(x.shape[0], expansion.ratio) if expansion.mode == "fraction" else None
-    # Given draws make the seed unused: a zero seed on the device, not a draw of the generator.
-    seed = noise.draw_seed(generator, x.device) if draws is None else torch.zeros((), dtype=torch.int64,
-                                                                                   device=x.device)
+    # Given noise makes the seed unused: a zero seed on the device, not a draw of the generator.
+    seed = draw_seed(generator, x.device) if noise is None else torch.zeros((), dtype=torch.int64, device=x.device)
     loss, k, mean_cosine = ops.see_loss_fused(
         _kernel_input(x, kd), _kernel_input(y, torch.int64), _kernel_input(proxies, kd),
-        None if draws is None else _kernel_input(draws, kd), seed, n, num_selected, expansion.threshold,
+        None if noise is None else _kernel_input(noise, kd), seed, n, num_selected, expansion.threshold,
         expansion.lam, settings.alpha, settings.margin, chunk_bytes,
     )
     # The fraction is known before the call; reading the threshold's count is a host synchronisation.

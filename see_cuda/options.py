@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import validation
 
@@ -52,6 +53,20 @@ class SphericalExpansion(_Checked):
         return self.mode != "none"
 
 
+class AffineMap(NamedTuple):
+    """A logit as an affine map of the cosine s: scale·s + shift."""
+
+    scale: float
+    shift: float
+
+
+class ProxyAnchorLogits(NamedTuple):
+    """Proxy-Anchor's logits: of a row's own class (positive) and of the other classes (negative)."""
+
+    positive: AffineMap
+    negative: AffineMap
+
+
 @dataclass(frozen=True)
 class ProxyAnchorSettings(_Checked):
     """Proxy-Anchor's scale α and margin δ (docs/method.md §1).
@@ -64,6 +79,12 @@ class ProxyAnchorSettings(_Checked):
 
     def __post_init__(self):
         validation.check_proxy_anchor_settings(self.alpha, self.margin)
+
+    @property
+    def logits(self) -> ProxyAnchorLogits:
+        """The logits the kernels form from a cosine s: -α(s - δ) for a positive, α(s + δ) for a negative."""
+        return ProxyAnchorLogits(positive=AffineMap(-self.alpha, self.alpha * self.margin),
+                                 negative=AffineMap(self.alpha, self.alpha * self.margin))
 
     def check_dtype(self, dtype) -> None:
         """α small enough that the loss in `dtype` stays finite (validation.max_alpha)."""

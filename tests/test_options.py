@@ -93,3 +93,20 @@ def test_options_given_twice_are_refused_whatever_the_defaults():
     see_cuda.fused_see_loss(x, y, proxies, options=options, lam=SEEOptions().lam, implementation="reference")
     with pytest.raises(TypeError, match=r"not both \(got \['alpha'\]\)"):
         see_cuda.fused_see_loss(x, y, proxies, options=options, alpha=16.0, implementation="reference")
+
+
+def test_proxy_anchor_logits_are_affine_maps_of_the_cosine():
+    """The maps give the reference's terms: log(1 + Σ exp(logit)) over positives and negatives."""
+    settings = ProxyAnchorSettings(alpha=8.0, margin=0.25)
+    positive, negative = settings.logits
+    s = torch.tensor([-0.5, 0.0, 0.75], dtype=torch.float64)
+    torch.testing.assert_close(positive.scale * s + positive.shift, -8.0 * (s - 0.25), rtol=1e-15, atol=0)
+    torch.testing.assert_close(negative.scale * s + negative.shift, 8.0 * (s + 0.25), rtol=1e-15, atol=0)
+    x = torch.tensor([[1.0, 0.0], [0.6, 0.8]], dtype=torch.float64)
+    proxies = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    y = torch.tensor([0, 0])
+    cosines = reference.l2_normalize(x) @ reference.l2_normalize(proxies).t()
+    pos = torch.log1p(torch.exp(positive.scale * cosines[:, 0] + positive.shift).sum())  # class 0: both rows
+    neg = torch.log1p(torch.exp(negative.scale * cosines[:, 1] + negative.shift).sum())  # class 1: both rows
+    expected = pos / 1 + neg / 2  # |P+| = 1 class present; C = 2
+    torch.testing.assert_close(reference.proxy_anchor_loss(x, y, proxies, 8.0, 0.25), expected, rtol=1e-12, atol=0)

@@ -78,7 +78,7 @@ struct Expansion {
     for (auto* v : {&z, &w, &noise})
       for (auto& e : *v) e = normal(rng);
   }
-  see::cpu::SourceGeometry<double> run(const std::vector<double>& source) {
+  see::SourceGeometry<double> run(const std::vector<double>& source) {
     auto geo = see::cpu::build_frame(source.data(), w.data(), noise.data(), n, D, z_unit.data(), frame.data(), coef.data(),
                                      pass_coef.data());
     see::cpu::emit_points(geo, frame.data(), n, D, out.data(), prefix.data());
