@@ -243,12 +243,12 @@ def check_generator(generator, device: torch.device | None = None) -> None:
 
 
 def check_see_call(embeddings, labels, proxies, expansion, settings, noise=None, generator=None, chunk_bytes=None,
-                   noise_rows: int | None = None) -> torch.dtype:
+                   world_size: int = 1) -> torch.dtype:
     """The checks of a SEE loss call that read no values, in one sequence; returns the compute dtype.
 
     expansion: a SphericalExpansion; settings: the base loss's settings (their
-    own bound per dtype: settings.check_dtype). noise_rows: the rows the given
-    noise must have (default: embeddings' B; the sharded loss: all processes' rows).
+    own bound per dtype: settings.check_dtype). world_size: how many processes'
+    B rows the given noise holds draws for (the sharded loss: all of them).
     """
     dtype = check_loss_inputs(embeddings, labels, proxies)
     settings.check_dtype(dtype)
@@ -257,7 +257,7 @@ def check_see_call(embeddings, labels, proxies, expansion, settings, noise=None,
     if expansion.expands:
         check_dim_for_expansion(D, expansion.n_expansion)
     check_mode_for_device(expansion.mode, embeddings.device)
-    check_noise_shape(noise, B if noise_rows is None else noise_rows, expansion.n_expansion, D)
+    check_noise_shape(noise, world_size * B, expansion.n_expansion, D)
     check_same_device({"embeddings": embeddings, "noise": noise})
     check_generator(generator, embeddings.device)
     return dtype

@@ -265,3 +265,24 @@ def test_a_generator_under_compile_runs_outside_the_graph_and_fullgraph_says_so(
         eager = fn(x, proxies)
         generator.manual_seed(5)
         torch.testing.assert_close(compiled(fn, fullgraph=False)(x, proxies), eager)
+
+
+@requires_cpu_kernels
+@pytest.mark.parametrize("op, names", [("proxy_anchor_fused", ("total_classes", "chunk_bytes")),
+                                       ("see_loss_fused", ("num_selected", "chunk_bytes"))])
+def test_optional_arguments_are_optional_in_the_schema_not_sentinels(op, names):
+    schema = getattr(OPS, op).default._schema
+    arguments = {argument.name: argument for argument in schema.arguments}
+    for name in names:
+        assert str(arguments[name].type) == "Optional[int]", (op, name)
+    assert all(arguments[name].default_value is None for name in names if arguments[name].has_default_value())
+
+
+@requires_cpu_kernels
+def test_the_one_call_op_selects_by_threshold_without_num_selected_and_refuses_a_negative_count():
+    x, proxies, noise = draw(8, 6, seed=1), draw(3, 6, seed=2), draw(8, 2, 6, seed=3)
+    y, seed = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]), torch.tensor(0)
+    by_threshold = OPS.see_loss_fused.default(x, y, proxies, noise, seed, 3, None, -2.0, 0.2, 32.0, 0.1, False)
+    assert int(by_threshold[3]) == 8  # every cosine is >= -2
+    with pytest.raises(RuntimeError, match="num_selected must be >= 0"):
+        OPS.see_loss_fused.default(x, y, proxies, noise, seed, 3, -1, 0.0, 0.2, 32.0, 0.1, False)

@@ -82,13 +82,12 @@ def _check_local_inputs(embeddings, labels, proxies, shard: ClassShard, world: i
     """This process's arguments checked as fused_see_loss checks its own; returns the labels as int64."""
     validation.check_implementation(implementation)
     validation.check_bool(check_values, "check_values")
-    validation.check_loss_inputs(embeddings, labels, proxies)
+    dtype = validation.check_see_call(embeddings, labels, proxies, options.expansion, options.loss, noise, generator,
+                                      world_size=world)
     if proxies.shape[0] != shard.size:
         raise ValueError(
             f"proxies must hold the {shard.size} classes [{shard.offset}, {shard.stop}) of {shard.total} that "
             f"this process holds (see see_cuda.sharded.class_partition), got {proxies.shape[0]} rows")
-    dtype = validation.check_see_call(embeddings, labels, proxies, options.expansion, options.loss, noise, generator,
-                                      noise_rows=world * embeddings.shape[0])
     labels = validation.index_labels(labels)
     validation.check_call_values(embeddings.device, check_values, rows={"embeddings": embeddings, "proxies": proxies},
                                  labels={"labels": (labels, shard.total)},
