@@ -6,7 +6,7 @@ import functools
 import torch
 
 import see_cuda
-from see_cuda import composition, dispatch, reference
+from see_cuda import composition, fused, reference
 from see_cuda.share import chunk_budget, classes_per_chunk
 
 from oracles.original_see import original_see_loss
@@ -23,7 +23,7 @@ NOISE_SEED = 1234
 # The reference and the original draw with the compiled stream where there is one:
 # the PyTorch statement of the stream (see_cuda.noise) is ~20x slower than
 # torch.randn, a cost of the specification, not of the method being timed.
-TIMED_REFERENCE = reference.PRIMITIVES._replace(draw_noise=dispatch.kernel_noise)
+TIMED_REFERENCE = reference.PRIMITIVES._replace(draws=fused.draws)
 
 
 def fused_available(device: str) -> bool:
@@ -76,12 +76,12 @@ def see_loss_functions(shape: Shape, batch: Batch, device: str, chunk_bytes=None
     if shape.many_classes:
         return functions
     see_options = see_cuda.SEEOptions(**options)
-    functions["reference"] = lambda: composition.see_loss(x, y, proxies, see_options, TIMED_REFERENCE,
-                                                          generator=noise_source())[0]
+    functions["reference"] = lambda: composition.see_loss(x, y, proxies, see_options.expansion, see_options.loss,
+                                                          TIMED_REFERENCE, generator=noise_source())[0]
     functions["original"] = lambda: original_see_loss(x, y, proxies, generator=noise_source(),
-                                                      draw_noise=dispatch.kernel_noise, **options)
+                                                      draw_noise=fused.kernel_noise, **options)
     functions["published"] = lambda: published_see_loss(x, y, proxies, generator=noise_source(),
-                                                        draw_noise=dispatch.kernel_noise, **options)
+                                                        draw_noise=fused.kernel_noise, **options)
     if pml_available():
         functions["pml"] = pml_loss_function(shape, batch)
     return functions
@@ -98,7 +98,7 @@ def pml_loss_function(shape: Shape, batch: Batch):
 
 def chunk_classes(shape: Shape, dtype: torch.dtype, chunk_bytes=None) -> int:
     """Classes per chunk of the fused loss (the same rule as classes_per_chunk in csrc/proxy_anchor.h)."""
-    per_chunk = classes_per_chunk(shape.num_rows, dispatch.kernel_dtype(dtype), chunk_budget(chunk_bytes))
+    per_chunk = classes_per_chunk(shape.num_rows, fused.kernel_dtype(dtype), chunk_budget(chunk_bytes))
     return min(shape.classes, per_chunk)
 
 

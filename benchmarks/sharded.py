@@ -46,7 +46,7 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
-from see_cuda import dispatch  # noqa: E402
+from see_cuda import ProxyAnchorSettings, dispatch  # noqa: E402
 from see_cuda.sharded import ClassShard, ShardedSEEProxyAnchorLoss, record_communication, sharded_see_loss  # noqa: E402
 from see_cuda.sharded.collectives import all_gather_rows, all_reduce  # noqa: E402
 from see_cuda.sharded.proxies import initial_proxies  # noqa: E402
@@ -220,7 +220,7 @@ def main(argv=None) -> int:
         "batch": args.batch, "dim": args.dim, "loss": args.loss, "n_expansion": args.n_expansion,
         "ratio": args.ratio, "chunk_bytes": int(args.chunk_mib * 2**20), "steps": args.steps,
         "warmup": args.warmup, "rows_scored": rows_scored, "quick": args.quick, "device": "cpu", "backend": "gloo",
-        "share": dispatch.share_primitive("auto", torch.device("cpu")).__name__,
+        "share": dispatch.plan("auto", torch.device("cpu"), ProxyAnchorSettings()).share.__name__,
         "optimizer": f"Adam(lr={LEARNING_RATE}) on the proxies", "memory": "VmHWM (peak resident set) per process",
         "bytes": "payload of every collective a process makes in one step (see_cuda.sharded.collectives)",
     }

@@ -14,6 +14,16 @@
 
 namespace see {
 
+// Geometry of one source, as build_frame makes it on the CPU and on CUDA: a = ẑ·ŵ and
+// rho = |ẑ - a ŵ| (§3.1), and whether the source is on its proxy's axis or a draw lies in
+// the span of the frame before it.
+template <typename T>
+struct SourceGeometry {
+  T a, rho, z_norm;
+  bool degenerate;    // rho == 0: the source is on its proxy's axis (§3.6)
+  bool draw_in_span;  // a draw lies in the span of the frame before it (§3.2): the points are NaN
+};
+
 SEE_ISA_BEGIN
 
 // Unit roundoff η of T: 2^-24 for float, 2^-53 for double.

@@ -1,4 +1,4 @@
-// exp(x) for the hot loops of the loss, in a form compilers vectorise.
+// exp(x) for the hot loops of the loss, in a form compilers vectorise (docs/method.md §1).
 //
 // std::exp is a library call that blocks vectorisation of the loops over the
 // N x C similarity matrix, which dominate the loss after the matrix products.

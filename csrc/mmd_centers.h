@@ -1,4 +1,4 @@
-// Max-Mahalanobis (regular simplex) centers in closed form.
+// Max-Mahalanobis (regular simplex) centers in closed form (docs/method.md §3.3).
 //
 // Pang et al.'s recursion fills a lower-triangular matrix whose rows are L unit
 // vectors with pairwise inner product -1/n, n = L - 1. By symmetry every row

@@ -11,6 +11,10 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <optional>
+
+#include "loss_params.h"
+#include "proxy_anchor.h"
 
 namespace see {
 
@@ -35,26 +39,47 @@ inline void check_proxy_anchor_args(const at::Tensor& x, const at::Tensor& label
   check_one_device({&x, &labels, &proxies, &synthetic, &synthetic_labels});
 }
 
-// The memory budget of the loss's chunks of classes (proxy_anchor.h).
-inline void check_chunk_bytes(int64_t chunk_bytes) {
-  TORCH_CHECK(chunk_bytes >= 0, "chunk_bytes must be >= 0 (0: the default budget), got ", chunk_bytes);
+// The memory budget of the loss's chunks of classes (proxy_anchor.h): given, at least one byte.
+inline int64_t chunk_budget(const std::optional<int64_t>& chunk_bytes) {
+  if (!chunk_bytes.has_value()) return kDefaultChunkBytes;
+  TORCH_CHECK(*chunk_bytes >= 1, "chunk_bytes must be >= 1 (None: the default budget), got ", *chunk_bytes);
+  return *chunk_bytes;
 }
 
 // The sharded interface of proxy_anchor_fused: the C local proxies are the
-// global classes [class_offset, class_offset + C) of total_classes (-1: C,
-// with class_offset 0). Returns the number of classes in all.
-inline int64_t check_class_shard(int64_t C, int64_t class_offset, int64_t total_classes, int64_t chunk_bytes) {
-  check_chunk_bytes(chunk_bytes);
-  if (total_classes == -1) {
-    TORCH_CHECK(class_offset == 0, "class_offset must be 0 when total_classes is -1 (the proxies are all classes), got ",
-                class_offset);
-    return C;
+// global classes [class_offset, class_offset + C) of total_classes (none: C,
+// with class_offset 0).
+inline ClassShard class_shard(int64_t C, int64_t class_offset, const std::optional<int64_t>& total_classes) {
+  if (!total_classes.has_value()) {
+    TORCH_CHECK(class_offset == 0, "class_offset must be 0 when total_classes is None (the proxies are all classes), "
+                "got ", class_offset);
+    return {0, C, C};
   }
-  // class_offset <= total_classes - C: C and total_classes are >= 0 there, so nothing overflows.
-  TORCH_CHECK(total_classes >= 0 && class_offset >= 0 && class_offset <= total_classes - C,
-              "the ", C, " proxies must be the classes [class_offset, class_offset + ", C, ") of [0, total_classes), got "
-              "class_offset ", class_offset, " and total_classes ", total_classes);
-  return total_classes;
+  const int64_t total = *total_classes;
+  // class_offset <= total - C: C and total are >= 0 there, so nothing overflows.
+  TORCH_CHECK(total >= 0 && class_offset >= 0 && class_offset <= total - C, "the ", C,
+              " proxies must be the classes [class_offset, class_offset + ", C, ") of [0, total_classes), got "
+              "class_offset ", class_offset, " and total_classes ", total);
+  return {class_offset, C, total};
+}
+
+// The params of one proxy_anchor_fused call of C local proxies, checked and filled once.
+inline ProxyAnchorParams proxy_anchor_params(int64_t C, double alpha, double margin, double lam, bool compute_grad,
+                                             bool synthetic_grad, int64_t class_offset,
+                                             const std::optional<int64_t>& total_classes,
+                                             const std::optional<int64_t>& chunk_bytes) {
+  return {{alpha, margin}, lam, class_shard(C, class_offset, total_classes), chunk_budget(chunk_bytes), compute_grad,
+          synthetic_grad};
+}
+
+// The params of one see_loss_fused call of C proxies, checked and filled once.
+inline SeeLossParams see_loss_params(int64_t C, int64_t n_expansion, const std::optional<int64_t>& num_selected,
+                                     double threshold, double lam, double alpha, double margin, bool compute_grad,
+                                     const std::optional<int64_t>& chunk_bytes) {
+  TORCH_CHECK(!num_selected.has_value() || *num_selected >= 0,
+              "num_selected must be >= 0 (None: select by threshold), got ", num_selected.value_or(0));
+  return {proxy_anchor_params(C, alpha, margin, lam, compute_grad, false, 0, std::nullopt, chunk_bytes), n_expansion,
+          num_selected, threshold};
 }
 
 // The softmax-family operators (softmax_family_schema.cpp): rows x, their int64 labels, class

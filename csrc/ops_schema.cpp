@@ -22,17 +22,17 @@ TORCH_LIBRARY(see_cuda, m) {
   m.def("slerp(Tensor a, Tensor b, Tensor t) -> Tensor");
   m.def("slerp_backward(Tensor grad, Tensor a, Tensor b, Tensor t) -> (Tensor, Tensor, Tensor)");
   // (loss, dL/dx, dL/dproxies, dL/dsynthetic) of the share of the proxies, the global classes
-  // [class_offset, class_offset + C) of total_classes (-1: C), in PA(x) + lam PA(synthetic);
+  // [class_offset, class_offset + C) of total_classes (None: C), in PA(x) + lam PA(synthetic);
   // labels are global. The similarities are formed in chunks of classes of at most
-  // chunk_bytes (0: the default budget, csrc/proxy_anchor.h).
+  // chunk_bytes (None: the default budget, csrc/proxy_anchor.h).
   m.def(
       "proxy_anchor_fused(Tensor x, Tensor labels, Tensor proxies, Tensor synthetic, Tensor synthetic_labels, "
       "float alpha, float margin, float lam, bool compute_grad, bool synthetic_grad, int class_offset=0, "
-      "int total_classes=-1, int chunk_bytes=0) -> (Tensor, Tensor, Tensor, Tensor)");
+      "int? total_classes=None, int? chunk_bytes=None) -> (Tensor, Tensor, Tensor, Tensor)");
   // The whole SEE loss with detached synthetic points: (loss, dL/dx, dL/dproxies,
-  // number expanded, mean positive cosine); num_selected < 0 selects by threshold.
+  // number expanded, mean positive cosine); num_selected None selects by threshold.
   m.def(
       "see_loss_fused(Tensor x, Tensor labels, Tensor proxies, Tensor? noise, Tensor seed, int n_expansion, "
-      "int num_selected, float threshold, float lam, float alpha, float margin, bool compute_grad, "
-      "int chunk_bytes=0) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "int? num_selected, float threshold, float lam, float alpha, float margin, bool compute_grad, "
+      "int? chunk_bytes=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

@@ -9,6 +9,7 @@
 // product would each round), so r, cos θ and sin θ are computed in double, by
 // polynomials accurate to 2^-42 that vectorise, and the products rounded.
 // Host builds want -fno-math-errno, or sqrt keeps the loops scalar.
+// The formulas: docs/method.md §5.
 #pragma once
 
 #include <cmath>

@@ -1,4 +1,4 @@
-// Per-column math of the Proxy-Anchor loss, shared by the CPU and CUDA kernels.
+// Per-column math of the Proxy-Anchor loss, shared by the CPU and CUDA kernels (docs/method.md §1).
 //
 // For proxy c the loss has two terms of the form log(1 + sum_i exp(a_i)):
 //   positives  a_i = -alpha (s_ic - margin),  i with y_i == c
@@ -26,14 +26,14 @@
 
 namespace see {
 
-// The default memory budget of one chunk of similarities (chunk_bytes = 0):
+// The default memory budget of one chunk of similarities (chunk_bytes None in the ops):
 // 256 MiB, about 50,000 classes for a batch of 1,332 float rows.
 constexpr int64_t kDefaultChunkBytes = int64_t(256) << 20;
 
 SEE_ISA_BEGIN
 
 // Classes per chunk: as many N-row columns of `element_bytes` entries as fit
-// in chunk_bytes (0: kDefaultChunkBytes), at least one.
+// in chunk_bytes (0, which the ops never pass: kDefaultChunkBytes), at least one.
 inline int64_t classes_per_chunk(int64_t chunk_bytes, int64_t rows, int64_t element_bytes) {
   const int64_t budget = chunk_bytes > 0 ? chunk_bytes : kDefaultChunkBytes;
   const int64_t column_bytes = (rows > 0 ? rows : 1) * element_bytes;

@@ -4,10 +4,13 @@
 // As for the operators whose autograd see_cuda/ops.py registers: x and the
 // proxies are saved so that autograd's version counter refuses a backward
 // after either changed in place, and a second derivative is an error.
+// The formulas: docs/method.md §4.
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace see {
@@ -19,20 +22,30 @@ using torch::autograd::variable_list;
 
 using SeeLossOutputs = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>;
 
-SeeLossOutputs call_kernel(const Tensor& x, const Tensor& labels, const Tensor& proxies,
-                           const c10::optional<Tensor>& noise, const Tensor& seed, int64_t n, int64_t num_selected,
-                           double threshold, double lam, double alpha, double margin, bool compute_grad,
-                           int64_t chunk_bytes) {
+// The op's arguments, the one place their types are listed (ops_schema.cpp has
+// the schema): x, labels, proxies, noise, seed, n_expansion, num_selected,
+// threshold, lam, alpha, margin, compute_grad, chunk_bytes.
+using SeeLossSignature = SeeLossOutputs(const Tensor&, const Tensor&, const Tensor&, const std::optional<Tensor>&,
+                                        const Tensor&, int64_t, std::optional<int64_t>, double, double, double, double,
+                                        bool, std::optional<int64_t>);
+
+template <typename... Args>
+SeeLossOutputs call_kernel(Args&&... args) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("see_cuda::see_loss_fused", "")
-                             .typed<SeeLossOutputs(const Tensor&, const Tensor&, const Tensor&,
-                                                   const c10::optional<Tensor>&, const Tensor&, int64_t, int64_t,
-                                                   double, double, double, double, bool, int64_t)>();
-  return op.call(x, labels, proxies, noise, seed, n, num_selected, threshold, lam, alpha, margin, compute_grad,
-                 chunk_bytes);
+                             .typed<SeeLossSignature>();
+  return op.call(std::forward<Args>(args)...);
 }
 
-constexpr size_t kNumInputs = 13;
+template <typename Signature>
+struct Arity;
+
+template <typename R, typename... Args>
+struct Arity<R(Args...)> {
+  static constexpr size_t value = sizeof...(Args);
+};
+
+constexpr size_t kNumInputs = Arity<SeeLossSignature>::value;
 
 // The words of no_second_derivative in see_cuda/ops.py, for this op.
 const std::string& second_derivative_message() {
@@ -70,13 +83,12 @@ Tensor no_second_derivative(const Tensor& grad, std::initializer_list<Tensor> in
 
 class SeeLossFunction : public torch::autograd::Function<SeeLossFunction> {
  public:
+  template <typename... Rest>
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& labels, const Tensor& proxies,
-                               const c10::optional<Tensor>& noise, const Tensor& seed, int64_t n,
-                               int64_t num_selected, double threshold, double lam, double alpha, double margin,
-                               bool compute_grad, int64_t chunk_bytes) {
+                               Rest&&... rest) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [loss, grad_x, grad_proxies, num_expanded, mean_cosine] = call_kernel(
-        x, labels, proxies, noise, seed, n, num_selected, threshold, lam, alpha, margin, compute_grad, chunk_bytes);
+    auto [loss, grad_x, grad_proxies, num_expanded, mean_cosine] =
+        call_kernel(x, labels, proxies, std::forward<Rest>(rest)...);
     // x and the proxies only for the version check: the gradients are formed from their values now.
     ctx->save_for_backward({grad_x, grad_proxies, x, proxies});
     ctx->mark_non_differentiable({grad_x, grad_proxies, num_expanded, mean_cosine});
@@ -100,17 +112,22 @@ class SeeLossFunction : public torch::autograd::Function<SeeLossFunction> {
   }
 };
 
-SeeLossOutputs see_loss_fused_autograd(const Tensor& x, const Tensor& labels, const Tensor& proxies,
-                                       const c10::optional<Tensor>& noise, const Tensor& seed, int64_t n,
-                                       int64_t num_selected, double threshold, double lam, double alpha, double margin,
-                                       bool compute_grad, int64_t chunk_bytes) {
-  const variable_list out = SeeLossFunction::apply(x, labels, proxies, noise, seed, n, num_selected, threshold, lam,
-                                                   alpha, margin, compute_grad, chunk_bytes);
-  return {out[0], out[1], out[2], out[3], out[4]};
-}
+// The Autograd kernel of the op, with the op's signature.
+template <typename Signature>
+struct AutogradKernel;
+
+template <typename... Args>
+struct AutogradKernel<SeeLossOutputs(Args...)> {
+  static SeeLossOutputs call(Args... args) {
+    const variable_list out = SeeLossFunction::apply(std::forward<Args>(args)...);
+    return {out[0], out[1], out[2], out[3], out[4]};
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(see_cuda, Autograd, m) { m.impl("see_loss_fused", &see_loss_fused_autograd); }
+TORCH_LIBRARY_IMPL(see_cuda, Autograd, m) {
+  m.impl("see_loss_fused", &AutogradKernel<SeeLossSignature>::call);
+}
 
 }  // namespace see

@@ -218,7 +218,7 @@ def see_loss_fused_case(device, dtype, given_noise, num_selected):
     loss, k, _ = ops.see_loss_fused(x, labels, proxies, draws, seed, n, num_selected, 0.0, LAM, ALPHA, MARGIN)
     loss.backward()
     expect(all_finite(loss, x.grad, proxies.grad), "non-finite loss or gradient")
-    expect(num_selected < 0 or int(k) == num_selected, f"{int(k)} rows expanded, expected {num_selected}")
+    expect(num_selected is None or int(k) == num_selected, f"{int(k)} rows expanded, expected {num_selected}")
 
 
 def public_loss_case(device, dtype, detach_synthetic, check_values):
@@ -266,9 +266,9 @@ def cases(device: str, dtypes) -> list:
         for count in (1001, 300_001):
             found.append((f"philox_normal_ [{tag}] {count} draws", "philox_normal_",
                           lambda dt=dtype, c=count: philox_case(device, dt, c)))
-        for given_noise, selected in ((True, 16), (False, 16), (False, -1), (False, 0)):
+        for given_noise, selected in ((True, 16), (False, 16), (False, None), (False, 0)):
             how = "given noise" if given_noise else "Philox stream"
-            chosen = "threshold 0" if selected < 0 else f"{selected} selected"
+            chosen = "threshold 0" if selected is None else f"{selected} selected"
             found.append((f"see_loss_fused [{tag}] {how}, {chosen}", "see_loss_fused",
                           lambda dt=dtype, g=given_noise, s=selected: see_loss_fused_case(device, dt, g, s)))
         for detach in (True, False):

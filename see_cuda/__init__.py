@@ -9,9 +9,6 @@ holds the loss with its proxies sharded over processes, for many classes.
 """
 from . import sharded  # noqa: F401  (see_cuda.sharded: the proxies over several processes)
 from ._extension import backends
-
-# The loss family as pytorch-metric-learning's drop-ins, and their settings.
-from .expansion_options import SphericalExpansion  # noqa: E402 (after the core, which these build on)
 from .functional import (
     fraction_schedule,
     fused_see_loss,
@@ -23,17 +20,11 @@ from .functional import (
     spherical_expansion,
     threshold_schedule,
 )
-from .loss_settings import (  # noqa: E402
-    ArcFaceSettings,
-    CosFaceSettings,
-    NormalizedSoftmaxSettings,
-    ProxyAnchorSettings,
-    ProxyNCASettings,
-)
+from .loss_settings import ArcFaceSettings, CosFaceSettings, NormalizedSoftmaxSettings, ProxyNCASettings
 from .losses import SEEProxyAnchorLoss
-from .modules import ArcFaceLoss, CosFaceLoss, NormalizedSoftmaxLoss, ProxyAnchorLoss, ProxyNCALoss  # noqa: E402
-from .options import SEEOptions
-from .softmax_functional import (  # noqa: E402
+from .modules import ArcFaceLoss, CosFaceLoss, NormalizedSoftmaxLoss, ProxyAnchorLoss, ProxyNCALoss
+from .options import ProxyAnchorSettings, SEEOptions, SphericalExpansion
+from .softmax_functional import (
     arcface_loss,
     cosface_loss,
     normalized_softmax_loss,
@@ -53,7 +44,6 @@ __all__ = [
     "ProxyAnchorSettings",
     "ProxyNCALoss",
     "ProxyNCASettings",
-    "SphericalExpansion",
     "arcface_loss",
     "cosface_loss",
     "normalized_softmax_loss",
@@ -62,6 +52,7 @@ __all__ = [
     "SEEOptions",
     "SEEProxyAnchorLoss",
     "SEEStats",
+    "SphericalExpansion",
     "backends",
     "fraction_schedule",
     "fused_see_loss",

@@ -1,10 +1,12 @@
 """The SEE loss, composed once: select, expand, score (docs/method.md §2-4).
 
 The composition takes its primitives as an argument. The reference
-(`see_cuda.reference.see_loss`) passes the pure-PyTorch statement of each step;
-the fused path (`see_cuda.dispatch`) passes the compiled operators. The one-call
-kernel `ops.see_loss_fused` computes the same function in one pass and is
-tested against this composition.
+(`see_cuda.reference.PRIMITIVES`) is the pure-PyTorch statement of each step;
+the fused path (`see_cuda.fused.PRIMITIVES`) the compiled operators;
+see_cuda.dispatch chooses between them and adds the base loss's scoring
+primitive, keyed by the class of the loss's settings. The one-call kernel
+`ops.see_loss_fused` computes the same function in one pass and is tested
+against this composition.
 """
 from __future__ import annotations
 
@@ -21,44 +23,75 @@ class SEEPrimitives(NamedTuple):
 
     class_proxies(proxies, labels): the proxy row of each label (B x D).
     positive_cosines(x, axes): s_i = x̂_i · â_i, detached (docs/method.md §2).
-    draw_noise(k, n, D, dtype, device, generator): the k x (n-1) x D draws of
-        the random frames (docs/method.md §5).
+    draw_seed(generator, device): the 0-d int64 seed of the random frames'
+        stream, one draw of `generator` (docs/method.md §5).
+    draws(seed, shape, dtype): elements 0 .. numel-1 of the stream `seed`,
+        for work in `dtype` (docs/method.md §5).
     expand(z, w, n, noise): the k x n x D synthetic points of sources z about
         axes w (docs/method.md §3); noise k x (n-1) x D.
-    proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha,
-        margin, synthetic_grad): PA(x) + λ·PA(synthetic) (docs/method.md §1, §4);
-        synthetic None for plain Proxy-Anchor.
+    loss(x, y, proxies, synthetic, synthetic_labels, settings, lam,
+        synthetic_grad): the base loss L(x) + λ·L(synthetic) (docs/method.md
+        §1, §4), 0-d; synthetic None for the base loss alone; `settings` the
+        base loss's settings (e.g. a ProxyAnchorSettings); synthetic_grad
+        whether the synthetic rows need a gradient (what a kernel must be told).
     """
 
     class_proxies: Callable
     positive_cosines: Callable
-    draw_noise: Callable
+    draw_seed: Callable
+    draws: Callable
     expand: Callable
-    proxy_anchor: Callable
+    loss: Callable
 
 
-def see_loss(x, y, proxies, options, primitives: SEEPrimitives, generator=None, noise=None):
-    """(loss, SEEStats) of PA(x, y, P) + λ · PA(Z, y_Z, P), Z the synthetic points (docs/method.md §4).
+class BaseLoss(NamedTuple):
+    """A base loss as the composition scores with it: its primitives, one per implementation.
 
-    `options` is a SEEOptions. `noise`, when given, is B x (n-1) x D (one slice
-    per batch row; the selected rows' slices are used); otherwise k x (n-1) x D
-    draws come from `generator`. The axes of the expansion are the proxies,
-    detached (docs/method.md §4).
+    reference: the pure-PyTorch scoring primitive (SEEPrimitives.loss).
+    fused: the compiled one, same arguments, and the keywords class_offset,
+        total_classes and chunk_bytes (a share of the classes, in chunks).
+    reference_share: the reference's share of the classes in chunks, with
+        the keywords of `fused` (see_cuda.sharded).
+    one_call_op: the op that computes the whole SEE loss with this base loss
+        in one call (detached synthetic points), or None.
+    one_call: (x, y, proxies, expansion, settings, generator, noise,
+        chunk_bytes) -> (loss, SEEStats) by that op.
+    one_call_checks: the value checks that op makes itself, of the groups of
+        validation.check_values (rows: in the kernel's dtype).
+    """
+
+    reference: Callable
+    fused: Callable
+    reference_share: Callable
+    one_call_op: str | None = None
+    one_call: Callable | None = None
+    one_call_checks: frozenset = frozenset()
+
+
+def see_loss(x, y, proxies, expansion, settings, primitives: SEEPrimitives, generator=None, noise=None):
+    """(loss, SEEStats) of L(x, y, P) + λ · L(Z, y_Z, P), Z the synthetic points (docs/method.md §4).
+
+    `expansion` is a SphericalExpansion, `settings` the base loss L's
+    settings. `noise`, when given, is B x (n-1) x D (one slice per batch row;
+    the selected rows' slices are used); otherwise k x (n-1) x D draws come
+    from `generator`. The axes of the expansion are the proxies, detached
+    (docs/method.md §4).
     """
     dtype = torch.promote_types(x.dtype, proxies.dtype)
     axes = primitives.class_proxies(proxies, y).detach()
     s = primitives.positive_cosines(x, axes)
-    if not options.expands:
-        loss = primitives.proxy_anchor(x, y, proxies, None, None, 0.0, options.alpha, options.margin, False)
+    if not expansion.expands:
+        loss = primitives.loss(x, y, proxies, None, None, settings, 0.0, False)
         return loss, SEEStats(num_expanded=0, num_synthetic=0, mean_positive_cosine=s.mean())
-    selected = select_for_expansion(s, options.mode, options.ratio, options.threshold)
-    k, n, D = selected.numel(), options.n_expansion, x.shape[1]
-    source = x[selected].detach() if options.detach_synthetic else x[selected]
-    noise_k = primitives.draw_noise(k, n, D, dtype, x.device, generator) if noise is None else noise[selected]
+    selected = select_for_expansion(s, expansion.mode, expansion.ratio, expansion.threshold)
+    k, n, D = selected.numel(), expansion.n_expansion, x.shape[1]
+    source = x[selected].detach() if expansion.detach_synthetic else x[selected]
+    if noise is None:
+        noise_k = primitives.draws(primitives.draw_seed(generator, x.device), (k, n - 1, D), dtype)
+    else:
+        noise_k = noise[selected]
     synthetic = primitives.expand(source, axes[selected], n, noise_k)
     synthetic_labels = y[selected].repeat_interleave(n)
-    loss = primitives.proxy_anchor(
-        x, y, proxies, synthetic.reshape(k * n, D), synthetic_labels, options.lam, options.alpha, options.margin,
-        not options.detach_synthetic,
-    )
+    loss = primitives.loss(x, y, proxies, synthetic.reshape(k * n, D), synthetic_labels, settings, expansion.lam,
+                           not expansion.detach_synthetic)
     return loss, SEEStats(num_expanded=k, num_synthetic=k * n, mean_positive_cosine=s.mean())

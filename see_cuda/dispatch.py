@@ -2,30 +2,43 @@
 
 `implementation="auto"` runs the compiled kernels where this install has them
 for the tensors' device and the reference otherwise; "fused" insists on the
-kernels (a clear error without them); "reference" runs see_cuda.reference. For
-the SEE loss the choice is a set of primitives for the one composition
-(see_cuda.composition): the reference's, or the operators' below, which cast to
-the kernels' dtype, index by labels safely and draw the noise with the
-compiled stream. Where the whole loss has a kernel of its own (the CPU, with
-detached synthetic points) it runs in one call.
+kernels (a clear error without them); "reference" runs see_cuda.reference.
+For the SEE loss the decision is a `Plan` (see `plan`): the path (the
+reference's primitives in the composition, the compiled operators in the
+composition, or the whole loss in one op), the primitives, and which value
+checks the kernel makes itself. Whether a kernel exists is asked of
+PyTorch's dispatcher, per op and device type: where one exists, it runs.
+
+A base loss enters through BASE_LOSSES, keyed by the class of its settings:
+its reference and fused scoring primitives, its reference share, and the op
+that computes the whole SEE loss with it in one call, if any.
 """
 from __future__ import annotations
 
 import functools
+from typing import Callable, NamedTuple
 
 import torch
 
-from . import noise, ops, reference, validation
+from . import composition, fused, reference, validation
 from ._extension import PROBE_OP, has_kernel
-from .composition import SEEPrimitives
-from .gather import rows_or_nan
-from .selection import num_selected_by_fraction
+from .composition import BaseLoss, SEEPrimitives
+from .options import ProxyAnchorSettings
 from .share import reference_share
-from .stats import SEEStats
 
 WHOLE_LOSS_OP = "see_cuda::see_loss_fused"
 NOISE_OP = "see_cuda::philox_normal_"
 MMD_CENTERS_OP = "see_cuda::mmd_centers_"
+
+REFERENCE, COMPOSED, ONE_CALL = "reference", "composed", "one-call"
+
+BASE_LOSSES: dict[type, BaseLoss] = {
+    ProxyAnchorSettings: BaseLoss(
+        reference=reference.proxy_anchor_primitive, fused=fused.proxy_anchor, reference_share=reference_share,
+        one_call_op=WHOLE_LOSS_OP, one_call=fused.see_loss_in_one_call,
+        one_call_checks=frozenset({"labels", "rows"}),  # label range, finiteness, rows that overflow
+    ),
+}
 
 
 def use_fused(implementation: str, device: torch.device, op: str = PROBE_OP) -> bool:
@@ -37,123 +50,145 @@ def use_fused(implementation: str, device: torch.device, op: str = PROBE_OP) -> 
     return implementation == "fused" or (implementation == "auto" and available)
 
 
-def kernel_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The kernels run in float32 or float64; half precision is widened to float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+class Plan(NamedTuple):
+    """How a loss call runs.
 
-
-def _kernel_input(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return t.to(dtype).contiguous()
-
-
-# ---------------------------------------------------------------- the operators as SEE primitives
-def kernel_noise(k: int, n: int, dim: int, dtype: torch.dtype, device, generator=None) -> torch.Tensor:
-    """reference.expansion_noise's draws, by the compiled stream, in the draw dtype (float32 or float64).
-
-    The op computes see_cuda.noise's formula (float32 within 1 ulp, all but
-    ~4 in 10^7 elements bit-identical; float64 within a few ulp) about 20x
-    faster than the PyTorch statement.
+    path: REFERENCE (the reference's primitives composed), COMPOSED (the
+        compiled operators composed) or ONE_CALL (the whole SEE loss in one op).
+    primitives: the steps of the composition, with the base loss's scoring
+        primitive as `loss` (chunk_bytes bound where the kernels take it).
+    share: a process's share of the classes in the scoring primitive's
+        arguments, with keywords class_offset, total_classes, chunk_bytes.
+    one_call: the one-call function (BaseLoss.one_call) when path is ONE_CALL.
+    kernel_checks: the value checks the kernel makes itself, of the groups
+        of validation.check_values ("labels", "rows"), rows in the kernel's dtype.
+    chunk_bytes: the similarities' memory budget (None: the default).
     """
-    return draws_of_seed(noise.draw_seed(generator, device), (k, n - 1, dim), reference.draw_dtype(dtype))
+
+    path: str
+    primitives: SEEPrimitives
+    share: Callable
+    one_call: Callable | None = None
+    kernel_checks: frozenset = frozenset()
+    chunk_bytes: int | None = None
+
+    @property
+    def is_reference(self) -> bool:
+        """The reference always reads the values it is given (it is the specification)."""
+        return self.path == REFERENCE
+
+    def unchecked_values(self, dtype: torch.dtype, **groups) -> dict:
+        """The value groups (as validation.check_values takes them) the kernel does not check itself.
+
+        The kernel checks rows in its dtype: rows of a loss in half precision are checked here, in theirs.
+        """
+        checked_by_kernel = set(self.kernel_checks)
+        if fused.kernel_dtype(dtype) != dtype:
+            checked_by_kernel.discard("rows")
+        return {name: values for name, values in groups.items() if name not in checked_by_kernel}
+
+    def run(self, x, y, proxies, expansion, settings, generator=None, noise=None):
+        """(loss, SEEStats) of the SEE loss (composition.see_loss's arguments) by this plan."""
+        if self.path == ONE_CALL:
+            return self.one_call(x, y, proxies, expansion, settings, generator, noise, self.chunk_bytes)
+        return composition.see_loss(x, y, proxies, expansion, settings, self.primitives, generator, noise)
 
 
-def draws_of_seed(seed: torch.Tensor, shape, draw_dtype: torch.dtype) -> torch.Tensor:
-    """Elements 0 .. numel-1 of the normal stream `seed`, by the compiled stream where this install has it."""
-    if has_kernel(seed.device.type, NOISE_OP):
-        return ops.philox_normal(seed, shape, draw_dtype)
-    return noise.philox_normal(seed, shape, draw_dtype)
+def base_loss(settings) -> BaseLoss:
+    """The primitives of the base loss whose settings are `settings`."""
+    try:
+        return BASE_LOSSES[type(settings)]
+    except KeyError:
+        known = ", ".join(cls.__name__ for cls in BASE_LOSSES)
+        raise TypeError(f"settings must be the settings of a base loss ({known}), got {type(settings).__name__}") \
+            from None
 
 
-def fused_expansion(z: torch.Tensor, w: torch.Tensor, n: int, draws: torch.Tensor) -> torch.Tensor:
-    """The expansion op in the kernels' dtype (w is a constant to it: see spherical_expansion)."""
-    kd = kernel_dtype(torch.promote_types(z.dtype, w.dtype))
-    return ops.spherical_expansion(_kernel_input(z, kd), _kernel_input(w, kd), _kernel_input(draws, kd))
+def plan(implementation: str, device: torch.device, settings, expansion=None, chunk_bytes: int | None = None) -> Plan:
+    """The plan of a loss with base-loss `settings` (e.g. a ProxyAnchorSettings) on `device`.
 
-
-def fused_proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad=False, *,
-                       class_offset: int = 0, total_classes: int | None = None, chunk_bytes: int | None = None):
-    """The Proxy-Anchor op, with or without synthetic rows, in the dtype of x and proxies.
-
-    class_offset and total_classes: the share of the classes these proxies are
-    (see ops.proxy_anchor_fused; defaults: all of them). chunk_bytes: the memory
-    budget of its chunks of similarities (None: the library's default).
+    expansion: the SphericalExpansion of a SEE loss, or None for the base
+    loss alone (with or without given synthetic rows). The whole SEE loss
+    runs in one op where the base loss has one, the dispatcher has its
+    kernel for the device, and the synthetic points are detached.
     """
-    dtype = torch.promote_types(x.dtype, proxies.dtype)
-    kd = kernel_dtype(dtype)
-    if synthetic is None:
-        synthetic = x.new_empty(0, x.shape[1], dtype=kd)
-        synthetic_labels = y.new_empty(0, dtype=torch.int64)
-        lam = 0.0
-    loss = ops.proxy_anchor_fused(
-        _kernel_input(x, kd), _kernel_input(y, torch.int64), _kernel_input(proxies, kd),
-        _kernel_input(synthetic, kd), _kernel_input(synthetic_labels, torch.int64), alpha, margin, lam,
-        synthetic_grad, class_offset=class_offset, total_classes=total_classes, chunk_bytes=chunk_bytes,
-    )
-    return loss.to(dtype)
+    loss = base_loss(settings)
+    if not use_fused(implementation, device):
+        return Plan(REFERENCE, reference.PRIMITIVES._replace(loss=loss.reference), loss.reference_share,
+                    chunk_bytes=chunk_bytes)
+    if (expansion is not None and expansion.expands and expansion.detach_synthetic and loss.one_call_op is not None
+            and has_kernel(device.type, loss.one_call_op)):
+        return Plan(ONE_CALL, _fused_primitives(loss.fused, chunk_bytes, device.type), loss.fused, loss.one_call,
+                    loss.one_call_checks, chunk_bytes)
+    return Plan(COMPOSED, _fused_primitives(loss.fused, chunk_bytes, device.type), loss.fused,
+                chunk_bytes=chunk_bytes)
 
 
-FUSED_PRIMITIVES = SEEPrimitives(
-    class_proxies=rows_or_nan, positive_cosines=reference.row_cosines, draw_noise=kernel_noise,
-    expand=fused_expansion, proxy_anchor=fused_proxy_anchor,
-)
+@functools.lru_cache(maxsize=16)
+def _fused_primitives(scoring: Callable, chunk_bytes: int | None, device_type: str) -> SEEPrimitives:
+    if chunk_bytes is not None:
+        scoring = functools.partial(scoring, chunk_bytes=chunk_bytes)
+    return fused.PRIMITIVES._replace(draws=_fused_draws(device_type), loss=scoring)
 
 
-def see_primitives(implementation: str, device: torch.device, chunk_bytes: int | None = None) -> SEEPrimitives:
-    """The primitives of the SEE loss for `implementation` on `device`.
+def _fused_draws(device_type: str) -> Callable:
+    """The stream's draws for the fused path: by its kernel where the device has one."""
+    return fused.draws if has_kernel(device_type, NOISE_OP) else fused.pytorch_draws
 
-    chunk_bytes: the memory budget of the fused Proxy-Anchor loss's chunks of similarities (None: the default).
+
+class OpPlan(NamedTuple):
+    """How a call of one operator runs: `run` (with the arguments of that operator's plan), and whether
+    it is the reference's (which reads the values it is given whatever check_values says)."""
+
+    run: Callable
+    is_reference: bool
+
+
+def _reference_slerp(a, b, t_rows, dtype):
+    return reference.slerp(a.to(dtype), b.to(dtype), t_rows)
+
+
+def _reference_mmd_centers(num_centers, dim, radius, device):
+    return reference.mmd_centers(num_centers, dim, radius).to(device)
+
+
+def _reference_expansion(z, w, n, noise, generator, dtype):
+    if noise is None:
+        noise = reference.expansion_noise(z.shape[0], n, z.shape[1], dtype, z.device, generator)
+    return reference.PRIMITIVES.expand(z, w, n, noise).to(dtype)
+
+
+def _fused_expansion(z, w, n, noise, generator, dtype):
+    if noise is None:
+        seed = fused.PRIMITIVES.draw_seed(generator, z.device)
+        noise = _fused_draws(z.device.type)(seed, (z.shape[0], n - 1, z.shape[1]), dtype)
+    return fused.expand(z, w, n, noise).to(dtype)
+
+
+def slerp_plan(implementation: str, device: torch.device) -> OpPlan:
+    """run(a, b, t_rows, dtype): slerp by the op or the reference."""
+    if use_fused(implementation, device):
+        return OpPlan(fused.slerp, False)
+    return OpPlan(_reference_slerp, True)
+
+
+def mmd_centers_plan(implementation: str, device: torch.device) -> OpPlan:
+    """run(num_centers, dim, radius, device): the centers by the op or the reference."""
+    if use_fused(implementation, device, MMD_CENTERS_OP):
+        return OpPlan(fused.mmd_centers, False)
+    return OpPlan(_reference_mmd_centers, True)
+
+
+def expansion_plan(implementation: str, device: torch.device, w_needs_grad: bool) -> OpPlan:
+    """run(z, w, n, noise, generator, dtype): the expansion by the op or the reference.
+
+    The op treats w as a constant: a w that needs a gradient takes the reference ("fused": an error).
     """
     if not use_fused(implementation, device):
-        return reference.PRIMITIVES
-    return FUSED_PRIMITIVES if chunk_bytes is None else _fused_primitives_with_budget(chunk_bytes)
-
-
-@functools.lru_cache(maxsize=8)
-def _fused_primitives_with_budget(chunk_bytes: int) -> SEEPrimitives:
-    return FUSED_PRIMITIVES._replace(proxy_anchor=functools.partial(fused_proxy_anchor, chunk_bytes=chunk_bytes))
-
-
-def expansion_primitives(implementation: str, device: torch.device, w_needs_grad: bool) -> SEEPrimitives:
-    """As see_primitives, but the expansion op treats w as a constant: a w that needs a gradient takes the reference."""
-    primitives = see_primitives(implementation, device)
-    if w_needs_grad and primitives is FUSED_PRIMITIVES:
+        return OpPlan(_reference_expansion, True)
+    if w_needs_grad:
         if implementation == "fused":
             raise ValueError("the fused expansion does not differentiate w.r.t. w; pass w.detach()")
-        return reference.PRIMITIVES
-    return primitives
+        return OpPlan(_reference_expansion, True)
+    return OpPlan(_fused_expansion, False)
 
-
-# ---------------------------------------------------------------- a process's share of the classes
-def share_primitive(implementation: str, device: torch.device):
-    """What computes a process's share of PA(x) + λ·PA(synthetic) (see_cuda.sharded).
-
-    The compiled op where a kernel serves (it takes a range of the classes),
-    otherwise the reference in chunks of classes.
-    """
-    return fused_proxy_anchor if use_fused(implementation, device) else reference_share
-
-
-# ---------------------------------------------------------------- the whole loss in one call
-def runs_in_one_call(primitives: SEEPrimitives, device: torch.device, options) -> bool:
-    """Whether the one-call kernel computes this SEE loss (detached synthetic points, a kernel for the device)."""
-    return (primitives is not reference.PRIMITIVES and options.expands and options.detach_synthetic
-            and has_kernel(device.type, WHOLE_LOSS_OP))
-
-
-def see_loss_in_one_call(x, y, proxies, options, generator=None, draws=None, chunk_bytes=None):
-    """(loss, SEEStats) by ops.see_loss_fused, which checks label range, finiteness and rows that overflow itself."""
-    dtype = torch.promote_types(x.dtype, proxies.dtype)
-    kd = kernel_dtype(dtype)
-    n = options.n_expansion
-    num_selected = num_selected_by_fraction(x.shape[0], options.ratio) if options.mode == "fraction" else -1
-    # Given draws make the seed unused: a zero seed on the device, not a draw of the generator.
-    seed = noise.draw_seed(generator, x.device) if draws is None else torch.zeros((), dtype=torch.int64,
-                                                                                   device=x.device)
-    loss, k, mean_cosine = ops.see_loss_fused(
-        _kernel_input(x, kd), _kernel_input(y, torch.int64), _kernel_input(proxies, kd),
-        None if draws is None else _kernel_input(draws, kd), seed, n, num_selected, options.threshold,
-        options.lam, options.alpha, options.margin, chunk_bytes,
-    )
-    # The fraction is known before the call; reading the threshold's count is a host synchronisation.
-    k = num_selected if num_selected >= 0 else int(k)
-    return loss.to(dtype), SEEStats(num_expanded=k, num_synthetic=k * n, mean_positive_cosine=mean_cosine)

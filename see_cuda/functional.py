@@ -15,18 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from . import composition, dispatch, ops, reference, selection, transforms, validation
-from .options import SEEOptions, resolve_options
-
-
-def _check_values(implementation_is_reference: bool, device, check_values: bool, finite=None, labels=None,
-                  noise=None, rows=None, dtype=None) -> None:
-    transforms.refuse_vmap()
-    validation.check_bool(check_values, "check_values")
-    if not (finite or labels or noise or rows):
-        return
-    if validation.values_are_read(device, check_values or implementation_is_reference):
-        validation.check_values(finite=finite, labels=labels, noise=noise, rows=rows, dtype=dtype)
+from . import dispatch, selection, validation
+from .options import DEFAULTS, PROXY_ANCHOR, ProxyAnchorSettings, SEEOptions, resolve_options
 
 
 def mmd_centers(num_centers: int, dim: int, radius: float = 1.0, device=None,
@@ -37,9 +27,7 @@ def mmd_centers(num_centers: int, dim: int, radius: float = 1.0, device=None,
     """
     validation.check_mmd_centers_args(num_centers, dim, radius)
     device = torch.device(device if device is not None else "cpu")
-    if not dispatch.use_fused(implementation, device, dispatch.MMD_CENTERS_OP):
-        return reference.mmd_centers(num_centers, dim, radius).to(device)
-    return ops.mmd_centers(num_centers, dim, radius, device)
+    return dispatch.mmd_centers_plan(implementation, device).run(num_centers, dim, radius, device)
 
 
 def spherical_expansion(
@@ -63,13 +51,10 @@ def spherical_expansion(
     """
     dtype = validation.check_expansion_inputs(z, w, n_expansion, noise, generator)
     w_needs_grad = torch.is_grad_enabled() and w.requires_grad
-    primitives = dispatch.expansion_primitives(implementation, z.device, w_needs_grad)
-    _check_values(primitives is reference.PRIMITIVES, z.device, check_values, rows={"z": z, "w": w},
-                  noise={} if noise is None else {"noise": noise}, dtype=dtype)
-    k, D = z.shape
-    if noise is None:
-        noise = primitives.draw_noise(k, n_expansion, D, dtype, z.device, generator)
-    return primitives.expand(z, w, n_expansion, noise).to(dtype)
+    plan = dispatch.expansion_plan(implementation, z.device, w_needs_grad)
+    validation.check_call_values(z.device, check_values, plan.is_reference, dtype, rows={"z": z, "w": w},
+                                 noise={} if noise is None else {"noise": noise})
+    return plan.run(z, w, n_expansion, noise, generator, dtype)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t, implementation: str = "auto",
@@ -82,23 +67,18 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t, implementation: str = "auto",
     (one host synchronisation); CPU tensors are always checked.
     """
     dtype, t_rows = validation.check_slerp_inputs(a, b, t)
-    fused = dispatch.use_fused(implementation, a.device)
-    _check_values(not fused, a.device, check_values, rows={"a": a, "b": b}, finite={"t": t_rows}, dtype=dtype)
-    if not fused:
-        return reference.slerp(a.to(dtype), b.to(dtype), t_rows)
-    kd = dispatch.kernel_dtype(dtype)
-    D = a.shape[-1]
-    out = ops.slerp(a.to(kd).reshape(-1, D).contiguous(), b.to(kd).reshape(-1, D).contiguous(),
-                    t_rows.to(kd).reshape(-1).contiguous())
-    return out.reshape(a.shape).to(dtype)
+    plan = dispatch.slerp_plan(implementation, a.device)
+    validation.check_call_values(a.device, check_values, plan.is_reference, dtype, rows={"a": a, "b": b},
+                                 finite={"t": t_rows})
+    return plan.run(a, b, t_rows, dtype)
 
 
 def proxy_anchor_loss(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
     proxies: torch.Tensor,
-    alpha: float = 32.0,
-    margin: float = 0.1,
+    alpha: float = PROXY_ANCHOR.alpha,
+    margin: float = PROXY_ANCHOR.margin,
     implementation: str = "auto",
     check_values: bool = True,
     chunk_bytes: int | None = None,
@@ -117,15 +97,15 @@ def proxy_anchor_loss(
     takes the default, 256 MiB. The reference ignores it.
     """
     dtype = validation.check_loss_inputs(embeddings, labels, proxies)
-    validation.check_loss_options(alpha, margin)
-    validation.check_alpha_for_dtype(alpha, margin, dtype)
+    settings = ProxyAnchorSettings(alpha, margin)
+    settings.check_dtype(dtype)
     validation.check_chunk_bytes(chunk_bytes)
     labels = validation.index_labels(labels)
-    primitives = dispatch.see_primitives(implementation, embeddings.device, chunk_bytes)
-    _check_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
-                  rows={"embeddings": embeddings, "proxies": proxies}, labels={"labels": (labels, proxies.shape[0])},
-                  dtype=dtype)
-    return primitives.proxy_anchor(embeddings, labels, proxies, None, None, 0.0, alpha, margin, False)
+    plan = dispatch.plan(implementation, embeddings.device, settings, None, chunk_bytes)
+    validation.check_call_values(embeddings.device, check_values, plan.is_reference, dtype,
+                                 rows={"embeddings": embeddings, "proxies": proxies},
+                                 labels={"labels": (labels, proxies.shape[0])})
+    return plan.primitives.loss(embeddings, labels, proxies, None, None, settings, 0.0, False)
 
 
 def proxy_anchor_loss_with_synthetic(
@@ -134,9 +114,9 @@ def proxy_anchor_loss_with_synthetic(
     proxies: torch.Tensor,
     synthetic: torch.Tensor,
     synthetic_labels: torch.Tensor,
-    lam: float = 0.2,
-    alpha: float = 32.0,
-    margin: float = 0.1,
+    lam: float = DEFAULTS.lam,
+    alpha: float = PROXY_ANCHOR.alpha,
+    margin: float = PROXY_ANCHOR.margin,
     implementation: str = "auto",
     check_values: bool = True,
     chunk_bytes: int | None = None,
@@ -150,31 +130,31 @@ def proxy_anchor_loss_with_synthetic(
     check_values, alpha, chunk_bytes: as in proxy_anchor_loss.
     """
     dtype = validation.check_loss_inputs(embeddings, labels, proxies)
-    validation.check_loss_options(alpha, margin)
-    validation.check_alpha_for_dtype(alpha, margin, dtype)
+    settings = ProxyAnchorSettings(alpha, margin)
+    settings.check_dtype(dtype)
     validation.check_synthetic_inputs(embeddings, synthetic, synthetic_labels, lam)
     validation.check_chunk_bytes(chunk_bytes)
     labels, synthetic_labels = validation.index_labels(labels), validation.index_labels(synthetic_labels)
-    primitives = dispatch.see_primitives(implementation, embeddings.device, chunk_bytes)
+    plan = dispatch.plan(implementation, embeddings.device, settings, None, chunk_bytes)
     C = proxies.shape[0]
-    _check_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
-                  rows={"embeddings": embeddings, "proxies": proxies, "synthetic": synthetic},
-                  labels={"labels": (labels, C), "synthetic_labels": (synthetic_labels, C)}, dtype=dtype)
-    return primitives.proxy_anchor(embeddings, labels, proxies, synthetic, synthetic_labels, lam, alpha, margin, True)
+    validation.check_call_values(embeddings.device, check_values, plan.is_reference, dtype,
+                                 rows={"embeddings": embeddings, "proxies": proxies, "synthetic": synthetic},
+                                 labels={"labels": (labels, C), "synthetic_labels": (synthetic_labels, C)})
+    return plan.primitives.loss(embeddings, labels, proxies, synthetic, synthetic_labels, settings, lam, True)
 
 
 def fused_see_loss(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
     proxies: torch.Tensor,
-    n_expansion: int = 16,
-    lam: float = 0.2,
-    mode: str = "fraction",
-    ratio: float = 0.4,
-    threshold: float = 0.0,
-    alpha: float = 32.0,
-    margin: float = 0.1,
-    detach_synthetic: bool = True,
+    n_expansion: int = DEFAULTS.n_expansion,
+    lam: float = DEFAULTS.lam,
+    mode: str = DEFAULTS.mode,
+    ratio: float = DEFAULTS.ratio,
+    threshold: float = DEFAULTS.threshold,
+    alpha: float = DEFAULTS.alpha,
+    margin: float = DEFAULTS.margin,
+    detach_synthetic: bool = DEFAULTS.detach_synthetic,
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
     return_stats: bool = False,
@@ -184,6 +164,10 @@ def fused_see_loss(
     chunk_bytes: int | None = None,
 ):
     """SEE loss: Proxy-Anchor on the batch plus lam x Proxy-Anchor on synthetic points (docs/method.md §4).
+
+    "fused" names the library's kernels: where this install has none for the
+    tensors' device, implementation="auto" runs the reference instead (the
+    same function, slower), and "fused" is an error (see see_cuda.dispatch).
 
     Args:
         embeddings: B x D network outputs (normalised inside).
@@ -219,34 +203,15 @@ def fused_see_loss(
 def see_loss_with_options(embeddings, labels, proxies, options: SEEOptions, generator=None, noise=None,
                           implementation: str = "auto", check_values: bool = True, chunk_bytes: int | None = None):
     """(loss, SEEStats) of fused_see_loss for settings already built as a SEEOptions."""
-    dtype = validation.check_loss_inputs(embeddings, labels, proxies)
-    validation.check_alpha_for_dtype(options.alpha, options.margin, dtype)
-    validation.check_chunk_bytes(chunk_bytes)
-    B, D = embeddings.shape
-    if options.expands:
-        validation.check_dim_for_expansion(D, options.n_expansion)
-    validation.check_mode_for_device(options.mode, embeddings.device)
-    validation.check_noise_shape(noise, B, options.n_expansion, D)
-    validation.check_same_device({"embeddings": embeddings, "noise": noise})
-    validation.check_generator(generator, embeddings.device)
+    expansion, settings = options.expansion, options.loss
+    dtype = validation.check_see_call(embeddings, labels, proxies, expansion, settings, noise, generator, chunk_bytes)
     labels = validation.index_labels(labels)
-    primitives = dispatch.see_primitives(implementation, embeddings.device, chunk_bytes)
-    given_noise = {} if noise is None else {"noise": noise}
-    if dispatch.runs_in_one_call(primitives, embeddings.device, options):
-        # The CPU kernel checks label range, finiteness and rows whose squared norm overflows itself,
-        # in its dtype; a loss in half precision has its rows checked here, in that dtype. The CUDA
-        # kernel only flags them on the device (a NaN loss and gradients): read here unless check_values=False.
-        on_host = embeddings.device.type == "cpu"
-        rows = {} if on_host and dispatch.kernel_dtype(dtype) == dtype else {"embeddings": embeddings,
-                                                                              "proxies": proxies}
-        labels_read = {} if on_host else {"labels": (labels, proxies.shape[0])}
-        _check_values(False, embeddings.device, check_values, noise=given_noise, rows=rows, labels=labels_read,
-                      dtype=dtype)
-        return dispatch.see_loss_in_one_call(embeddings, labels, proxies, options, generator, noise, chunk_bytes)
-    _check_values(primitives is reference.PRIMITIVES, embeddings.device, check_values,
-                  rows={"embeddings": embeddings, "proxies": proxies}, labels={"labels": (labels, proxies.shape[0])},
-                  noise=given_noise, dtype=dtype)
-    return composition.see_loss(embeddings, labels, proxies, options, primitives, generator, noise)
+    plan = dispatch.plan(implementation, embeddings.device, settings, expansion, chunk_bytes)
+    values = plan.unchecked_values(dtype, rows={"embeddings": embeddings, "proxies": proxies},
+                                   labels={"labels": (labels, proxies.shape[0])},
+                                   noise={} if noise is None else {"noise": noise})
+    validation.check_call_values(embeddings.device, check_values, plan.is_reference, dtype, **values)
+    return plan.run(embeddings, labels, proxies, expansion, settings, generator, noise)
 
 
 # ---------------------------------------------------------------- selection and schedules (docs/method.md §2)
@@ -262,7 +227,7 @@ def select_for_expansion(scores: torch.Tensor, mode: str, ratio: float, threshol
     """
     validation.check_selection_args(scores, mode, ratio, threshold)
     validation.check_mode_for_device(mode, scores.device)
-    _check_values(False, scores.device, check_values, finite={"scores": scores})
+    validation.check_call_values(scores.device, check_values, finite={"scores": scores})
     return selection.select_for_expansion(scores, mode, ratio, threshold)
 
 

@@ -8,7 +8,7 @@ from . import validation
 from .functional import see_loss_with_options
 from .modules.base import refuse_forward_extras, refuse_pml_arguments
 from .modules.schedule_warnings import ScheduleWarnings
-from .options import SEEOptions
+from .options import DEFAULTS, SEEOptions
 from .selection import fraction_schedule, threshold_schedule
 
 
@@ -60,18 +60,18 @@ class SEEProxyAnchorLoss(nn.Module):
         num_classes: int,
         embedding_size: int,
         *positional,
-        n_expansion: int = 16,
-        lam: float = 0.2,
-        mode: str = "fraction",
+        n_expansion: int = DEFAULTS.n_expansion,
+        lam: float = DEFAULTS.lam,
+        mode: str = DEFAULTS.mode,
         num_epochs: int = 40,
         rho_min: float = 0.04,
         rho_max: float = 0.4,
         tau_min: float = 0.5,
         tau_max: float = 0.9,
         tau_lower_bound: float = 0.0,
-        alpha: float = 32.0,
-        margin: float = 0.1,
-        detach_synthetic: bool = True,
+        alpha: float = DEFAULTS.alpha,
+        margin: float = DEFAULTS.margin,
+        detach_synthetic: bool = DEFAULTS.detach_synthetic,
         generator: torch.Generator | None = None,
         implementation: str = "auto",
         check_values: bool = True,
@@ -91,8 +91,7 @@ class SEEProxyAnchorLoss(nn.Module):
         validation.check_implementation(implementation)
         validation.check_bool(check_values, "check_values")
         validation.check_chunk_bytes(chunk_bytes)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        validation.check_generator(generator)
         self.num_classes, self.embedding_size = num_classes, embedding_size
         self.num_epochs = num_epochs
         self.rho_min, self.rho_max = rho_min, rho_max

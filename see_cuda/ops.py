@@ -78,8 +78,7 @@ def proxy_anchor_fused(x, labels, proxies, synthetic, synthetic_labels, alpha, m
     transforms.refuse_fused_op("proxy_anchor_fused")
     outputs = _op("proxy_anchor_fused")(
         x, labels, proxies, synthetic, synthetic_labels, float(alpha), float(margin), float(lam), compute_grad,
-        compute_grad and synthetic_grad and synthetic.requires_grad, int(class_offset),
-        -1 if total_classes is None else int(total_classes), 0 if chunk_bytes is None else int(chunk_bytes),
+        compute_grad and synthetic_grad and synthetic.requires_grad, class_offset, total_classes, chunk_bytes,
     )
     return outputs[0]
 
@@ -88,7 +87,7 @@ def see_loss_fused(x, labels, proxies, noise, seed, n_expansion, num_selected, t
                    chunk_bytes=None):
     """(loss, number expanded, mean positive cosine) of the SEE loss with detached synthetic points.
 
-    num_selected >= 0 expands that many best-fitted rows; -1 expands those
+    num_selected expands that many best-fitted rows; None expands those
     with cosine >= threshold. The draws come from `noise` (B x (n-1) x D)
     or, when it is None, from the Philox stream of `seed` (0-d int64). The
     kernel checks label range, finiteness and rows whose squared norm
@@ -104,8 +103,8 @@ def see_loss_fused(x, labels, proxies, noise, seed, n_expansion, num_selected, t
     transforms.refuse_fused_op("see_loss_fused")
     compute_grad = torch.is_grad_enabled() and (x.requires_grad or proxies.requires_grad)
     loss, _, _, num_expanded, mean_cosine = _op("see_loss_fused")(
-        x, labels, proxies, noise, seed, int(n_expansion), int(num_selected), float(threshold), float(lam),
-        float(alpha), float(margin), compute_grad, 0 if chunk_bytes is None else int(chunk_bytes),
+        x, labels, proxies, noise, seed, n_expansion, num_selected, float(threshold), float(lam), float(alpha),
+        float(margin), compute_grad, chunk_bytes,
     )
     return loss, num_expanded, mean_cosine
 
@@ -205,7 +204,7 @@ def _slerp_backward(ctx, grad):
 
 
 def _proxy_anchor_fake(x, labels, proxies, synthetic, synthetic_labels, alpha, margin, lam, compute_grad,
-                       synthetic_grad, class_offset=0, total_classes=-1, chunk_bytes=0):
+                       synthetic_grad, class_offset=0, total_classes=None, chunk_bytes=None):
     # As the kernels: without compute_grad every gradient output is empty,
     # whatever synthetic_grad says; with it, dL/dsynthetic only when asked.
     if not compute_grad:
@@ -249,7 +248,7 @@ def _proxy_anchor_backward(ctx, grad_loss, *_unused):
 
 
 def _see_loss_fake(x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin,
-                   compute_grad, chunk_bytes=0):
+                   compute_grad, chunk_bytes=None):
     def grad_like(t):
         return torch.empty_like(t) if compute_grad else _empty_gradient(t)
 

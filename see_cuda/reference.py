@@ -14,13 +14,12 @@ import math
 
 import torch
 
-from . import composition
+from . import composition, validation
 from .composition import SEEPrimitives
+from .constants import NORM_EPS
 from .noise import draw_seed, philox_normal
-from .options import SEEOptions, resolve_options
+from .options import PROXY_ANCHOR, ProxyAnchorSettings, SEEOptions, resolve_options
 
-# The original code adds this to the squared norm before the square root.
-NORM_EPS = 1e-12
 # §3.6: a source whose residual keeps at most AXIS_ROUNDING·η·|ẑ| off the axis is on it (η: unit_roundoff).
 AXIS_ROUNDING = 8.0
 
@@ -230,7 +229,11 @@ def _softplus(v: torch.Tensor) -> torch.Tensor:
 
 
 def proxy_anchor_loss(
-    x: torch.Tensor, y: torch.Tensor, proxies: torch.Tensor, alpha: float = 32.0, margin: float = 0.1
+    x: torch.Tensor,
+    y: torch.Tensor,
+    proxies: torch.Tensor,
+    alpha: float = PROXY_ANCHOR.alpha,
+    margin: float = PROXY_ANCHOR.margin,
 ) -> torch.Tensor:
     """Proxy-Anchor loss (docs/method.md §1) of B x D embeddings with labels in [0, C).
 
@@ -246,8 +249,8 @@ def proxy_anchor_share(
     proxies_local: torch.Tensor,
     class_offset: int,
     total_classes: int,
-    alpha: float = 32.0,
-    margin: float = 0.1,
+    alpha: float = PROXY_ANCHOR.alpha,
+    margin: float = PROXY_ANCHOR.margin,
 ) -> torch.Tensor:
     """The Proxy-Anchor terms of the classes [class_offset, class_offset + C_local), with the weights of all.
 
@@ -257,11 +260,15 @@ def proxy_anchor_share(
     of the whole loss (docs/method.md §1): 1/total_classes for the negative
     terms, 1/|P+| for the positive terms, P+ the classes present among all of
     `y`. The shares of a partition of the classes therefore sum to the loss.
-    A label outside [0, total_classes) makes the share and its gradients NaN.
+    A label outside [0, total_classes) makes the share and its gradients NaN,
+    for a share of no class too. class_offset and total_classes must be ints
+    with 0 <= class_offset <= total_classes - C_local (ValueError/TypeError
+    naming them), as the compiled op requires.
     """
+    C_local = proxies_local.shape[0]
+    validation.check_class_shard(C_local, class_offset, total_classes)
     dtype = torch.promote_types(x.dtype, proxies_local.dtype)
     x, proxies_local = x.to(dtype), proxies_local.to(dtype)
-    C_local = proxies_local.shape[0]
     # A row of an invalid label is multiplied by NaN (a fill would leave its own gradient finite):
     # its cosines, every term it enters and so the share and all gradients are NaN.
     invalid = (y < 0) | (y >= total_classes)
@@ -273,7 +280,12 @@ def proxy_anchor_share(
     neg_term = _log1p_sum_exp(alpha * (s + margin), ~positive)
     num_positive_classes = num_distinct(y)
     # Each term divided before the sum: the sum of C terms could overflow where their mean does not.
-    return (pos_term / num_positive_classes.clamp(min=1)).sum() + (neg_term / total_classes).sum()
+    share = (pos_term / num_positive_classes.clamp(min=1)).sum() + (neg_term / total_classes).sum()
+    if C_local == 0:
+        # No term for a NaN row to enter: the rows enter a term of 0 that is NaN where a label is invalid,
+        # so that the share and every gradient are NaN there too, as the op's.
+        share = share + (x_hat * torch.where(invalid.any(), float("nan"), 0.0).to(dtype)).sum()
+    return share
 
 
 def num_distinct(labels: torch.Tensor) -> torch.Tensor:
@@ -289,8 +301,8 @@ def proxy_anchor_loss_with_synthetic(
     synthetic: torch.Tensor,
     synthetic_labels: torch.Tensor,
     lam: float,
-    alpha: float = 32.0,
-    margin: float = 0.1,
+    alpha: float = PROXY_ANCHOR.alpha,
+    margin: float = PROXY_ANCHOR.margin,
 ) -> torch.Tensor:
     """PA(x, y, P) + λ·PA(synthetic, synthetic_labels, P) (§4), the second term 0 without rows.
 
@@ -324,6 +336,11 @@ def positive_cosines(x: torch.Tensor, y: torch.Tensor, proxies: torch.Tensor) ->
     return row_cosines(x, class_proxies(proxies, y))
 
 
+def draws_of_seed(seed: torch.Tensor, shape, dtype: torch.dtype) -> torch.Tensor:
+    """Elements 0 .. numel-1 of the stream `seed` (§5) in draw_dtype(dtype), given in `dtype`."""
+    return philox_normal(seed, shape, draw_dtype(dtype)).to(dtype)
+
+
 def expansion_noise(
     num_selected: int, n_expansion: int, dim: int, dtype: torch.dtype, device, generator=None
 ) -> torch.Tensor:
@@ -337,12 +354,14 @@ def expansion_noise(
     otherwise, so that a half-precision run sees the draws of its float32
     counterpart.
     """
-    seed = draw_seed(generator, device)
-    return philox_normal(seed, (num_selected, n_expansion - 1, dim), draw_dtype(dtype)).to(dtype)
+    return draws_of_seed(draw_seed(generator, device), (num_selected, n_expansion - 1, dim), dtype)
 
 
 def draw_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The precision of the draws for work in `dtype`: float64 for float64, float32 otherwise."""
+    """The precision of the draws for work in `dtype`: float64 for float64, float32 otherwise.
+
+    It is also the precision the compiled kernels work in (see_cuda.fused.kernel_dtype).
+    """
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
@@ -351,16 +370,20 @@ def _expand(z: torch.Tensor, w: torch.Tensor, n: int, noise: torch.Tensor) -> to
     return spherical_expansion(z.to(dtype), w.to(dtype), n, noise.to(dtype))
 
 
-def _proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad):
+def proxy_anchor_primitive(x, y, proxies, synthetic, synthetic_labels, settings: ProxyAnchorSettings, lam,
+                           synthetic_grad=False):
+    """Proxy-Anchor as the composition's scoring primitive (composition.SEEPrimitives.loss)."""
     # Autograd decides where gradients go: synthetic_grad is what the kernels need told.
     if synthetic is None:
-        return proxy_anchor_loss(x, y, proxies, alpha, margin)
-    return proxy_anchor_loss_with_synthetic(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin)
+        return proxy_anchor_loss(x, y, proxies, settings.alpha, settings.margin)
+    return proxy_anchor_loss_with_synthetic(x, y, proxies, synthetic, synthetic_labels, lam, settings.alpha,
+                                            settings.margin)
 
 
+# The steps of the SEE loss with Proxy-Anchor; see_cuda.fused.PRIMITIVES mirrors them.
 PRIMITIVES = SEEPrimitives(
-    class_proxies=class_proxies, positive_cosines=row_cosines, draw_noise=expansion_noise, expand=_expand,
-    proxy_anchor=_proxy_anchor,
+    class_proxies=class_proxies, positive_cosines=row_cosines, draw_seed=draw_seed, draws=draws_of_seed,
+    expand=_expand, loss=proxy_anchor_primitive,
 )
 
 
@@ -386,5 +409,5 @@ def see_loss(
     Returns the loss, or (loss, SEEStats) with `return_stats`.
     """
     options = resolve_options(options, **settings)
-    loss, stats = composition.see_loss(x, y, proxies, options, PRIMITIVES, generator, noise)
+    loss, stats = composition.see_loss(x, y, proxies, options.expansion, options.loss, PRIMITIVES, generator, noise)
     return (loss, stats) if return_stats else loss

@@ -15,9 +15,9 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from . import reference, validation
+from .constants import DEFAULT_CHUNK_BYTES
 
-# The similarity matrix's budget when none is given, in bytes (the op's default too).
-DEFAULT_CHUNK_BYTES = 256 * 2**20
+__all__ = ["DEFAULT_CHUNK_BYTES", "chunk_budget", "classes_per_chunk", "reference_share"]
 
 
 def chunk_budget(chunk_bytes) -> int:
@@ -40,13 +40,16 @@ def _share(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, class
         synthetic, synthetic_labels, proxies, class_offset, total_classes, alpha, margin)
 
 
-def reference_share(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad=False, *,
+def reference_share(x, y, proxies, synthetic, synthetic_labels, settings, lam, synthetic_grad=False, *,
                     class_offset: int, total_classes: int, chunk_bytes: int | None = None):
     """The terms of the classes [class_offset, class_offset + C_local) of PA(x) + λ·PA(synthetic).
 
+    The scoring primitive's arguments (settings: a ProxyAnchorSettings).
     Weights and labels are global (reference.proxy_anchor_share). Autograd
     decides where gradients go (synthetic_grad is for the compiled op).
     """
+    validation.check_class_shard(proxies.shape[0], class_offset, total_classes)
+    alpha, margin = settings.alpha, settings.margin
     dtype = torch.promote_types(x.dtype, proxies.dtype)
     num_rows = x.shape[0] + (0 if synthetic is None else synthetic.shape[0])
     per_chunk = classes_per_chunk(num_rows, dtype, chunk_budget(chunk_bytes))

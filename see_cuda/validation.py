@@ -22,19 +22,22 @@ from __future__ import annotations
 
 import torch
 
+from . import transforms
+from .constants import IMPLEMENTATIONS, INT64_MAX, NORM_EPS
 from .selection import MODES
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 LOW_PRECISION = (torch.float16, torch.bfloat16)
-IMPLEMENTATIONS = ("auto", "fused", "reference")
 
 
 # ---------------------------------------------------------------- scalars and options
-def check_positive_int(value, name: str, minimum: int = 1) -> None:
+def check_positive_int(value, name: str, minimum: int = 1, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
 
 
 def check_real(value, name: str, low: float | None = None, high: float | None = None, strict_low: bool = False) -> None:
@@ -58,7 +61,8 @@ def check_implementation(implementation) -> None:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
 
 
-def check_loss_options(alpha, margin) -> None:
+def check_proxy_anchor_settings(alpha, margin) -> None:
+    """Proxy-Anchor's α > 0 and δ (real numbers); α's bound per dtype is check_alpha_for_dtype."""
     check_real(alpha, "alpha", low=0.0, strict_low=True)
     check_real(margin, "margin")
 
@@ -92,21 +96,36 @@ def check_alpha_for_dtype(alpha: float, margin: float, dtype: torch.dtype) -> No
 
 
 def check_chunk_bytes(chunk_bytes) -> None:
-    """The memory budget of the fused loss's chunks of similarities: None (the default) or a positive int."""
+    """The memory budget of the fused loss's chunks of similarities: None (the default) or an int in
+    [1, 2^63 - 1], what the op's int64 argument takes."""
     if chunk_bytes is not None:
-        check_positive_int(chunk_bytes, "chunk_bytes")
+        check_positive_int(chunk_bytes, "chunk_bytes", maximum=INT64_MAX)
 
 
-def check_see_options(options) -> None:
-    """The fields of a SEEOptions (the dimension is checked per call: check_dim_for_expansion)."""
-    check_positive_int(options.n_expansion, "n_expansion")
-    check_real(options.lam, "lam", low=0.0)
-    if options.mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {options.mode!r}")
-    check_real(options.ratio, "ratio", low=0.0, high=1.0)
-    check_real(options.threshold, "threshold")
-    check_loss_options(options.alpha, options.margin)
-    check_bool(options.detach_synthetic, "detach_synthetic")
+def check_class_shard(num_local: int, class_offset, total_classes) -> None:
+    """The local proxies (num_local of them) are the classes [class_offset, class_offset + num_local) of
+    [0, total_classes): ints (not truncated floats), 0 <= class_offset <= total_classes - num_local."""
+    check_positive_int(total_classes, "total_classes", minimum=0, maximum=INT64_MAX)
+    check_positive_int(class_offset, "class_offset", minimum=0, maximum=INT64_MAX)
+    if class_offset > total_classes - num_local:
+        raise ValueError(f"class_offset must be <= total_classes - {num_local} = {total_classes - num_local} (the "
+                         f"{num_local} proxies are the classes [class_offset, class_offset + {num_local}) of "
+                         f"[0, total_classes)), got class_offset {class_offset} and total_classes {total_classes}")
+
+
+def check_mode(mode) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def check_expansion_settings(expansion) -> None:
+    """The fields of a SphericalExpansion (the dimension is checked per call: check_dim_for_expansion)."""
+    check_positive_int(expansion.n_expansion, "n_expansion")
+    check_real(expansion.lam, "lam", low=0.0)
+    check_mode(expansion.mode)
+    check_real(expansion.ratio, "ratio", low=0.0, high=1.0)
+    check_real(expansion.threshold, "threshold")
+    check_bool(expansion.detach_synthetic, "detach_synthetic")
 
 
 def check_selection_args(scores, mode, ratio, threshold) -> None:
@@ -115,8 +134,7 @@ def check_selection_args(scores, mode, ratio, threshold) -> None:
                         f"{scores.dtype if isinstance(scores, torch.Tensor) else type(scores).__name__}")
     if scores.dim() != 1:
         raise ValueError(f"scores must be 1-D with shape (B,), got shape {tuple(scores.shape)}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_mode(mode)
     check_real(ratio, "ratio", low=0.0, high=1.0)
     check_real(threshold, "threshold")
 
@@ -133,12 +151,12 @@ def check_schedule_epochs(epoch, num_epochs) -> None:
     check_real(num_epochs, "num_epochs", low=0.0)
 
 
-def check_dim_for_expansion(dim: int, n_expansion: int, name: str = "n_expansion") -> None:
+def check_dim_for_expansion(dim: int, n_expansion: int, name: str = "n_expansion", dim_name: str = "D") -> None:
     """The frame needs w, u and n-1 more orthonormal directions: D >= n + 1."""
     check_positive_int(n_expansion, name)
     if dim < n_expansion + 1:
         raise ValueError(
-            f"{name}={n_expansion} needs an embedding dimension D >= {n_expansion + 1} (n + 1), got D = {dim}"
+            f"{name}={n_expansion} needs an embedding dimension D >= {n_expansion + 1} (n + 1), got {dim_name} = {dim}"
         )
 
 
@@ -215,13 +233,35 @@ def check_noise_shape(noise, rows: int, n_expansion: int, dim: int, name: str = 
         raise ValueError(f"{name} must have shape {expected} (rows, n_expansion - 1, D), got {tuple(noise.shape)}")
 
 
-def check_generator(generator, device: torch.device) -> None:
+def check_generator(generator, device: torch.device | None = None) -> None:
+    """None or a torch.Generator, on the device type of the tensors (when `device` is known)."""
     if generator is None:
         return
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if generator.device.type != device.type:
+    if device is not None and generator.device.type != device.type:
         raise ValueError(f"generator is on {generator.device} but the embeddings are on {device}")
+
+
+def check_see_call(embeddings, labels, proxies, expansion, settings, noise=None, generator=None, chunk_bytes=None,
+                   world_size: int = 1) -> torch.dtype:
+    """The checks of a SEE loss call that read no values, in one sequence; returns the compute dtype.
+
+    expansion: a SphericalExpansion; settings: the base loss's settings (their
+    own bound per dtype: settings.check_dtype). world_size: how many processes'
+    B rows the given noise holds draws for (the sharded loss: all of them).
+    """
+    dtype = check_loss_inputs(embeddings, labels, proxies)
+    settings.check_dtype(dtype)
+    check_chunk_bytes(chunk_bytes)
+    B, D = embeddings.shape
+    if expansion.expands:
+        check_dim_for_expansion(D, expansion.n_expansion)
+    check_mode_for_device(expansion.mode, embeddings.device)
+    check_noise_shape(noise, world_size * B, expansion.n_expansion, D)
+    check_same_device({"embeddings": embeddings, "noise": noise})
+    check_generator(generator, embeddings.device)
+    return dtype
 
 
 def check_loss_inputs(embeddings, labels, proxies) -> torch.dtype:
@@ -295,6 +335,15 @@ def values_are_read(device: torch.device, check_values: bool) -> bool:
     return device.type == "cpu" or check_values
 
 
+def check_call_values(device: torch.device, flag, read_always: bool = False, dtype=None, **groups) -> None:
+    """check_values as a call's `check_values=flag` asks (a bool): the values are read where
+    values_are_read says, or always with read_always (the reference); groups: those of check_values."""
+    transforms.refuse_vmap()
+    check_bool(flag, "check_values")
+    if any(groups.values()) and values_are_read(device, flag or read_always):
+        check_values(dtype=dtype, **groups)
+
+
 def check_values(finite: dict | None = None, labels: dict | None = None, noise: dict | None = None,
                  rows: dict | None = None, dtype: torch.dtype | None = None) -> None:
     """Finiteness, label range and rows that can be normalised, with one host synchronisation when all is well.
@@ -325,16 +374,15 @@ def _draws_are_normalisable(t: torch.Tensor, dtype: torch.dtype | None) -> torch
     return (squared >= info.tiny) & (squared <= info.max)
 
 
-# The ε of the normalisation x / sqrt(|x|² + ε) (reference.NORM_EPS): 0 in float16, whose
-# smallest number is 6e-8, so that there a row of squared norm below that divides 0 by 0.
-_NORM_EPS = 1e-12
-_EPS_VANISHES = {dtype: float(torch.tensor(_NORM_EPS, dtype=dtype)) == 0 for dtype in FLOAT_DTYPES}
+# The ε of the normalisation x / sqrt(|x|² + ε) is 0 in float16, whose smallest number is 6e-8,
+# so that there a row of squared norm below that divides 0 by 0.
+_EPS_VANISHES = {dtype: float(torch.tensor(NORM_EPS, dtype=dtype)) == 0 for dtype in FLOAT_DTYPES}
 
 
 def _rows_are_normalisable(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     """Per row (last axis), whether |x|² + ε in `dtype`, as the normalisation computes it, is finite and not 0."""
     t = t.to(dtype or t.dtype)
-    squared = (t * t).sum(-1) + _NORM_EPS
+    squared = (t * t).sum(-1) + NORM_EPS
     return torch.isfinite(squared) & (squared > 0)
 
 

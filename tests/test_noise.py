@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from see_cuda import dispatch, noise, ops, reference
+from see_cuda import fused, noise, ops, reference
 
 from conftest import DEVICES, requires_cpu_kernels, requires_cuda_kernels
 
@@ -263,7 +263,7 @@ def test_kernel_noise_is_the_stream_of_one_generator_draw(device, dtype):
     """The fused path's draws are the reference's (the stream of the seed that one draw
     of the generator gives), within the op's ulp bound, and advance the generator alike."""
     generators = [torch.Generator(device=device).manual_seed(3) for _ in range(2)]
-    got = dispatch.kernel_noise(6, 5, 24, dtype, device, generators[0])
+    got = fused.kernel_noise(6, 5, 24, dtype, device, generators[0])
     expected = reference.expansion_noise(6, 5, 24, dtype, device, generators[1])
     assert got.dtype == dtype and got.device.type == device
     assert ulp_distance(got.cpu(), expected.cpu()).max() <= op_bound(device, dtype)
@@ -303,12 +303,12 @@ def test_cuda_op_matches_the_cpu_op_and_the_reference(device, dtype, shape):
 @pytest.mark.parametrize("device", [pytest.param("cuda", marks=requires_cuda_kernels)])
 def test_noise_on_cuda_does_not_synchronize(device):
     generator = torch.Generator(device=device).manual_seed(0)
-    dispatch.kernel_noise(8, 4, 16, torch.float32, torch.device(device), generator)  # first-call initialisation
+    fused.kernel_noise(8, 4, 16, torch.float32, torch.device(device), generator)  # first-call initialisation
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         seed = noise.draw_seed(generator, torch.device(device))
-        dispatch.kernel_noise(8, 4, 16, torch.float32, torch.device(device), generator)
+        fused.kernel_noise(8, 4, 16, torch.float32, torch.device(device), generator)
         reference.expansion_noise(8, 4, 16, torch.float32, torch.device(device), generator)
         ops.philox_normal(seed, (8, 3, 16), torch.float32)
     finally:

@@ -213,12 +213,13 @@ def test_a_shard_without_classes_has_no_share(device):
 
 @requires_cpu_kernels
 @pytest.mark.parametrize("class_offset, total_classes, chunk_bytes, message", [
-    (-1, 10, 0, "the 3 proxies must be the classes"),
-    (8, 10, 0, "the 3 proxies must be the classes"),
-    (0, 2, 0, "the 3 proxies must be the classes"),
-    (0, -2, 0, "the 3 proxies must be the classes"),
-    (1, -1, 0, "class_offset must be 0 when total_classes is -1"),
-    (0, -1, -1, "chunk_bytes must be >= 0"),
+    (-1, 10, None, "the 3 proxies must be the classes"),
+    (8, 10, None, "the 3 proxies must be the classes"),
+    (0, 2, None, "the 3 proxies must be the classes"),
+    (0, -2, None, "the 3 proxies must be the classes"),
+    (1, None, None, "class_offset must be 0 when total_classes is None"),
+    (0, None, 0, "chunk_bytes must be >= 1"),
+    (0, None, -1, "chunk_bytes must be >= 1"),
 ])
 def test_the_raw_op_refuses_a_shard_outside_the_classes(class_offset, total_classes, chunk_bytes, message):
     x, y, proxies, synthetic, synthetic_labels = problem(5, 0, 3, 4, seed=11, dtype=torch.float64)

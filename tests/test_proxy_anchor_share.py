@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-from see_cuda import reference
+from see_cuda import ProxyAnchorSettings, fused, reference
 from see_cuda.sharded import class_partition
 
 from comparisons import assert_close_scaled, draw
+from conftest import requires_cpu_kernels
 
 
 def problem(B=10, D=6, C=9, label_high=9, seed=0):
@@ -48,3 +49,61 @@ def test_a_label_outside_all_classes_makes_the_share_and_its_gradients_nan(bad_l
     share = reference.proxy_anchor_share(x, labels, proxies[:4], 0, 9)
     grad_x, grad_proxies = torch.autograd.grad(share, (x, proxies))
     assert share.isnan() and grad_x.isnan().all() and grad_proxies[:4].isnan().all()
+
+
+# ---------------------------------------------------------------- the reference's share checks what the op checks
+def op_share(x, labels, proxies, class_offset, total_classes):
+    """The compiled op's share, as the sharded loss calls it (see_cuda.fused.proxy_anchor)."""
+    return fused.proxy_anchor(x, labels, proxies, None, None, ProxyAnchorSettings(), 0.0,
+                              class_offset=class_offset, total_classes=total_classes)
+
+
+def reference_share(x, labels, proxies, class_offset, total_classes):
+    return reference.proxy_anchor_share(x, labels, proxies, class_offset, total_classes)
+
+
+SHARES = [pytest.param(reference_share, id="reference"),
+          pytest.param(op_share, marks=requires_cpu_kernels, id="op")]
+
+
+@pytest.mark.parametrize("share", SHARES)
+@pytest.mark.parametrize("class_offset, total_classes, error, message", [
+    (7, 9, ValueError, r"class_offset must be <= total_classes - 4 = 5"),  # past the end
+    (-1, 9, ValueError, r"class_offset must be >= 0, got -1"),
+    (1.5, 9, TypeError, r"class_offset must be an int, got float"),  # not truncated to 1
+    (True, 9, TypeError, r"class_offset must be an int, got bool"),
+    (0, 3, ValueError, r"class_offset must be <= total_classes - 4 = -1"),  # fewer classes than proxies
+    (0, 9.0, TypeError, r"total_classes must be an int, got float"),
+])
+def test_a_share_outside_the_classes_is_refused_by_the_reference_as_by_the_op(share, class_offset, total_classes,
+                                                                               error, message):
+    x, labels, proxies = problem()
+    with pytest.raises(error, match=message):
+        share(x, labels, proxies[:4], class_offset, total_classes)
+
+
+@requires_cpu_kernels
+@pytest.mark.parametrize("class_offset", [0, 3, 5])
+def test_the_reference_share_is_the_op_share(class_offset):
+    x, labels, proxies = problem()
+    local = proxies[class_offset:class_offset + 4]
+    assert_close_scaled(reference_share(x, labels, local, class_offset, 9),
+                        op_share(x, labels, local, class_offset, 9), 1e-13)
+
+
+@pytest.mark.parametrize("share", SHARES)
+@pytest.mark.parametrize("bad_label", [-1, 9])
+def test_an_empty_share_with_a_label_outside_all_classes_is_nan_as_the_op_says(share, bad_label):
+    """A shard of no class: no term for the NaN row to enter, yet the share is NaN (never 0), gradients too."""
+    x, labels, proxies = problem()
+    labels[3] = bad_label
+    value = share(x, labels, proxies[:0], 9, 9)
+    assert value.isnan()
+    (grad_x,) = torch.autograd.grad(value, (x,))
+    assert grad_x.isnan().all()
+
+
+@pytest.mark.parametrize("share", SHARES)
+def test_an_empty_share_with_valid_labels_is_zero(share):
+    x, labels, proxies = problem()
+    assert share(x, labels, proxies[:0], 9, 9).item() == 0.0

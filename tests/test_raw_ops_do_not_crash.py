@@ -157,7 +157,7 @@ CASES.update({
                                                                  None)),
     "see_loss_fused-labels-short": ("see_loss_fused", lambda: _see(t(5, 6), t(2, dtype=I64), t(3, 6), None)),
     "see_loss_fused-threshold-nan": ("see_loss_fused", lambda: _see(t(5, 6), t(5, dtype=I64), t(3, 6), None,
-                                                                    num_selected=-1, threshold=float("nan"))),
+                                                                    num_selected=None, threshold=float("nan"))),
     "see_loss_fused-float16": ("see_loss_fused", lambda: _see(t(5, 6).half(), t(5, dtype=I64), t(3, 6).half(), None)),
     "see_loss_fused-not-contiguous": ("see_loss_fused", lambda: _see(t(6, 5).t(), t(5, dtype=I64), t(3, 6), None)),
 })

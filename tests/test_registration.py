@@ -44,7 +44,7 @@ def op_samples(device):
     samples.append(("proxy_anchor_fused-shard-chunks", OPS.proxy_anchor_fused.default,
                     (grad_leaf(x, True), y, grad_leaf(proxies[1:4], True), grad_leaf(synthetic, True),
                      synthetic_labels, 32.0, 0.1, 0.2, True, True, 1, 5, 1)))
-    for compute_grad, given_noise, num_selected in itertools.product((True, False), (True, False), (4, -1)):
+    for compute_grad, given_noise, num_selected in itertools.product((True, False), (True, False), (4, None)):
         samples.append((f"see_loss_fused-compute{compute_grad}-noise{given_noise}-select{num_selected}",
                         OPS.see_loss_fused.default,
                         (grad_leaf(x, compute_grad), y, grad_leaf(proxies, compute_grad),
@@ -121,11 +121,24 @@ def test_fused_see_loss_under_torch_compile_matches_eager():
         torch.testing.assert_close(a, b)
 
 
-@requires_cpu_kernels
-def test_backends_report_the_cpu_kernels():
+def test_backends_report_what_the_dispatcher_has_and_fused_runs_exactly_there():
+    """Not skipped without kernels: the report must then say False, and implementation="fused" refuse."""
+    from see_cuda import _extension
+
     report = see_cuda.backends()
-    assert report["cpu"] is True
     assert set(report) == {"cpu", "cuda", "cuda_device"}
+    for device_type, key in (("cpu", "CPU"), ("cuda", "CUDA")):
+        registered = _extension.HAVE_EXTENSION and torch._C._dispatch_has_kernel_for_dispatch_key(
+            "see_cuda::proxy_anchor_fused", key)
+        assert report[device_type] is registered
+    assert report["cuda_device"] is torch.cuda.is_available()
+    x, y, proxies = draw(4, 3, seed=1), torch.tensor([0, 1, 0, 1]), draw(2, 3, seed=2)
+    if report["cpu"]:
+        torch.testing.assert_close(see_cuda.proxy_anchor_loss(x, y, proxies, implementation="fused"),
+                                   see_cuda.proxy_anchor_loss(x, y, proxies, implementation="reference"))
+    else:
+        with pytest.raises(RuntimeError, match="built without fused kernels for cpu"):
+            see_cuda.proxy_anchor_loss(x, y, proxies, implementation="fused")
 
 
 # ---------------------------------------------------------------- meta tensors and torch.compile(fullgraph=True)
@@ -252,3 +265,24 @@ def test_a_generator_under_compile_runs_outside_the_graph_and_fullgraph_says_so(
         eager = fn(x, proxies)
         generator.manual_seed(5)
         torch.testing.assert_close(compiled(fn, fullgraph=False)(x, proxies), eager)
+
+
+@requires_cpu_kernels
+@pytest.mark.parametrize("op, names", [("proxy_anchor_fused", ("total_classes", "chunk_bytes")),
+                                       ("see_loss_fused", ("num_selected", "chunk_bytes"))])
+def test_optional_arguments_are_optional_in_the_schema_not_sentinels(op, names):
+    schema = getattr(OPS, op).default._schema
+    arguments = {argument.name: argument for argument in schema.arguments}
+    for name in names:
+        assert str(arguments[name].type) == "Optional[int]", (op, name)
+    assert all(arguments[name].default_value is None for name in names if arguments[name].has_default_value())
+
+
+@requires_cpu_kernels
+def test_the_one_call_op_selects_by_threshold_without_num_selected_and_refuses_a_negative_count():
+    x, proxies, noise = draw(8, 6, seed=1), draw(3, 6, seed=2), draw(8, 2, 6, seed=3)
+    y, seed = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]), torch.tensor(0)
+    by_threshold = OPS.see_loss_fused.default(x, y, proxies, noise, seed, 3, None, -2.0, 0.2, 32.0, 0.1, False)
+    assert int(by_threshold[3]) == 8  # every cosine is >= -2
+    with pytest.raises(RuntimeError, match="num_selected must be >= 0"):
+        OPS.see_loss_fused.default(x, y, proxies, noise, seed, 3, -1, 0.0, 0.2, 32.0, 0.1, False)

@@ -390,7 +390,8 @@ def composed_with_ops(x, y, proxies, options, noise):
     from see_cuda import composition, dispatch
 
     x, proxies = x.clone().requires_grad_(), proxies.clone().requires_grad_()
-    loss, _ = composition.see_loss(x, y, proxies, options, dispatch.FUSED_PRIMITIVES, noise=noise)
+    primitives = dispatch.plan("fused", x.device, options.loss).primitives
+    loss, _ = composition.see_loss(x, y, proxies, options.expansion, options.loss, primitives, noise=noise)
     return (loss, *torch.autograd.grad(loss, (x, proxies)))
 
 
@@ -425,19 +426,15 @@ def test_composed_path_with_a_generator_matches_the_reference(dtype):
     x, y, proxies = batch(B=40, D=24, C=8, seed=5, dtype=dtype)
     options = see_cuda.SEEOptions(n_expansion=6, ratio=0.5)
     results = []
-    for primitives in (reference.PRIMITIVES, dispatch.FUSED_PRIMITIVES):
+    for implementation in ("reference", "fused"):
+        primitives = dispatch.plan(implementation, x.device, options.loss).primitives
         xx, pp = x.clone().requires_grad_(), proxies.clone().requires_grad_()
-        loss, stats = composition.see_loss(xx, y, pp, options, primitives, torch.Generator().manual_seed(3))
+        loss, stats = composition.see_loss(xx, y, pp, options.expansion, options.loss, primitives,
+                                           torch.Generator().manual_seed(3))
         results.append((loss, *torch.autograd.grad(loss, (xx, pp))))
         assert stats.num_expanded == 20
     for mine, theirs in zip(results[1], results[0]):
         assert_close_scaled(mine, theirs, RTOL[dtype])
-
-
-def test_the_composition_exists_once():
-    from see_cuda import functional
-
-    assert not hasattr(functional, "_see_composed")
 
 
 # ---------------------------------------------------------------- options
@@ -506,8 +503,9 @@ def test_unchecked_out_of_range_label_never_indexes_out_of_the_proxies(monkeypat
         reached["synthetic"] = synthetic
         return torch.zeros(())  # the op itself is tested in test_proxy_anchor.py
 
-    primitives = dispatch.FUSED_PRIMITIVES._replace(proxy_anchor=proxy_anchor)
-    _, stats = composition.see_loss(x, y, proxies, options, primitives, noise=draw(12, 2, 10, seed=28))
+    primitives = dispatch.plan("fused", x.device, options.loss).primitives._replace(loss=proxy_anchor)
+    _, stats = composition.see_loss(x, y, proxies, options.expansion, options.loss, primitives,
+                                    noise=draw(12, 2, 10, seed=28))
     assert torch.isnan(stats.mean_positive_cosine)
     synthetic = reached["synthetic"].reshape(stats.num_expanded, 3, 10)
     assert torch.isnan(synthetic[0]).all(), "the NaN cosine sorts first: its points are NaN"

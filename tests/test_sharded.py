@@ -347,6 +347,7 @@ def test_fused_share_in_one_process_is_the_fused_loss():
 
 
 def test_chunked_share_is_the_share():
+    from see_cuda import ProxyAnchorSettings
     from see_cuda.share import reference_share
 
     data = case_data(2, CLASSES)
@@ -356,7 +357,7 @@ def test_chunked_share_is_the_share():
     for chunk_bytes in (None, 1, 8 * 32 * 3):  # one chunk; one class per chunk; three per chunk
         x = data["embeddings"].clone().requires_grad_()
         proxies = data["proxies"][2:].clone().requires_grad_()
-        share = reference_share(x, data["labels"], proxies, synthetic, synthetic_labels, 0.3, 32.0, 0.1,
+        share = reference_share(x, data["labels"], proxies, synthetic, synthetic_labels, ProxyAnchorSettings(), 0.3,
                                 class_offset=2, total_classes=CLASSES, chunk_bytes=chunk_bytes)
         found.append((share,) + torch.autograd.grad(share, (x, proxies, synthetic)))
     for chunked in found[1:]:

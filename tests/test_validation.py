@@ -266,3 +266,41 @@ def test_float16_rows_too_small_for_the_normalisation_are_rejected(implementatio
     # With float32 proxies the computation is float32, where ε keeps a zero row finite.
     x, proxies = torch.zeros(2, 3, dtype=torch.float16), torch.randn(2, 3)
     assert torch.isfinite(see_cuda.proxy_anchor_loss(x, torch.tensor([0, 1]), proxies, implementation=implementation))
+
+
+# ---------------------------------------------------------------- chunk_bytes: what the op's int64 takes
+@pytest.mark.parametrize("chunk_bytes, error, message", [
+    (2**63, ValueError, r"chunk_bytes must be <= 9223372036854775807, got 9223372036854775808"),
+    (2**70, ValueError, r"chunk_bytes must be <= 9223372036854775807"),
+    (0, ValueError, r"chunk_bytes must be >= 1"),
+    (1.0, TypeError, r"chunk_bytes must be an int"),
+])
+def test_chunk_bytes_beyond_int64_is_refused_in_the_constructor_and_in_every_call(chunk_bytes, error, message):
+    from see_cuda.sharded import ShardedSEEProxyAnchorLoss, sharded_see_loss
+
+    g = torch.Generator().manual_seed(0)
+    x, y, proxies = torch.randn(6, 8, generator=g), torch.tensor([0, 1, 2, 0, 1, 2]), torch.randn(3, 8, generator=g)
+    synthetic, synthetic_labels = torch.randn(2, 8, generator=g), torch.tensor([0, 1])
+    calls = {
+        "SEEProxyAnchorLoss": lambda: see_cuda.SEEProxyAnchorLoss(3, 8, n_expansion=3, chunk_bytes=chunk_bytes),
+        "ShardedSEEProxyAnchorLoss": lambda: ShardedSEEProxyAnchorLoss(3, 8, n_expansion=3, chunk_bytes=chunk_bytes,
+                                                                       init_seed=0),
+        "fused_see_loss": lambda: see_cuda.fused_see_loss(x, y, proxies, n_expansion=3, chunk_bytes=chunk_bytes),
+        "proxy_anchor_loss": lambda: see_cuda.proxy_anchor_loss(x, y, proxies, chunk_bytes=chunk_bytes),
+        "proxy_anchor_loss_with_synthetic": lambda: see_cuda.proxy_anchor_loss_with_synthetic(
+            x, y, proxies, synthetic, synthetic_labels, chunk_bytes=chunk_bytes),
+        "sharded_see_loss": lambda: sharded_see_loss(x, y, proxies, 3, n_expansion=3, chunk_bytes=chunk_bytes),
+    }
+    for name, call in calls.items():
+        with pytest.raises(error, match=message):
+            call()
+            pytest.fail(f"{name} accepted chunk_bytes={chunk_bytes}")
+
+
+def test_chunk_bytes_at_the_int64_limit_is_one_chunk():
+    g = torch.Generator().manual_seed(1)
+    x, y, proxies = torch.randn(6, 8, generator=g), torch.tensor([0, 1, 2, 0, 1, 2]), torch.randn(3, 8, generator=g)
+    largest = see_cuda.proxy_anchor_loss(x, y, proxies, chunk_bytes=2**63 - 1)
+    assert torch.equal(largest, see_cuda.proxy_anchor_loss(x, y, proxies))
+    module = see_cuda.SEEProxyAnchorLoss(3, 8, n_expansion=3, chunk_bytes=2**63 - 1)
+    assert torch.isfinite(module(x, y))

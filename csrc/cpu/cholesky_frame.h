@@ -1,4 +1,4 @@
-// Orthonormal expansion frames by Cholesky QR, the fast path of the fused loss.
+// Orthonormal expansion frames by Cholesky QR, the fast path of the fused loss (docs/method.md §3.2).
 //
 // The draws g_1 .. g_{n-1} in the frame rows F = [ŵ, u, g_1 .. g_{n-1}] are
 // orthonormalised all at once: the Gram matrix A = F F^T (with ŵ, u taken as

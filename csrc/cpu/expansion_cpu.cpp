@@ -1,4 +1,4 @@
-// CPU kernels of the SEE expansion: sources in parallel, one frame per source.
+// CPU kernels of the SEE expansion: sources in parallel, one frame per source (docs/method.md §3).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

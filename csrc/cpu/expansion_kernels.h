@@ -35,14 +35,6 @@ struct ExpansionBuffers {
   T* qr_work;    // (n - 1)^2 + 4 (n - 1), backward only
 };
 
-// Geometry of one source, as built by build_frame (SourceGeometry on CUDA too).
-template <typename T>
-struct SourceGeometry {
-  T a, rho, z_norm;
-  bool degenerate;    // rho == 0: the source is on its proxy's axis (docs/method.md §3.6)
-  bool draw_in_span;  // a draw lies in the span of the frame before it (§3.2): the points are NaN
-};
-
 SEE_ISA_BEGIN
 
 template <typename T>

@@ -1,5 +1,6 @@
 // The scratch of one thread that expands one source at a time: it owns the
 // buffers that ExpansionBuffers (expansion_kernels.h) hands to the loops.
+// The formulas: docs/method.md §3.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// CPU kernel of the Max-Mahalanobis centers: every entry from its closed form.
+// CPU kernel of the Max-Mahalanobis centers: every entry from its closed form (docs/method.md §3.3).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 

@@ -1,4 +1,4 @@
-// Row normalisation x / sqrt(|x|^2 + eps) and its backward, as plain loops:
+// Row normalisation x / sqrt(|x|^2 + eps) and its backward, as plain loops (docs/method.md §1, §3.1):
 // one row, and rows [begin, end) of a row-major matrix D wide.
 #pragma once
 

@@ -1,5 +1,6 @@
 // CPU kernel of philox_normal_: fills a tensor with elements 0 .. numel-1 of
 // a counter-based normal stream (../philox_normal.h, through hot_loops.h).
+// The formulas: docs/method.md §5.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

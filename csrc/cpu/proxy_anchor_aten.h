@@ -9,6 +9,7 @@
 // extra memory: one chunk of cosines and of unit proxies, dL/dX̂, and the
 // proxies' gradient. Chunking changes only the order of the sums of dL/dX̂; the
 // loss's terms are added in proxy order whatever the chunks.
+// The formulas: docs/method.md §1, §4.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -18,6 +19,7 @@
 #include <limits>
 #include <vector>
 
+#include "../loss_params.h"
 #include "class_chunks.h"
 #include "hot_loops.h"
 #include "proxy_anchor_kernels.h"
@@ -26,16 +28,6 @@
 namespace see {
 namespace cpu {
 
-// Which classes the proxies are: the global classes [first, first + C) of `total`.
-struct ClassShard {
-  int64_t first, total;
-};
-
-// The loss's settings.
-struct LossSettings {
-  double alpha, margin, lam;
-};
-
 // The loss and, when asked, its gradients.
 struct UnitRowsLoss {
   double loss = 0.0;
@@ -43,19 +35,20 @@ struct UnitRowsLoss {
   at::Tensor grad_proxies;  // w.r.t. the raw proxies, C x D
 };
 
-// The share of the proxies (C x D, raw; the classes `shard`) in
+// The share of the proxies (C x D, raw; the classes p.shard) in
 // PA(rows [0, B)) + lam * PA(rows [B, N)) of unit rows (N x D) with global
-// labels `row_labels` (N, int64), in chunks of at most chunk_bytes of
-// similarities (0: the default budget). A label outside [0, shard.total)
-// makes the loss and every gradient NaN.
+// labels `row_labels` (N, int64), in chunks of at most p.chunk_bytes of
+// similarities. A label outside [0, p.shard.total) makes the loss and every
+// gradient NaN.
 template <typename T>
 UnitRowsLoss loss_on_unit_rows(const at::Tensor& rows_unit, const int64_t* row_labels, int64_t B,
-                               const at::Tensor& proxies, ClassShard shard, LossSettings settings, int64_t chunk_bytes,
-                               bool compute_grad, bool synthetic_grad) {
+                               const at::Tensor& proxies, const ProxyAnchorParams& p) {
   const int64_t N = rows_unit.size(0), C = proxies.size(0), D = proxies.size(1);
-  const int64_t grad_rows = synthetic_grad ? N : B;
+  const ClassShard& shard = p.shard;
+  const bool compute_grad = p.compute_grad;
+  const int64_t grad_rows = p.synthetic_grad ? N : B;
   UnitRowsLoss result;
-  const RowsByClass by_class(row_labels, N, shard.first, C, shard.total);
+  const RowsByClass by_class(row_labels, N, shard.offset, C, shard.total);
   if (by_class.out_of_range > 0) {  // a row of no class: the loss is undefined, and says so
     const double nan = std::numeric_limits<double>::quiet_NaN();
     result.loss = nan;
@@ -70,14 +63,14 @@ UnitRowsLoss loss_on_unit_rows(const at::Tensor& rows_unit, const int64_t* row_l
                          N,
                          nullptr,
                          by_class.rows.data(),
-                         static_cast<T>(settings.alpha),
-                         static_cast<T>(settings.margin),
-                         {1.0, settings.lam},
+                         static_cast<T>(p.settings.alpha),
+                         static_cast<T>(p.settings.margin),
+                         {1.0, p.lam},
                          {classes_present(row_labels, 0, B, shard.total),
                           classes_present(row_labels, B, N, shard.total)},
                          shard.total,
-                         !fixed_ref_is_safe<T>(settings.alpha)};
-  const int64_t width = chunk_width<T>(C, N, chunk_bytes);
+                         !fixed_ref_is_safe<T>(p.settings.alpha)};
+  const int64_t width = chunk_width<T>(C, N, p.chunk_bytes);
   std::vector<double> term_storage(4 * width);
   const ColumnTerms terms{{term_storage.data(), term_storage.data() + width},
                           {term_storage.data() + 2 * width, term_storage.data() + 3 * width}};

@@ -1,4 +1,4 @@
-// CPU loops of the fused Proxy-Anchor loss, one proxy at a time.
+// CPU loops of the fused Proxy-Anchor loss, one proxy at a time (docs/method.md §1).
 //
 // Plain C++ on raw pointers (no ATen), so that the C++ tests and sanitizers can
 // run them; the ATen glue in proxy_anchor_aten.h hands chunks of proxies to

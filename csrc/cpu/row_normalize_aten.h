@@ -1,5 +1,6 @@
 // Row normalisation of whole tensors on the CPU, forward and backward: the
 // row loops of normalize.h (through hot_loops.h) over row ranges in parallel.
+// The formulas: docs/method.md §1, §3.1.
 #pragma once
 
 #include <ATen/ATen.h>

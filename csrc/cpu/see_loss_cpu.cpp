@@ -47,11 +47,9 @@ void expand_rows(T* rows, int64_t B, const T* axis, const std::vector<int64_t>& 
 
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, const Tensor& labels,
-                                                            const Tensor& proxies, const c10::optional<Tensor>& noise,
-                                                            const Tensor& seed, int64_t n, int64_t num_selected,
-                                                            double threshold, LossSettings settings,
-                                                            int64_t chunk_bytes, bool compute_grad) {
-  const int64_t B = x.size(0), C = proxies.size(0), D = x.size(1);
+                                                            const Tensor& proxies, const std::optional<Tensor>& noise,
+                                                            const Tensor& seed, const SeeLossParams& p) {
+  const int64_t B = x.size(0), C = proxies.size(0), D = x.size(1), n = p.n_expansion;
   const int64_t* y = labels.const_data_ptr<int64_t>();
   check_labels_in_range(y, B, C, "labels");
 
@@ -71,7 +69,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
 
   // Room for the synthetic rows: k of them in fraction mode; in threshold mode
   // k is known only after the cosines, and pages of rows left unused are never touched.
-  const int64_t most_expanded = num_selected >= 0 ? std::min(num_selected, B) : B;
+  const int64_t most_expanded = p.num_selected.has_value() ? std::min(*p.num_selected, B) : B;
   Tensor rows_all = at::empty({B + most_expanded * n, D}, x.options());
   Tensor x_unit = rows_all.narrow(0, 0, B);
   Tensor x_norms = at::empty({B}, x.options());
@@ -80,7 +78,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
   T* rows = rows_all.data_ptr<T>();
   std::vector<T> positive_cosine(B);
   for (int64_t i = 0; i < B; ++i) positive_cosine[i] = dot(rows + i * D, axis + i * D, D);
-  const std::vector<int64_t> expanded = select_rows(positive_cosine.data(), B, num_selected, threshold);
+  const std::vector<int64_t> expanded = select_rows(positive_cosine.data(), B, p.num_selected, p.threshold);
   const int64_t k = static_cast<int64_t>(expanded.size()), N = B + k * n;
   Tensor rows_unit = rows_all.narrow(0, 0, N);
 
@@ -89,10 +87,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
   const T* given = noise.has_value() ? noise->const_data_ptr<T>() : nullptr;
   expand_rows(rows, B, axis, expanded, n, D, given, static_cast<uint64_t>(seed.item<int64_t>()));
 
-  UnitRowsLoss result = loss_on_unit_rows<T>(rows_unit, row_labels.data(), B, proxies, ClassShard{0, C}, settings,
-                                             chunk_bytes, compute_grad, false);
+  UnitRowsLoss result = loss_on_unit_rows<T>(rows_unit, row_labels.data(), B, proxies, p.loss);
   Tensor grad_x = at::empty({0}, x.options()), grad_proxies = at::empty({0}, x.options());
-  if (compute_grad) {
+  if (p.loss.compute_grad) {
     grad_x = normalize_backward<T>(x_unit, x_norms, result.grad_rows);
     grad_proxies = result.grad_proxies;
   }
@@ -104,15 +101,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss_fused_cpu(
-    const Tensor& x, const Tensor& labels, const Tensor& proxies, const c10::optional<Tensor>& noise,
-    const Tensor& seed, int64_t n, int64_t num_selected, double threshold, double lam, double alpha, double margin,
-    bool compute_grad, int64_t chunk_bytes) {
-  check_see_loss_args(x, labels, proxies, noise, seed, n);
-  check_chunk_bytes(chunk_bytes);
+    const Tensor& x, const Tensor& labels, const Tensor& proxies, const std::optional<Tensor>& noise,
+    const Tensor& seed, int64_t n_expansion, std::optional<int64_t> num_selected, double threshold, double lam,
+    double alpha, double margin, bool compute_grad, std::optional<int64_t> chunk_bytes) {
+  check_see_loss_args(x, labels, proxies, noise, seed, n_expansion);
+  const SeeLossParams params = see_loss_params(proxies.size(0), n_expansion, num_selected, threshold, lam, alpha,
+                                               margin, compute_grad, chunk_bytes);
   std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "see_loss_fused_cpu", [&] {
-    result = see_loss<scalar_t>(x, labels, proxies, noise, seed, n, num_selected, threshold, {alpha, margin, lam},
-                                chunk_bytes, compute_grad);
+    result = see_loss<scalar_t>(x, labels, proxies, noise, seed, params);
   });
   return result;
 }

@@ -1,4 +1,4 @@
-// CPU kernels of batched slerp: one row of (a, b, t) per task (slerp_kernels.h).
+// CPU kernels of batched slerp: one row of (a, b, t) per task (slerp_kernels.h) (docs/method.md §6).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

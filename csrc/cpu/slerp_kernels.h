@@ -1,4 +1,4 @@
-// Per-row CPU loops of batched slerp, forward and backward.
+// Per-row CPU loops of batched slerp, forward and backward (docs/method.md §6).
 //
 // Plain C++ on raw pointers (no ATen), so that the C++ tests can run them; the
 // ATen glue in slerp_cpu.cpp hands rows to threads. The weights are those of

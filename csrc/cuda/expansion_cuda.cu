@@ -1,4 +1,4 @@
-// CUDA kernels of the SEE expansion: one thread block per source.
+// CUDA kernels of the SEE expansion: one thread block per source (docs/method.md §3).
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>

@@ -28,13 +28,6 @@
 namespace see {
 namespace cuda {
 
-template <typename T>
-struct SourceGeometry {
-  T a, rho, z_norm;
-  bool degenerate;    // rho == 0: the source is on its proxy's axis (docs/method.md §3.6)
-  bool draw_in_span;  // a draw lies in the span of the frame before it (§3.2): the points are NaN
-};
-
 // lower[j] = Bw[k + 1][j] for k >= j; diag[j] = Bw[j][j] (simplex_coefficient's indexing).
 template <typename T>
 __device__ void fill_simplex_columns(int64_t n, T* lower, T* diag) {
@@ -182,7 +175,7 @@ __device__ inline void triangle_entry(int64_t p, int64_t& i, int64_t& l) {
 // dL/du / rho of the noise directions' dependence on u (the QR backward of
 // source_backward on the CPU): fills t, q, -H^T V, s and ct.
 template <typename T>
-__device__ void qr_backward_coefficients(const SourceScratch<T>& w, int64_t n, int64_t D) {
+__device__ void qr_backward_coefficients(const ExpansionBuffers<T>& w, int64_t n, int64_t D) {
   const int64_t m = n - 1;
   const T* u = w.frame + D;
   const T* V = w.frame + 2 * D;
@@ -230,7 +223,7 @@ __device__ void qr_backward_coefficients(const SourceScratch<T>& w, int64_t n, i
 
 // Gradient w.r.t. z of one source, given grad (n x D) w.r.t. its points.
 template <typename T>
-__device__ void source_backward(const SourceGeometry<T>& geo, const SourceScratch<T>& w, const T* z,
+__device__ void source_backward(const SourceGeometry<T>& geo, const ExpansionBuffers<T>& w, const T* z,
                                 const T* noise, const T* grad, int64_t n, int64_t D, T* grad_z) {
   const int64_t tid = threadIdx.x, stride = blockDim.x, m = n - 1;
   if (geo.draw_in_span) {  // undefined points, undefined gradient (uniform over the block)
@@ -294,7 +287,7 @@ __global__ void expansion_forward_kernel(const T* z, const T* w, const T* noise,
                                          ScratchPlacement<T> placement, T* out) {
   SEE_DYNAMIC_SHARED(shared_raw);
   const int64_t src = blockIdx.x, n = sizes.n, D = sizes.D;
-  const SourceScratch<T> scratch =
+  const ExpansionBuffers<T> scratch =
       carve_scratch(sizes, src, reinterpret_cast<T*>(shared_raw), placement.large_global, placement.small_global);
   fill_simplex_columns(n, scratch.lower, scratch.diag);
   const SourceGeometry<T> geo =
@@ -308,7 +301,7 @@ __global__ void expansion_backward_kernel(const T* grad, const T* z, const T* w,
                                           ExpansionSizes sizes, ScratchPlacement<T> placement, T* grad_z) {
   SEE_DYNAMIC_SHARED(shared_raw);
   const int64_t src = blockIdx.x, n = sizes.n, D = sizes.D;
-  const SourceScratch<T> scratch =
+  const ExpansionBuffers<T> scratch =
       carve_scratch(sizes, src, reinterpret_cast<T*>(shared_raw), placement.large_global, placement.small_global);
   fill_simplex_columns(n, scratch.lower, scratch.diag);
   const T* source_noise = noise + src * (n - 1) * D;

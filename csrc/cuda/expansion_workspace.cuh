@@ -1,4 +1,4 @@
-// What one source's scratch of the SEE expansion kernels holds, and where.
+// What one source's scratch of the SEE expansion kernels holds, and where (docs/method.md §3).
 //
 // Each thread block expands one source and needs two kinds of scratch:
 //   large, O(n D): the frame ((n + 1) x D), and for the backward the sums
@@ -21,7 +21,7 @@ namespace cuda {
 
 // Pointers into one source's scratch; see ExpansionSizes for the sizes.
 template <typename T>
-struct SourceScratch {
+struct ExpansionBuffers {
   T* frame;      // (n + 1) x D: ŵ, u, v_1 .. v_{n-1}
   T* gs_coef;    // (n - 1) x (n + 1), the layout of cpu/expansion_kernels.h
   T* pass_coef;  // n + 1: one Gram-Schmidt pass's coefficients
@@ -40,13 +40,13 @@ struct SourceScratch {
 // Carves the scratch of source `source`: from `shared` where the global
 // pointer of that part is null, from the global buffer's slice otherwise.
 template <typename T>
-__device__ SourceScratch<T> carve_scratch(const ExpansionSizes& sizes, int64_t source, T* shared, T* large_global,
+__device__ ExpansionBuffers<T> carve_scratch(const ExpansionSizes& sizes, int64_t source, T* shared, T* large_global,
                                           T* small_global) {
   const int64_t n = sizes.n, D = sizes.D, m = sizes.m();
   T* small = small_global ? small_global + source * sizes.small_elems() : shared;
   T* large = large_global ? large_global + source * sizes.large_elems()
                           : shared + (small_global ? 0 : sizes.small_elems());
-  SourceScratch<T> s{};
+  ExpansionBuffers<T> s{};
   s.gs_coef = small;
   s.pass_coef = s.gs_coef + m * (n + 1);
   s.lower = s.pass_coef + (n + 1);

@@ -1,4 +1,4 @@
-// CUDA glue of the Max-Mahalanobis centers: the kernel is in mmd_centers_kernels.cuh.
+// CUDA glue of the Max-Mahalanobis centers: the kernel is in mmd_centers_kernels.cuh (docs/method.md §3.3).
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>

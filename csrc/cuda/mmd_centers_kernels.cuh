@@ -1,5 +1,6 @@
 // CUDA kernel of the Max-Mahalanobis centers: every entry from its closed form
 // (mmd_centers.h). Static: one kernel per translation unit that includes it.
+// The formulas: docs/method.md §3.3.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// CUDA glue of philox_normal_: the kernel is in philox_normal_kernels.cuh.
+// CUDA glue of philox_normal_: the kernel is in philox_normal_kernels.cuh (docs/method.md §5).
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>

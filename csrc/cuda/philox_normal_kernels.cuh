@@ -1,5 +1,6 @@
 // CUDA kernel of philox_normal_: one thread per group of four elements, the
 // same header as the CPU kernel (philox_normal.h), the seed read on the device.
+// The formulas: docs/method.md §5.
 #pragma once
 
 #include <cstdint>

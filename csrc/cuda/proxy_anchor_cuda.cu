@@ -1,4 +1,4 @@
-// CUDA kernel of the fused Proxy-Anchor loss with synthetic rows.
+// CUDA kernel of the fused Proxy-Anchor loss with synthetic rows (docs/method.md §1, §4).
 //
 // The per-column math of the CPU kernels (proxy_anchor.h), laid out for the
 // GPU. Normalise the rows; count the classes among each part's labels (|P+|,
@@ -67,27 +67,17 @@ Tensor normalize_backward(const Tensor& unit, const Tensor& norms, const Tensor&
   return grad;
 }
 
-// The settings of one call.
-struct LossSettings {
-  double alpha, margin, lam;
-};
-
-// The proxies are the global classes [first, first + C) of `total`.
-struct ClassShard {
-  int64_t first, total;
-};
-
 // The column passes of one chunk of classes (S: N x C, the chunk's cosines,
 // which become G = dL/dS with compute_grad), adding its share to loss_sum.
 template <typename T>
-void chunk_passes(Tensor& S, int64_t first_class, const RowParts& parts, const ClassShard& shard,
-                  const LossSettings& settings, const Tensor& num_positive_classes, const Tensor& label_error,
-                  Tensor& pos_exp, Tensor& loss_sum, bool compute_grad, cudaStream_t stream) {
+void chunk_passes(Tensor& S, int64_t first_class, const RowParts& parts, const ProxyAnchorParams& p,
+                  const Tensor& num_positive_classes, const Tensor& label_error, Tensor& pos_exp, Tensor& loss_sum,
+                  cudaStream_t stream) {
   const int64_t N = S.size(0), C = S.size(1);
   const auto options = S.options();
   const int chunks = column_chunks(C, std::max(parts.rows[0], parts.rows[1]),
                                    at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
-  const bool exact_refs = !fixed_ref_is_safe<T>(settings.alpha);
+  const bool exact_refs = !fixed_ref_is_safe<T>(p.settings.alpha);
   const int64_t part_sums = 2 * static_cast<int64_t>(chunks) * C;
   Tensor sums = at::empty({2, part_sums}, options);  // [neg | pos][part][row chunk][column]
   Tensor refs = exact_refs ? at::empty({2, 2, C}, options) : Tensor();  // [neg | pos][part][column]
@@ -109,7 +99,7 @@ void chunk_passes(Tensor& S, int64_t first_class, const RowParts& parts, const C
     partials.pos_ref = partials.neg_ref + 2 * C;
   }
   exponentiate_kernel<T><<<grid_of(shape), block_of(shape), 0, stream>>>(
-      S.data_ptr<T>(), C, first_class, parts, static_cast<T>(settings.alpha), neg_max, pos_min, partials);
+      S.data_ptr<T>(), C, first_class, parts, static_cast<T>(p.settings.alpha), neg_max, pos_min, partials);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 
   T* scale_data = scales.data_ptr<T>();
@@ -117,12 +107,12 @@ void chunk_passes(Tensor& S, int64_t first_class, const RowParts& parts, const C
                              label_error.const_data_ptr<int>(),
                              // int64_t is long here: data_ptr<long long> has no instance in libtorch.
                              reinterpret_cast<const long long*>(num_positive_classes.const_data_ptr<int64_t>()),
-                             shard.total, settings.alpha, settings.margin, settings.lam, scale_data,
+                             p.shard.total, p.settings.alpha, p.settings.margin, p.lam, scale_data,
                              scale_data + 2 * C, loss_sum.data_ptr<double>()};
   const LaunchShape finish_shape = finish_launch();
   finish_columns_kernel<T><<<grid_of(finish_shape), block_of(finish_shape), 0, stream>>>(finish);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  if (!compute_grad) return;
+  if (!p.compute_grad) return;
   const LaunchShape gradient_shape = loss_gradient_launch(N, C);
   loss_gradient_kernel<T><<<grid_of(gradient_shape), block_of(gradient_shape), 0, stream>>>(
       S.data_ptr<T>(), C, first_class, parts, pos_exp.const_data_ptr<T>(), scale_data, scale_data + 2 * C);
@@ -132,9 +122,9 @@ void chunk_passes(Tensor& S, int64_t first_class, const RowParts& parts, const C
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor> fused_loss(const Tensor& x, const Tensor& labels, const Tensor& proxies,
                                                       const Tensor& synthetic, const Tensor& synthetic_labels,
-                                                      LossSettings settings, ClassShard shard, int64_t chunk_bytes,
-                                                      bool compute_grad, bool synthetic_grad) {
+                                                      const ProxyAnchorParams& p) {
   const int64_t B = x.size(0), m = synthetic.size(0), C = proxies.size(0), D = x.size(1);
+  const bool compute_grad = p.compute_grad, synthetic_grad = p.synthetic_grad;
   const int64_t N = B + m;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const auto options = x.options();
@@ -154,12 +144,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> fused_loss(const Tensor& x, const Ten
                                          sorted_synthetic_labels.const_data_ptr<int64_t>()}};
   const LaunchShape count_shape = count_classes_launch();
   count_classes_kernel<<<grid_of(count_shape), block_of(count_shape), 0, stream>>>(
-      sorted, shard.total, reinterpret_cast<long long*>(num_positive_classes.data_ptr<int64_t>()),
+      sorted, p.shard.total, reinterpret_cast<long long*>(num_positive_classes.data_ptr<int64_t>()),
       label_error.data_ptr<int>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 
   const RowParts parts{{0, B}, {B, m}, {labels.const_data_ptr<int64_t>(), synthetic_labels.const_data_ptr<int64_t>()}};
-  const int64_t width = std::min(C, classes_per_chunk(chunk_bytes, N, sizeof(T)));
+  const int64_t width = std::min(C, classes_per_chunk(p.chunk_bytes, N, sizeof(T)));
   Tensor cosines = at::empty({N * width}, options);  // S_c, then G_c
   Tensor unit_proxies = at::empty({width, D}, options), proxy_norms = at::empty({width}, options);
   Tensor pos_exp = at::zeros({N}, options);
@@ -180,8 +170,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> fused_loss(const Tensor& x, const Ten
     normalize_rows<T>(raw, unit, norms, stream);
     at::mm_out(S, rows_unit, unit.t());
     if (N > 0)
-      chunk_passes<T>(S, shard.first + first, parts, shard, settings, num_positive_classes, label_error, pos_exp,
-                      loss_sum, compute_grad, stream);
+      chunk_passes<T>(S, p.shard.offset + first, parts, p, num_positive_classes, label_error, pos_exp, loss_sum,
+                      stream);
     if (!compute_grad) continue;
     Tensor unit_grad = proxies_unit_grad.narrow(0, 0, count);
     at::mm_out(unit_grad, S.t(), rows_unit);
@@ -216,14 +206,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> fused_loss(const Tensor& x, const Ten
 std::tuple<Tensor, Tensor, Tensor, Tensor> proxy_anchor_fused_cuda(
     const Tensor& x, const Tensor& labels, const Tensor& proxies, const Tensor& synthetic,
     const Tensor& synthetic_labels, double alpha, double margin, double lam, bool compute_grad, bool synthetic_grad,
-    int64_t class_offset, int64_t total_classes, int64_t chunk_bytes) {
+    int64_t class_offset, std::optional<int64_t> total_classes, std::optional<int64_t> chunk_bytes) {
   check_proxy_anchor_args(x, labels, proxies, synthetic, synthetic_labels);
-  const int64_t total = check_class_shard(proxies.size(0), class_offset, total_classes, chunk_bytes);
+  const ProxyAnchorParams params = proxy_anchor_params(proxies.size(0), alpha, margin, lam, compute_grad,
+                                                       synthetic_grad, class_offset, total_classes, chunk_bytes);
   const c10::cuda::CUDAGuard guard(x.device());
   std::tuple<Tensor, Tensor, Tensor, Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "proxy_anchor_fused_cuda", [&] {
-    result = fused_loss<scalar_t>(x, labels, proxies, synthetic, synthetic_labels, {alpha, margin, lam},
-                                  {class_offset, total}, chunk_bytes, compute_grad, synthetic_grad);
+    result = fused_loss<scalar_t>(x, labels, proxies, synthetic, synthetic_labels, params);
   });
   return result;
 }

@@ -18,6 +18,7 @@
 // stay memory-safe for any label: such a row matches no column, raises a
 // per-call flag, and the finishing kernels make the loss and every gradient
 // scale NaN: a wrong label never yields a finite answer.
+// The formulas: docs/method.md §1.
 #pragma once
 
 #include <cstdint>

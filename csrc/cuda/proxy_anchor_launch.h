@@ -1,8 +1,9 @@
 // Launch decisions of the fused Proxy-Anchor loss on the GPU
-// (proxy_anchor_kernels.cuh, row_normalize.cuh): block shapes, the row chunks
+// (proxy_anchor_kernels.cuh): block shapes, the row chunks
 // of the column passes given the device's multiprocessor count, grid sizes.
 // (The chunks of classes come from the memory budget: classes_per_chunk in
 // ../proxy_anchor.h.)
+// The formulas: docs/method.md §1.
 #pragma once
 
 #include <algorithm>
@@ -17,13 +18,6 @@ namespace cuda {
 constexpr int kColumnTile = 32;
 constexpr int kRowLanes = 8;
 constexpr int kFinishThreads = 512;
-// Row normalisation: one warp per row.
-constexpr int kNormRowsPerBlock = 8;
-constexpr int kNormThreads = kNormRowsPerBlock * 32;
-
-inline LaunchShape row_norm_launch(int64_t rows) {
-  return LaunchShape{{static_cast<uint32_t>(ceil_div(rows, kNormRowsPerBlock)), 1, 1}, {kNormThreads, 1, 1}, 0};
-}
 
 // Row chunks of the column passes: enough blocks to fill the device when C is
 // small, at least 32 rows (4 per thread) per chunk.

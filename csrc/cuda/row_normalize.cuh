@@ -1,12 +1,13 @@
 // Row normalisation x / sqrt(|x|^2 + eps) and its backward on the GPU: one
-// warp per row (row_norm_launch in proxy_anchor_launch.h).
+// warp per row (row_norm_launch in row_normalize_launch.h).
+// The formulas: docs/method.md §1, §3.1.
 #pragma once
 
 #include <cstdint>
 
 #include "../see_common.h"
 #include "block_reduce.cuh"
-#include "proxy_anchor_launch.h"
+#include "row_normalize_launch.h"
 
 namespace see {
 namespace cuda {

@@ -1,4 +1,4 @@
-// CUDA glue of batched slerp: the kernels are in slerp_kernels.cuh.
+// CUDA glue of batched slerp: the kernels are in slerp_kernels.cuh (docs/method.md §6).
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>

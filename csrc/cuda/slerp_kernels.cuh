@@ -1,4 +1,4 @@
-// CUDA kernels of batched slerp: one warp per row of (a, b, t).
+// CUDA kernels of batched slerp: one warp per row of (a, b, t) (docs/method.md §6).
 //
 // The same formulas as cpu/slerp_kernels.h. The per-row scalars (the angle and
 // the weights built from sin, cos and atan2) are evaluated in double for both

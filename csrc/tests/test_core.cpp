@@ -78,7 +78,7 @@ struct Expansion {
     for (auto* v : {&z, &w, &noise})
       for (auto& e : *v) e = normal(rng);
   }
-  see::cpu::SourceGeometry<double> run(const std::vector<double>& source) {
+  see::SourceGeometry<double> run(const std::vector<double>& source) {
     auto geo = see::cpu::build_frame(source.data(), w.data(), noise.data(), n, D, z_unit.data(), frame.data(), coef.data(),
                                      pass_coef.data());
     see::cpu::emit_points(geo, frame.data(), n, D, out.data(), prefix.data());
@@ -160,7 +160,7 @@ void test_select_rows() {
   const std::vector<double> s = {0.5, 0.9, 0.5, 0.1, 0.9, 0.5};
   const auto top = see::cpu::select_rows(s.data(), 6, 4, 0.0);
   expect(top == std::vector<int64_t>({1, 4, 0, 2}), "fraction selection order", top.size(), 4);
-  const auto above = see::cpu::select_rows(s.data(), 6, -1, 0.5);
+  const auto above = see::cpu::select_rows(s.data(), 6, std::nullopt, 0.5);
   expect(above == std::vector<int64_t>({0, 1, 2, 4, 5}), "threshold selection in batch order", above.size(), 5);
 }
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import composition, validation
-from ..options import SEEOptions, resolve_options
+from .. import composition, dispatch, validation
+from ..options import DEFAULTS, SEEOptions, resolve_options
 from ..share import chunk_budget
 from . import collectives
 from .agreement import loss_settings, require_agreement
@@ -13,11 +13,13 @@ from .partition import ClassShard, class_shard
 from .primitives import sharded_primitives
 
 
-def sharded_see_loss(embeddings, labels, proxies, num_classes: int, group=None, n_expansion: int = 16,
-                     lam: float = 0.2, mode: str = "fraction", ratio: float = 0.4, threshold: float = 0.0,
-                     alpha: float = 32.0, margin: float = 0.1, detach_synthetic: bool = True, generator=None,
-                     noise=None, return_stats: bool = False, implementation: str = "auto",
-                     options: SEEOptions | None = None, check_values: bool = True, chunk_bytes: int | None = None,
+def sharded_see_loss(embeddings, labels, proxies, num_classes: int, group=None,
+                     n_expansion: int = DEFAULTS.n_expansion, lam: float = DEFAULTS.lam, mode: str = DEFAULTS.mode,
+                     ratio: float = DEFAULTS.ratio, threshold: float = DEFAULTS.threshold,
+                     alpha: float = DEFAULTS.alpha, margin: float = DEFAULTS.margin,
+                     detach_synthetic: bool = DEFAULTS.detach_synthetic, generator=None, noise=None,
+                     return_stats: bool = False, implementation: str = "auto", options: SEEOptions | None = None,
+                     check_values: bool = True, chunk_bytes: int | None = None,
                      ddp_gradients: bool = False):
     """The SEE loss of the rows of every process, each process holding the proxies of its classes.
 
@@ -70,10 +72,13 @@ def sharded_see_loss_with_options(embeddings, labels, proxies, num_classes: int,
     elif error is not None:
         raise error
     device = embeddings.device
-    primitives = sharded_primitives(implementation, device, shard, group, chunk_bytes)
+    # The plan of the composition: a share of the classes is scored on each process, never in one call.
+    plan = dispatch.plan(implementation, device, options.loss, None, chunk_bytes)
+    primitives = sharded_primitives(plan, shard, group, chunk_bytes)
     rows = gather_rows(embeddings, group, scale=world if ddp_gradients else 1)
     all_labels = collectives.all_gather_rows(labels, group)
-    return composition.see_loss(rows, all_labels, proxies, options, primitives, generator, noise)
+    return composition.see_loss(rows, all_labels, proxies, options.expansion, options.loss, primitives, generator,
+                                noise)
 
 
 def _check_local_inputs(embeddings, labels, proxies, shard: ClassShard, world: int, options, generator, noise,
@@ -82,23 +87,15 @@ def _check_local_inputs(embeddings, labels, proxies, shard: ClassShard, world: i
     validation.check_implementation(implementation)
     validation.check_bool(check_values, "check_values")
     validation.check_bool(ddp_gradients, "ddp_gradients")
-    dtype = validation.check_loss_inputs(embeddings, labels, proxies)
+    dtype = validation.check_see_call(embeddings, labels, proxies, options.expansion, options.loss, noise, generator,
+                                      world_size=world)
     if proxies.shape[0] != shard.size:
         raise ValueError(
             f"proxies must hold the {shard.size} classes [{shard.offset}, {shard.stop}) of {shard.total} that "
             f"this process holds (see see_cuda.sharded.class_partition), got {proxies.shape[0]} rows")
-    validation.check_alpha_for_dtype(options.alpha, options.margin, dtype)
-    B, D = embeddings.shape
-    if options.expands:
-        validation.check_dim_for_expansion(D, options.n_expansion)
-    validation.check_mode_for_device(options.mode, embeddings.device)
-    validation.check_noise_shape(noise, world * B, options.n_expansion, D)
-    validation.check_same_device({"embeddings": embeddings, "noise": noise})
-    validation.check_generator(generator, embeddings.device)
     labels = validation.index_labels(labels)
-    if validation.values_are_read(embeddings.device, check_values):
-        validation.check_values(rows={"embeddings": embeddings, "proxies": proxies},
-                                labels={"labels": (labels, shard.total)},
-                                noise={} if noise is None else {"noise": noise}, dtype=dtype)
+    validation.check_call_values(embeddings.device, check_values, rows={"embeddings": embeddings, "proxies": proxies},
+                                 labels={"labels": (labels, shard.total)},
+                                 noise={} if noise is None else {"noise": noise}, dtype=dtype)
     return labels
 

@@ -7,28 +7,26 @@ with tensors whose size depends on the batch, never on the number of classes:
       (the others contribute zeros): one all-reduce of N x D. The axes are
       constants (docs/method.md §4), so the positive cosines, the selection
       and the synthetic points are the same on every process;
-  draw_noise: the seed of the random frames drawn on every process (each
+  draw_seed: the seed of the random frames drawn on every process (each
       generator advances alike) and broadcast from the first: one int64;
-  proxy_anchor: this process's share of the loss, summed over processes
+  loss: this process's share of the loss, summed over processes
       (see_cuda.sharded.differentiable): one scalar.
 """
 from __future__ import annotations
 
 import torch
 
-from .. import dispatch, noise, reference
+from .. import noise
 from ..composition import SEEPrimitives
+from ..dispatch import Plan
 from . import collectives
 from .differentiable import sum_over_ranks
 from .partition import ClassShard
 
 
-def sharded_primitives(implementation: str, device: torch.device, shard: ClassShard, group=None,
-                       chunk_bytes: int | None = None) -> SEEPrimitives:
-    """The primitives of the SEE loss for the process holding `shard`'s proxies, for `implementation`."""
-    base = dispatch.see_primitives(implementation, device)
-    share = dispatch.share_primitive(implementation, device)
-    fused_stream = base is dispatch.FUSED_PRIMITIVES
+def sharded_primitives(plan: Plan, shard: ClassShard, group=None, chunk_bytes: int | None = None) -> SEEPrimitives:
+    """The primitives of the SEE loss for the process holding `shard`'s proxies, for dispatch's `plan`."""
+    share = plan.share
 
     def class_proxies(proxies, labels):
         with torch.no_grad():
@@ -38,17 +36,12 @@ def sharded_primitives(implementation: str, device: torch.device, shard: ClassSh
             # where(), not a product with the mask: a non-finite proxy must not reach rows it does not own.
             return collectives.all_reduce(torch.where(owned, rows, torch.zeros_like(rows)), group)
 
-    def draw_noise(k, n, dim, dtype, device, generator):
-        seed = collectives.broadcast(noise.draw_seed(generator, device), group)
-        shape, draw_dtype = (k, n - 1, dim), reference.draw_dtype(dtype)
-        if fused_stream:
-            return dispatch.draws_of_seed(seed, shape, draw_dtype)
-        return noise.philox_normal(seed, shape, draw_dtype).to(dtype)
+    def draw_seed(generator, device):
+        return collectives.broadcast(noise.draw_seed(generator, device), group)
 
-    def proxy_anchor(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad):
-        local = share(x, y, proxies, synthetic, synthetic_labels, lam, alpha, margin, synthetic_grad,
+    def loss(x, y, proxies, synthetic, synthetic_labels, settings, lam, synthetic_grad):
+        local = share(x, y, proxies, synthetic, synthetic_labels, settings, lam, synthetic_grad,
                       class_offset=shard.offset, total_classes=shard.total, chunk_bytes=chunk_bytes)
         return sum_over_ranks(local, group)
 
-    return SEEPrimitives(class_proxies=class_proxies, positive_cosines=base.positive_cosines,
-                         draw_noise=draw_noise, expand=base.expand, proxy_anchor=proxy_anchor)
+    return plan.primitives._replace(class_proxies=class_proxies, draw_seed=draw_seed, loss=loss)

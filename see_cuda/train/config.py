@@ -2,13 +2,15 @@
 checks of its values that need no data: each error names the flag at fault."""
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 import torch
 
 from .. import validation
+from ..constants import IMPLEMENTATIONS
+from ..options import ProxyAnchorSettings, SphericalExpansion
 
-IMPLEMENTATIONS = ("auto", "fused", "reference")
 DATASETS = ("glyphs", "cub", "cars", "sop", "inshop")
 LOSSES = ("pa", "see")
 # The base loss that --loss pa (plain) or see (with the expansion) applies to (see_cuda.modules).
@@ -35,6 +37,11 @@ class FlagError(ValueError):
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _named_by_flag(message: str) -> str:
+    """The library's message about a loss setting, with each setting named by its flag."""
+    return re.sub(r"\b(n_expansion|lam|alpha|margin)\b(?=(=| must| <=))", lambda m: flag(m.group(1)), message)
 
 
 @dataclass
@@ -123,18 +130,11 @@ class TrainConfig:
         validation.check_real(self.lr, "--lr", low=0.0, strict_low=True)
         validation.check_real(self.proxy_lr, "--proxy-lr", low=0.0, strict_low=True)
         validation.check_real(self.weight_decay, "--weight-decay", low=0.0)
-        validation.check_real(self.alpha, "--alpha", low=0.0, strict_low=True)
-        validation.check_real(self.margin, "--margin")
-        validation.check_real(self.lam, "--lam", low=0.0)
+        self._check_loss_settings()
         validation.check_real(self.rho_min, "--rho-min", low=0.0, high=1.0)
         validation.check_real(self.rho_max, "--rho-max", low=0.0, high=1.0)
         if self.rho_min > self.rho_max:
             raise ValueError(f"--rho-min ({self.rho_min}) must not exceed --rho-max ({self.rho_max})")
-        compute_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.amp, torch.float32)
-        bound = validation.max_alpha(compute_dtype, self.margin)
-        if self.alpha > bound:
-            raise ValueError(f"--alpha {self.alpha:g} is too large for a loss in {compute_dtype} with --margin "
-                             f"{self.margin:g}: at most {bound:.6g}")
         if not self.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.ks):
             raise ValueError(f"--ks must hold integers >= 1, got {list(self.ks)}")
         if self.dataset != "glyphs" and not self.data_root:
@@ -159,9 +159,17 @@ class TrainConfig:
                 raise ValueError(f"--batch-size {self.batch_size} / --m-per-class {self.m_per_class} = "
                                  f"{self.batch_size // self.m_per_class} classes per batch, but Glyphs trains on "
                                  f"{classes} (--glyphs-train-classes)")
-        if self.loss == "see" and self.embedding_size < self.n_expansion + 1:
-            raise ValueError(f"SEE needs --embedding-size >= --n-expansion + 1 = {self.n_expansion + 1}, "
-                             f"got {self.embedding_size}")
+
+    def _check_loss_settings(self) -> None:
+        """The loss's settings built and checked as the library builds them, its errors named by flag."""
+        compute_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.amp, torch.float32)
+        try:
+            SphericalExpansion(n_expansion=self.n_expansion, lam=self.lam)
+            ProxyAnchorSettings(alpha=self.alpha, margin=self.margin).check_dtype(compute_dtype)
+            if self.loss == "see":
+                validation.check_dim_for_expansion(self.embedding_size, self.n_expansion, dim_name="--embedding-size")
+        except (TypeError, ValueError) as error:
+            raise type(error)(_named_by_flag(str(error))) from None
 
     def _check_device(self) -> None:
         try:

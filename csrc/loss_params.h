@@ -1,0 +1,41 @@
+// The shared types of the loss ops (docs/method.md §1, §2, §4), defined once for
+// the CPU and CUDA paths and named as in Python: each op's arguments are
+// checked and filled into its params struct once (op_checks.h), which is then
+// passed down whole.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+namespace see {
+
+// Proxy-Anchor's scale α and margin δ (see_cuda.ProxyAnchorSettings).
+struct ProxyAnchorSettings {
+  double alpha, margin;
+};
+
+// The proxies of one call are the global classes [offset, offset + size) of
+// `total` (see_cuda.sharded.ClassShard; all of them: offset 0, size = total).
+struct ClassShard {
+  int64_t offset, size, total;
+};
+
+// One call of proxy_anchor_fused: PA(x) + lam PA(synthetic) for the classes `shard`.
+struct ProxyAnchorParams {
+  ProxyAnchorSettings settings;
+  double lam;           // the weight of the synthetic rows' term
+  ClassShard shard;
+  int64_t chunk_bytes;  // the budget of one chunk of similarities, >= 1 (proxy_anchor.h)
+  bool compute_grad;    // form the gradients in the forward pass
+  bool synthetic_grad;  // ... the synthetic rows' too
+};
+
+// One call of see_loss_fused (see_cuda.SphericalExpansion with detached synthetic points).
+struct SeeLossParams {
+  ProxyAnchorParams loss;               // over all the classes, without the synthetic rows' gradient
+  int64_t n_expansion;                  // synthetic points per expanded row
+  std::optional<int64_t> num_selected;  // the best-fitted rows expanded; none: by threshold
+  double threshold;                     // the cosine a row needs when selected by threshold
+};
+
+}  // namespace see
