@@ -60,8 +60,9 @@ def one_call_step(B, D, C, dtype, device):
 def composed_step(B, D, C, dtype, device):
     x, labels, proxies = inputs(B, D, C, dtype, device)
     generator = torch.Generator(device=device).manual_seed(1)
-    primitives = dispatch.see_primitives("fused", torch.device(device))
-    return lambda: composition.see_loss(x, labels, proxies, OPTIONS, primitives, generator)[0].backward()
+    primitives = dispatch.plan("fused", torch.device(device), OPTIONS.loss).primitives
+    return lambda: composition.see_loss(x, labels, proxies, OPTIONS.expansion, OPTIONS.loss, primitives,
+                                        generator)[0].backward()
 
 
 def floor_step(B, D, C, dtype, device):

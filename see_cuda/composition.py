@@ -48,24 +48,31 @@ class BaseLoss(NamedTuple):
     """A base loss as the composition scores with it: its primitives, one per implementation.
 
     reference: the pure-PyTorch scoring primitive (SEEPrimitives.loss).
-    fused: the compiled one, same arguments, and the keywords class_offset,
-        total_classes and chunk_bytes (a share of the classes, in chunks).
+    fused: the compiled one, same arguments, and the keyword chunk_bytes
+        (and, where the loss splits over the classes, class_offset and
+        total_classes: a share of the classes, in chunks).
     reference_share: the reference's share of the classes in chunks, with
-        the keywords of `fused` (see_cuda.sharded).
+        the keywords of `fused` (see_cuda.sharded), or None where the loss
+        does not split over the classes (the softmax family merges each
+        row's log-sum-exp instead: see_cuda.sharded.softmax_family).
+    fused_op: the op whose kernel `fused` needs (None: the library's probe op,
+        which every backend of the extension has).
     one_call_op: the op that computes the whole SEE loss with this base loss
         in one call (detached synthetic points), or None.
     one_call: (x, y, proxies, expansion, settings, generator, noise,
         chunk_bytes) -> (loss, SEEStats) by that op.
-    one_call_checks: the value checks that op makes itself, of the groups of
-        validation.check_values (rows: in the kernel's dtype).
+    one_call_checks: per device type, the value checks that op makes itself
+        (it raises), of the groups of validation.check_values (rows: in the
+        kernel's dtype); a device type not named checks none of them itself.
     """
 
     reference: Callable
     fused: Callable
-    reference_share: Callable
+    reference_share: Callable | None
+    fused_op: str | None = None
     one_call_op: str | None = None
     one_call: Callable | None = None
-    one_call_checks: frozenset = frozenset()
+    one_call_checks: dict = {}
 
 
 def see_loss(x, y, proxies, expansion, settings, primitives: SEEPrimitives, generator=None, noise=None):

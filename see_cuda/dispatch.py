@@ -20,15 +20,17 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from . import composition, fused, reference, validation
+from . import composition, fused, reference, softmax_fused, softmax_reference, validation
 from ._extension import PROBE_OP, has_kernel
 from .composition import BaseLoss, SEEPrimitives
+from .loss_settings import SOFTMAX_FAMILY
 from .options import ProxyAnchorSettings
 from .share import reference_share
 
 WHOLE_LOSS_OP = "see_cuda::see_loss_fused"
 NOISE_OP = "see_cuda::philox_normal_"
 MMD_CENTERS_OP = "see_cuda::mmd_centers_"
+SOFTMAX_FAMILY_OP = "see_cuda::softmax_family_rows"
 
 REFERENCE, COMPOSED, ONE_CALL = "reference", "composed", "one-call"
 
@@ -36,8 +38,14 @@ BASE_LOSSES: dict[type, BaseLoss] = {
     ProxyAnchorSettings: BaseLoss(
         reference=reference.proxy_anchor_primitive, fused=fused.proxy_anchor, reference_share=reference_share,
         one_call_op=WHOLE_LOSS_OP, one_call=fused.see_loss_in_one_call,
-        one_call_checks=frozenset({"labels", "rows"}),  # label range, finiteness, rows that overflow
+        # The CPU kernel raises on a label out of range, a non-finite row or one that overflows; the CUDA
+        # kernel cannot without a host synchronisation: it makes the loss NaN, so the values are read here.
+        one_call_checks={"cpu": frozenset({"labels", "rows"})},
     ),
+    # Proxy-NCA, Normalized Softmax, CosFace, ArcFace: one pair of primitives, the loss read from the settings.
+    **{settings: BaseLoss(reference=softmax_reference.loss, fused=softmax_fused.loss, reference_share=None,
+                          fused_op=SOFTMAX_FAMILY_OP)
+       for settings in SOFTMAX_FAMILY},
 }
 
 
@@ -113,13 +121,13 @@ def plan(implementation: str, device: torch.device, settings, expansion=None, ch
     kernel for the device, and the synthetic points are detached.
     """
     loss = base_loss(settings)
-    if not use_fused(implementation, device):
+    if not use_fused(implementation, device, loss.fused_op or PROBE_OP):
         return Plan(REFERENCE, reference.PRIMITIVES._replace(loss=loss.reference), loss.reference_share,
                     chunk_bytes=chunk_bytes)
     if (expansion is not None and expansion.expands and expansion.detach_synthetic and loss.one_call_op is not None
             and has_kernel(device.type, loss.one_call_op)):
         return Plan(ONE_CALL, _fused_primitives(loss.fused, chunk_bytes, device.type), loss.fused, loss.one_call,
-                    loss.one_call_checks, chunk_bytes)
+                    loss.one_call_checks.get(device.type, frozenset()), chunk_bytes)
     return Plan(COMPOSED, _fused_primitives(loss.fused, chunk_bytes, device.type), loss.fused,
                 chunk_bytes=chunk_bytes)
 

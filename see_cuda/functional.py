@@ -203,7 +203,15 @@ def fused_see_loss(
 def see_loss_with_options(embeddings, labels, proxies, options: SEEOptions, generator=None, noise=None,
                           implementation: str = "auto", check_values: bool = True, chunk_bytes: int | None = None):
     """(loss, SEEStats) of fused_see_loss for settings already built as a SEEOptions."""
-    expansion, settings = options.expansion, options.loss
+    return see_loss(embeddings, labels, proxies, options.expansion, options.loss, generator, noise, implementation,
+                    check_values, chunk_bytes)
+
+
+def see_loss(embeddings, labels, proxies, expansion, settings, generator=None, noise=None,
+             implementation: str = "auto", check_values: bool = True, chunk_bytes: int | None = None):
+    """(loss, SEEStats) of the base loss whose settings are `settings` (ProxyAnchorSettings, or a softmax-family
+    loss's) with the SphericalExpansion `expansion` (mode "none": the base loss alone); the other arguments are
+    fused_see_loss's. Checked once, then run by dispatch's plan."""
     dtype = validation.check_see_call(embeddings, labels, proxies, expansion, settings, noise, generator, chunk_bytes)
     labels = validation.index_labels(labels)
     plan = dispatch.plan(implementation, embeddings.device, settings, expansion, chunk_bytes)

@@ -1,4 +1,6 @@
-"""The settings of each base loss, one frozen value per loss, checked when built.
+"""The settings of each softmax-family loss, one frozen value per loss, checked when built.
+
+(Proxy-Anchor's, ProxyAnchorSettings, are in see_cuda.options with the expansion's.)
 
 Each softmax-family loss gives its logits as an affine map of the cosine with
 a margin on the target class (docs/method.md §7): `logit_map` is that map,
@@ -25,19 +27,16 @@ class LogitMap(NamedTuple):
     margin: float  # COSINE_MARGIN: m of s - m; ANGULAR_MARGIN: m in radians
 
 
-@dataclass(frozen=True)
-class ProxyAnchorSettings:
-    """Proxy-Anchor's scale α and margin δ (docs/method.md §1)."""
+class _SoftmaxSettings:
+    """What the settings of every softmax-family loss share: their bound per dtype."""
 
-    alpha: float = 32.0
-    margin: float = 0.1
-
-    def __post_init__(self):
-        validation.check_loss_options(self.alpha, self.margin)
+    def check_dtype(self, dtype) -> None:
+        """Every logit within max/4 of `dtype`, so that the loss and its terms stay finite."""
+        validation.check_logit_map_for_dtype(self.logit_map, dtype)
 
 
 @dataclass(frozen=True)
-class ProxyNCASettings:
+class ProxyNCASettings(_SoftmaxSettings):
     """Proxy-NCA as PML: softmax of -softmax_scale·|x̂ - p̂|² = softmax_scale·(2s - 2) over the classes."""
 
     softmax_scale: float = 1.0
@@ -51,7 +50,7 @@ class ProxyNCASettings:
 
 
 @dataclass(frozen=True)
-class NormalizedSoftmaxSettings:
+class NormalizedSoftmaxSettings(_SoftmaxSettings):
     """Normalized Softmax: cosines divided by the temperature."""
 
     temperature: float = 0.05
@@ -65,7 +64,7 @@ class NormalizedSoftmaxSettings:
 
 
 @dataclass(frozen=True)
-class CosFaceSettings:
+class CosFaceSettings(_SoftmaxSettings):
     """CosFace: scale·(s - margin) for the target, scale·s for the others."""
 
     margin: float = 0.35
@@ -81,7 +80,7 @@ class CosFaceSettings:
 
 
 @dataclass(frozen=True)
-class ArcFaceSettings:
+class ArcFaceSettings(_SoftmaxSettings):
     """ArcFace: scale·cos(θ + m) for the target, m = margin in degrees as in PML (28.6)."""
 
     margin: float = 28.6

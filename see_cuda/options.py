@@ -92,6 +92,7 @@ class ProxyAnchorSettings(_Checked):
 
 
 EXPANSION = SphericalExpansion()
+NO_EXPANSION = SphericalExpansion(mode="none")  # the base loss alone
 PROXY_ANCHOR = ProxyAnchorSettings()
 
 

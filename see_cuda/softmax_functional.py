@@ -9,32 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from . import composition, dispatch, softmax_fused, softmax_reference, validation
-from .expansion_options import SphericalExpansion
-from .loss_settings import (
-    SOFTMAX_FAMILY,
-    ArcFaceSettings,
-    CosFaceSettings,
-    LogitMap,
-    NormalizedSoftmaxSettings,
-    ProxyNCASettings,
-)
-from .options import SEEOptions
-
-SCORING_OP = "see_cuda::softmax_family_rows"
-
-NO_EXPANSION = SphericalExpansion(mode="none")
-
-
-def check_logit_map_for_dtype(logit_map: LogitMap, dtype: torch.dtype) -> None:
-    """Every logit |a·f(s) + b| stays within max/4 of the dtype, so that the loss and its terms are finite.
-
-    |f(s)| <= 1 + m (CosFace: |s - m|; ArcFace's continuation: |s| + m·sin m <= 1 + m).
-    """
-    bound = logit_map.scale * (1 + abs(logit_map.margin)) + abs(logit_map.bias)
-    if not bound <= torch.finfo(dtype).max / 4:
-        raise ValueError(f"the loss's scale {logit_map.scale:g} is too large for a loss computed in {dtype}: its "
-                         f"logits reach {bound:.6g}, above max/4 of the dtype ({torch.finfo(dtype).max / 4:.6g})")
+from . import validation
+from .functional import see_loss
+from .loss_settings import SOFTMAX_FAMILY, ArcFaceSettings, CosFaceSettings, NormalizedSoftmaxSettings, ProxyNCASettings
+from .options import NO_EXPANSION, SphericalExpansion
 
 
 def checked_family_arguments(settings, expansion: SphericalExpansion | None) -> SphericalExpansion:
@@ -46,13 +24,6 @@ def checked_family_arguments(settings, expansion: SphericalExpansion | None) -> 
     if not isinstance(expansion, SphericalExpansion):
         raise TypeError(f"expansion must be a see_cuda.SphericalExpansion or None, got {type(expansion).__name__}")
     return expansion
-
-
-def _see_options(expansion: SphericalExpansion) -> SEEOptions:
-    # The composition reads the expansion's fields of a SEEOptions; its alpha and margin are not used here.
-    return SEEOptions(n_expansion=expansion.n_expansion, lam=expansion.lam, mode=expansion.mode,
-                      ratio=expansion.ratio, threshold=expansion.threshold,
-                      detach_synthetic=expansion.detach_synthetic)
 
 
 def softmax_family_see_loss(embeddings: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor, settings, *,
@@ -69,28 +40,8 @@ def softmax_family_see_loss(embeddings: torch.Tensor, labels: torch.Tensor, clas
     their memory is O(N x chunk) for any C; the reference forms the whole N x C matrix.
     """
     expansion = checked_family_arguments(settings, expansion)
-    fused = dispatch.use_fused(implementation, embeddings.device, SCORING_OP)
-    dtype = validation.check_loss_inputs(embeddings, labels, classes)
-    check_logit_map_for_dtype(settings.logit_map, dtype)
-    validation.check_chunk_bytes(chunk_bytes)
-    validation.check_bool(check_values, "check_values")
-    B, D = embeddings.shape
-    if expansion.expands:
-        validation.check_dim_for_expansion(D, expansion.n_expansion)
-    validation.check_mode_for_device(expansion.mode, embeddings.device)
-    validation.check_noise_shape(noise, B, expansion.n_expansion, D)
-    validation.check_same_device({"embeddings": embeddings, "noise": noise})
-    validation.check_generator(generator, embeddings.device)
-    labels = validation.index_labels(labels)
-    if validation.values_are_read(embeddings.device, check_values or not fused):
-        validation.check_values(rows={"embeddings": embeddings, "proxies": classes},
-                                labels={"labels": (labels, classes.shape[0])},
-                                noise={} if noise is None else {"noise": noise}, dtype=dtype)
-    primitives = dispatch.see_primitives(implementation, embeddings.device)
-    score = (softmax_fused.scoring_primitive(settings.logit_map, chunk_bytes) if fused
-             else softmax_reference.scoring_primitive(settings.logit_map))
-    primitives = primitives._replace(proxy_anchor=score)
-    return composition.see_loss(embeddings, labels, classes, _see_options(expansion), primitives, generator, noise)
+    return see_loss(embeddings, labels, classes, expansion, settings, generator, noise, implementation, check_values,
+                    chunk_bytes)
 
 
 def _layout_W(W: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import torch
 
+from . import transforms
 from ._extension import HAVE_EXTENSION
+from .fused import kernel_dtype
 from .loss_settings import LogitMap
 
 
@@ -63,8 +65,9 @@ class SoftmaxFamilyLoss(torch.autograd.Function):
 
 def fused_softmax_family(x, y, classes, synthetic, synthetic_labels, lam, logit_map: LogitMap, chunk_bytes=None):
     """L(X) + λ·L(Z) by the kernels, in the promoted dtype of x and classes (float32 or float64 inside)."""
+    transforms.refuse_fused_op("softmax_family_rows")
     dtype = torch.promote_types(x.dtype, classes.dtype)
-    kd = torch.float64 if dtype == torch.float64 else torch.float32
+    kd = kernel_dtype(dtype)
     B = x.shape[0]
     weight = torch.full((B,), 1.0 / B, dtype=torch.float64, device=x.device)
     rows, labels = x.to(kd), y
@@ -78,11 +81,10 @@ def fused_softmax_family(x, y, classes, synthetic, synthetic_labels, lam, logit_
     return loss.to(dtype)
 
 
-def scoring_primitive(logit_map: LogitMap, chunk_bytes=None):
-    """The loss step of the SEE composition (composition.SEEPrimitives.proxy_anchor's signature), fused."""
-    def score(x, y, classes, synthetic, synthetic_labels, lam, _alpha, _margin, _synthetic_grad):
-        return fused_softmax_family(x, y, classes, synthetic, synthetic_labels, lam, logit_map, chunk_bytes)
-    return score
+def loss(x, y, classes, synthetic, synthetic_labels, settings, lam, synthetic_grad=False, *, chunk_bytes=None):
+    """The scoring primitive of the SEE composition (composition.SEEPrimitives.loss), fused, for the loss whose
+    settings (see_cuda.loss_settings) are `settings`. chunk_bytes: the cosines' memory budget (None: the default)."""
+    return fused_softmax_family(x, y, classes, synthetic, synthetic_labels, lam, settings.logit_map, chunk_bytes)
 
 
 def _rows_fake(x, labels, classes, scale, bias, margin_kind, margin, class_offset=0, chunk_bytes=0):

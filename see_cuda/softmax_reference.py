@@ -63,8 +63,9 @@ def softmax_family_loss_with_synthetic(x, y, classes, synthetic, synthetic_label
     return loss + lam * softmax_family_loss(synthetic, synthetic_labels, classes, logit_map)
 
 
-def scoring_primitive(logit_map: LogitMap):
-    """The loss step of the SEE composition (composition.SEEPrimitives.proxy_anchor's signature) for this map."""
-    def score(x, y, classes, synthetic, synthetic_labels, lam, _alpha, _margin, _synthetic_grad):
-        return softmax_family_loss_with_synthetic(x, y, classes, synthetic, synthetic_labels, lam, logit_map)
-    return score
+def loss(x, y, classes, synthetic, synthetic_labels, settings, lam, synthetic_grad=False):
+    """The scoring primitive of the SEE composition (composition.SEEPrimitives.loss) for a softmax-family loss.
+
+    settings: its settings (see_cuda.loss_settings), whose logit_map the loss reads.
+    """
+    return softmax_family_loss_with_synthetic(x, y, classes, synthetic, synthetic_labels, lam, settings.logit_map)

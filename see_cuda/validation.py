@@ -95,6 +95,17 @@ def check_alpha_for_dtype(alpha: float, margin: float, dtype: torch.dtype) -> No
         )
 
 
+def check_logit_map_for_dtype(logit_map, dtype: torch.dtype) -> None:
+    """A softmax-family loss's logits |a·f(s) + b| within max/4 of `dtype`, so that the loss and its terms are finite.
+
+    |f(s)| <= 1 + m (CosFace: |s - m|; ArcFace's continuation: |s| + m·sin m <= 1 + m).
+    """
+    bound = logit_map.scale * (1 + abs(logit_map.margin)) + abs(logit_map.bias)
+    if not bound <= torch.finfo(dtype).max / 4:
+        raise ValueError(f"the loss's scale {logit_map.scale:g} is too large for a loss computed in {dtype}: its "
+                         f"logits reach {bound:.6g}, above max/4 of the dtype ({torch.finfo(dtype).max / 4:.6g})")
+
+
 def check_chunk_bytes(chunk_bytes) -> None:
     """The memory budget of the fused loss's chunks of similarities: None (the default) or an int in
     [1, 2^63 - 1], what the op's int64 argument takes."""

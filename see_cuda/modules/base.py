@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .. import validation
-from ..expansion_options import SphericalExpansion
+from ..options import SphericalExpansion
 from ..selection import fraction_schedule, threshold_schedule
 from .schedule_warnings import ScheduleWarnings
 

@@ -4,20 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..expansion_options import SphericalExpansion
-from ..functional import see_loss_with_options
-from ..loss_settings import ProxyAnchorSettings
-from ..options import SEEOptions
+from ..functional import see_loss
+from ..options import NO_EXPANSION, ProxyAnchorSettings
 from .base import ClassVectorLoss
-
-
-def see_options(settings: ProxyAnchorSettings, expansion: SphericalExpansion | None) -> SEEOptions:
-    """The flat SEEOptions of Proxy-Anchor's settings and an expansion (None: plain Proxy-Anchor)."""
-    if expansion is None:
-        return SEEOptions(mode="none", alpha=settings.alpha, margin=settings.margin)
-    return SEEOptions(n_expansion=expansion.n_expansion, lam=expansion.lam, mode=expansion.mode,
-                      ratio=expansion.ratio, threshold=expansion.threshold, alpha=settings.alpha,
-                      margin=settings.margin, detach_synthetic=expansion.detach_synthetic)
 
 
 class ProxyAnchorLoss(ClassVectorLoss):
@@ -40,6 +29,6 @@ class ProxyAnchorLoss(ClassVectorLoss):
         self.proxies = nn.Parameter(nn.init.kaiming_normal_(proxies, mode="fan_out"))
 
     def _loss(self, embeddings, labels):
-        options = see_options(self.settings, self.expansion)
-        return see_loss_with_options(embeddings, labels, self.proxies, options, self.generator, None,
-                                     self.implementation, self.check_values, self.chunk_bytes)
+        expansion = NO_EXPANSION if self.expansion is None else self.expansion
+        return see_loss(embeddings, labels, self.proxies, expansion, self.settings, self.generator, None,
+                        self.implementation, self.check_values, self.chunk_bytes)

@@ -61,8 +61,8 @@ def sharded_see_loss_with_options(embeddings, labels, proxies, num_classes: int,
     error = None
     try:
         shard = class_shard(num_classes, rank, world)
-        labels = _check_local_inputs(embeddings, labels, proxies, shard, world, options, generator, noise,
-                                     implementation, check_values, ddp_gradients)
+        labels = _check_local_inputs(embeddings, labels, proxies, shard, world, options.expansion, options.loss,
+                                     generator, noise, implementation, check_values, ddp_gradients)
         chunk_bytes = chunk_budget(chunk_bytes)
     except (TypeError, ValueError) as refused:
         error = refused
@@ -81,13 +81,13 @@ def sharded_see_loss_with_options(embeddings, labels, proxies, num_classes: int,
                                 noise)
 
 
-def _check_local_inputs(embeddings, labels, proxies, shard: ClassShard, world: int, options, generator, noise,
-                        implementation, check_values, ddp_gradients) -> torch.Tensor:
+def _check_local_inputs(embeddings, labels, proxies, shard: ClassShard, world: int, expansion, settings, generator,
+                        noise, implementation, check_values, ddp_gradients) -> torch.Tensor:
     """This process's arguments checked as fused_see_loss checks its own; returns the labels as int64."""
     validation.check_implementation(implementation)
     validation.check_bool(check_values, "check_values")
     validation.check_bool(ddp_gradients, "ddp_gradients")
-    dtype = validation.check_see_call(embeddings, labels, proxies, options.expansion, options.loss, noise, generator,
+    dtype = validation.check_see_call(embeddings, labels, proxies, expansion, settings, noise, generator,
                                       world_size=world)
     if proxies.shape[0] != shard.size:
         raise ValueError(

@@ -12,18 +12,21 @@ part of dL/drows, which the gather of the rows sums over processes (O(N·D)).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from .. import composition, dispatch, softmax_fused, validation
-from ..expansion_options import SphericalExpansion
+from .. import composition, dispatch, softmax_fused
 from ..loss_settings import LogitMap
-from ..reference import l2_normalize
+from ..options import SphericalExpansion
+from ..reference import draw_dtype, l2_normalize
 from ..share import chunk_budget
-from ..softmax_functional import SCORING_OP, _see_options, check_logit_map_for_dtype, checked_family_arguments
+from ..softmax_functional import checked_family_arguments
 from ..softmax_reference import target_margin
 from . import collectives
+from .agreement import loss_settings, require_agreement
 from .differentiable import gather_rows
-from .functional import _agree_across_processes, _check_local_inputs
+from .functional import _check_local_inputs
 from .partition import ClassShard, class_shard
 from .primitives import sharded_primitives
 
@@ -94,9 +97,9 @@ def sharded_scoring_primitive(logit_map: LogitMap, shard: ClassShard, group, fus
     passes = ((softmax_fused.row_stats, softmax_fused.row_grads) if fused
               else (reference_row_stats, reference_row_grads))
 
-    def score(x, y, classes, synthetic, synthetic_labels, lam, _alpha, _margin, _synthetic_grad):
+    def score(x, y, classes, synthetic, synthetic_labels, settings, lam, synthetic_grad=False):
         dtype = torch.promote_types(x.dtype, classes.dtype)
-        kd = dispatch.kernel_dtype(dtype) if fused else dtype
+        kd = draw_dtype(dtype) if fused else dtype  # the kernels' dtype: half precision widened to float32
         B = x.shape[0]
         rows, labels = x.to(kd), y
         weight = torch.full((B,), 1.0 / B, dtype=torch.float64, device=x.device)
@@ -125,26 +128,27 @@ def sharded_softmax_family_loss(embeddings, labels, classes, num_classes: int, s
     arguments are softmax_family_see_loss's and see_cuda.sharded.sharded_see_loss's.
     """
     expansion = checked_family_arguments(settings, expansion)
-    options = _see_options(expansion)
     rank, world = collectives.rank_and_world(group)
-    shard = class_shard(num_classes, rank, world)
     error = None
     try:
-        labels = _check_local_inputs(embeddings, labels, classes, shard, world, options, generator, noise,
-                                     implementation, check_values)
-        check_logit_map_for_dtype(settings.logit_map, validation.compute_dtype(embeddings, classes))
+        shard = class_shard(num_classes, rank, world)
+        labels = _check_local_inputs(embeddings, labels, classes, shard, world, expansion, settings, generator, noise,
+                                     implementation, check_values, False)
         chunk_bytes = chunk_budget(chunk_bytes)
     except (TypeError, ValueError) as refused:
         error = refused
-    device = embeddings.device if isinstance(embeddings, torch.Tensor) else torch.device("cpu")
-    if world > 1 and (error is not None or validation.values_are_read(device, check_values)):
-        _agree_across_processes(error, embeddings, classes, group)
+    if world > 1:  # every process raises together, or none does (see agreement.py)
+        agreed = loss_settings(embeddings, classes, num_classes, expansion, implementation, check_values,
+                               chunk_bytes, False, generator, noise)
+        agreed.update({"the loss": type(settings).__name__,
+                       **{field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)}})
+        require_agreement(agreed, error, group)
     elif error is not None:
         raise error
-    fused = dispatch.use_fused(implementation, device, SCORING_OP)
-    primitives = sharded_primitives(implementation, device, shard, group, chunk_bytes)._replace(
-        proxy_anchor=sharded_scoring_primitive(settings.logit_map, shard, group, fused, chunk_bytes))
+    plan = dispatch.plan(implementation, embeddings.device, settings, None, chunk_bytes)
+    primitives = sharded_primitives(plan, shard, group, chunk_bytes)._replace(
+        loss=sharded_scoring_primitive(settings.logit_map, shard, group, not plan.is_reference, chunk_bytes))
     rows = gather_rows(embeddings, group)
     all_labels = collectives.all_gather_rows(labels, group)
-    loss, stats = composition.see_loss(rows, all_labels, classes, options, primitives, generator, noise)
+    loss, stats = composition.see_loss(rows, all_labels, classes, expansion, settings, primitives, generator, noise)
     return (loss, stats) if return_stats else loss

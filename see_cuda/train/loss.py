@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import modules
-from ..expansion_options import SphericalExpansion
+from ..options import SphericalExpansion
 from ..losses import SEEProxyAnchorLoss
 from ..sharded import ShardedSEEProxyAnchorLoss
 
