@@ -16,7 +16,7 @@ import functools
 import torch
 
 from . import noise, ops, reference, validation
-from ._extension import PROBE_OP, has_kernel
+from ._extension import PROBE_OP, has_kernel, missing_kernels_message
 from .composition import SEEPrimitives
 from .gather import rows_or_nan
 from .selection import num_selected_by_fraction
@@ -33,7 +33,7 @@ def use_fused(implementation: str, device: torch.device, op: str = PROBE_OP) -> 
     validation.check_implementation(implementation)
     available = has_kernel(device.type, op)
     if implementation == "fused" and not available:
-        raise RuntimeError(f"see_cuda was built without fused kernels for {device.type}; see see_cuda.backends()")
+        raise RuntimeError(f"implementation='fused': {missing_kernels_message(device.type, op)}")
     return implementation == "fused" or (implementation == "auto" and available)
 
 
