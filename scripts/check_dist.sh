@@ -3,6 +3,7 @@
 # venv as the README's Install section says (torch first, then --no-build-isolation for the
 # sdist), and the sdist once more with SEE_CUDA_BUILD=none (the pure-PyTorch package), and
 # runs scripts/smoke_install.py from outside the source tree in each. Run by .ci/run.
+# REUSE_DIST=1 installs what dist/ holds from an earlier build instead of building again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -12,7 +13,9 @@ PYTHON=${PYTHON:-python3}
 DIST="$ROOT/dist"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-DIST="$DIST" VENV="$VENV" bash scripts/build_dist.sh
+if [ "${REUSE_DIST:-0}" != 1 ]; then
+  DIST="$DIST" VENV="$VENV" bash scripts/build_dist.sh
+fi
 sdist=$(ls "$DIST"/see_cuda-*.tar.gz)
 wheel=$(ls "$DIST"/see_cuda-*.whl)
 

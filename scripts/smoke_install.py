@@ -23,9 +23,9 @@ def main() -> None:
 
     if LOAD_ERROR is not None:  # warned at import; here it fails the check
         sys.exit(f"smoke_install: {LOAD_ERROR}")
-    here = os.path.dirname(os.path.abspath(see_cuda.__file__))
-    if os.path.abspath(os.getcwd()) in here:
-        sys.exit(f"smoke_install: see_cuda was imported from the working folder ({here}), not from the install")
+    here = os.path.realpath(os.path.dirname(see_cuda.__file__))
+    if not here.startswith(os.path.realpath(sys.prefix) + os.sep):
+        sys.exit(f"smoke_install: see_cuda was imported from {here}, not from this environment ({sys.prefix})")
     backends = see_cuda.backends()
     print(f"smoke_install: see_cuda {see_cuda.__version__} from {here}, torch {torch.__version__}, "
           f"backends {backends}")
