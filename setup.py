@@ -2,7 +2,18 @@
 
 SEE_CUDA_BUILD=cpu forces a CPU-only build, SEE_CUDA_BUILD=cuda demands CUDA
 (and fails loudly without it); unset, CUDA is built when torch is a CUDA build
-and nvcc is found.
+and nvcc is found. SEE_CUDA_BUILD=none builds no kernels: the pure-PyTorch
+package (the reference path, on every device torch runs on, slower), for a
+machine without a C++ compiler.
+
+The kernels are built against the torch of the build environment, and a wheel
+with kernels requires exactly that torch release: an extension built against
+one torch does not load in another. Install torch first and build with
+`pip install --no-build-isolation` (pip's build isolation would fetch the newest
+torch to build against, and the wheel would then require that one).
+
+Release builds carry no debug information (-g0, and --strip-debug at link:
+about 1 MB instead of about 19 MB); SEE_CUDA_DEBUG=1 keeps it.
 
 CPU instruction sets. The default build runs on every CPU of its architecture:
 no -march flag, so x86-64 code stays at the x86-64 baseline (SSE2) and aarch64
@@ -28,12 +39,45 @@ import glob
 import os
 import re
 import shutil
+import sys
 
 from setuptools import setup
-from torch.utils import cpp_extension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join("csrc")
+BUILD_MODES = ("auto", "cpu", "cuda", "none")
+# The torch a build without kernels runs with: the oldest the reference path is tested against.
+TORCH_FLOOR = "torch>=2.4"
+# Written beside _C at build time: the torch the kernels were compiled against, for the
+# message at import when they do not load (see_cuda/_extension.py).
+BUILD_INFO = "_build_info.py"
+# Beside torch (whose requirement depends on the build: torch_requirement).
+DEPENDENCIES = ["numpy", "Pillow", "tqdm"]
+
+
+def build_mode() -> str:
+    mode = os.environ.get("SEE_CUDA_BUILD", "auto").lower()
+    if mode not in BUILD_MODES:
+        raise SystemExit(f"SEE_CUDA_BUILD must be one of {', '.join(BUILD_MODES)}, got {mode!r}")
+    return mode
+
+
+def making_sdist() -> bool:
+    """Whether this run only packs the sources (nothing is compiled, no torch is pinned)."""
+    return "sdist" in sys.argv[1:]
+
+
+def check_compiler() -> None:
+    """A clear message, instead of a compiler error deep in torch, when no C++ compiler is found."""
+    compiler = os.environ.get("CXX", "c++")  # what torch.utils.cpp_extension calls on Linux and macOS
+    if sys.platform == "win32" or shutil.which(compiler.split()[0]):
+        return
+    raise SystemExit(
+        f"see_cuda: no C++ compiler found ({compiler!r} is not on the PATH; CXX names another). Install one "
+        "(Debian/Ubuntu: apt-get install g++; Fedora: dnf install gcc-c++) and install again, or install the "
+        "pure-PyTorch package on purpose with SEE_CUDA_BUILD=none (the reference implementation only: the same "
+        "results, without the fused kernels' speed)."
+    )
 
 
 def cpu_flags():
@@ -83,13 +127,11 @@ def wheel_cuda_includes():
     return list(dict.fromkeys(found))
 
 
-def want_cuda():
-    mode = os.environ.get("SEE_CUDA_BUILD", "auto").lower()
-    if mode not in ("auto", "cpu", "cuda"):
-        raise SystemExit(f"SEE_CUDA_BUILD must be auto, cpu or cuda, got {mode!r}")
+def want_cuda(mode: str) -> bool:
     if mode == "cpu":
         return False
     import torch
+    from torch.utils import cpp_extension
 
     cuda_home = find_cuda_home() if torch.version.cuda is not None else None
     available = torch.version.cuda is not None and cuda_home is not None
@@ -104,15 +146,26 @@ def want_cuda():
     return available
 
 
-def extension():
+def release_flags() -> tuple[list, list]:
+    """(compile flags, link flags) that leave the debug information out, unless SEE_CUDA_DEBUG=1."""
+    if os.environ.get("SEE_CUDA_DEBUG", "0") not in ("", "0"):
+        return ["-g"], []
+    return ["-g0"], ["-Wl,--strip-debug"]
+
+
+def extension(mode: str):
+    from torch.utils import cpp_extension
+
     sources = sorted(glob.glob(os.path.join(CSRC, "*.cpp"))) + sorted(glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
     # -fno-trapping-math lets the compiler vectorise the branch-free exp of the
     # loss loops (compares may then be speculated); -fno-math-errno lets it
     # vectorise sqrt (which then sets no errno for negative arguments). Neither
     # changes a result. No -std flag: torch's build adds the standard its
     # headers need (torch 2.14's ATen refuses anything below C++20).
-    cxx = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"] + cpu_flags()
-    if want_cuda():
+    debug_flags, link_flags = release_flags()
+    cxx = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"] + debug_flags + cpu_flags()
+    link = ["-fopenmp"] + link_flags
+    if want_cuda(mode):
         sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
         # +PTX: a GPU newer than the list JIT-compiles the sm_90 PTX instead of
         # failing with "no kernel image is available".
@@ -123,7 +176,7 @@ def extension():
             sources,
             include_dirs=[os.path.join(ROOT, CSRC)] + wheel_cuda_includes(),
             extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]},
-            extra_link_args=["-fopenmp"],
+            extra_link_args=link,
             py_limited_api=False,
         )
     print("see_cuda: building CPU kernels only")
@@ -132,11 +185,47 @@ def extension():
         sources,
         include_dirs=[os.path.join(ROOT, CSRC)],
         extra_compile_args={"cxx": cxx},
-        extra_link_args=["-fopenmp"],
+        extra_link_args=link,
     )
 
 
-setup(
-    ext_modules=[extension()],
-    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
-)
+def build_ext_command():
+    """torch's BuildExtension, checking for a compiler first and recording the torch it builds against."""
+    import torch
+    from torch.utils import cpp_extension
+
+    class BuildExtension(cpp_extension.BuildExtension.with_options(use_ninja=True)):
+        def run(self):
+            check_compiler()
+            super().run()
+            folder = os.path.dirname(self.get_ext_fullpath("see_cuda._C"))
+            with open(os.path.join(folder, BUILD_INFO), "w") as f:
+                f.write('"""Written by setup.py: the torch that see_cuda._C was compiled against."""\n'
+                        f"TORCH_VERSION = {torch.__version__!r}\n")
+
+    return BuildExtension
+
+
+def torch_requirement(mode: str) -> str:
+    """The wheel's torch: the release its kernels were compiled against, or any recent one without kernels."""
+    if mode == "none" or making_sdist():
+        return TORCH_FLOOR
+    import torch
+
+    return "torch==" + torch.__version__.split("+")[0]  # a local label (+cpu, +cu130) is matched by ==X.Y.Z
+
+
+def main() -> None:
+    mode = build_mode()
+    if mode == "none":
+        print("see_cuda: SEE_CUDA_BUILD=none, no kernels: the pure-PyTorch package (the reference path)")
+        setup(install_requires=[TORCH_FLOOR] + DEPENDENCIES)
+        return
+    setup(
+        install_requires=[torch_requirement(mode)] + DEPENDENCIES,
+        ext_modules=[] if making_sdist() else [extension(mode)],
+        cmdclass={} if making_sdist() else {"build_ext": build_ext_command()},
+    )
+
+
+main()

@@ -9,6 +9,7 @@ holds the loss with its proxies sharded over processes, for many classes.
 """
 from . import sharded  # noqa: F401  (see_cuda.sharded: the proxies over several processes)
 from ._extension import backends
+from ._version import __version__
 from .functional import (
     fraction_schedule,
     fused_see_loss,
@@ -49,6 +50,7 @@ __all__ = [
     "normalized_softmax_loss",
     "proxy_nca_loss",
     "softmax_family_see_loss",
+    "__version__",
     "SEEOptions",
     "SEEProxyAnchorLoss",
     "SEEStats",
@@ -64,4 +66,3 @@ __all__ = [
     "spherical_expansion",
     "threshold_schedule",
 ]
-__version__ = "0.1.0"

@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from . import composition, fused, reference, softmax_fused, softmax_reference, validation
-from ._extension import PROBE_OP, has_kernel
+from ._extension import PROBE_OP, has_kernel, missing_kernels_message
 from .composition import BaseLoss, SEEPrimitives
 from .loss_settings import SOFTMAX_FAMILY
 from .options import ProxyAnchorSettings
@@ -54,7 +54,7 @@ def use_fused(implementation: str, device: torch.device, op: str = PROBE_OP) -> 
     validation.check_implementation(implementation)
     available = has_kernel(device.type, op)
     if implementation == "fused" and not available:
-        raise RuntimeError(f"see_cuda was built without fused kernels for {device.type}; see see_cuda.backends()")
+        raise RuntimeError(f"implementation='fused': {missing_kernels_message(device.type, op)}")
     return implementation == "fused" or (implementation == "auto" and available)
 
 

@@ -26,6 +26,8 @@ import math
 
 import torch
 
+from . import _outside_graph
+
 PHILOX_MULTIPLIERS = (0xD2511F53, 0xCD9E8D57)
 PHILOX_KEY_INCREMENTS = (0x9E3779B9, 0xBB67AE85)  # Weyl sequence: golden ratio, sqrt(3) - 1
 PHILOX_ROUNDS = 10
@@ -43,7 +45,7 @@ def draw_seed(generator: torch.Generator | None, device) -> torch.Tensor:
     draw can be captured in a CUDA graph.
     """
     if generator is not None and torch.compiler.is_compiling():
-        return _draw_seed_outside_the_graph(generator, device)
+        return _outside_graph.draw_seed(generator, device)
     return _draw_seed_eagerly(generator, device)
 
 
@@ -53,8 +55,8 @@ def _draw_seed_eagerly(generator, device) -> torch.Tensor:
 
 # torch.compile cannot trace a draw from a torch.Generator object: the draw runs
 # outside the graph, and fullgraph=True says so.
-_draw_seed_outside_the_graph = torch.compiler.disable(
-    _draw_seed_eagerly,
+_outside_graph.register(
+    "draw_seed", _draw_seed_eagerly,
     reason="see_cuda draws the noise seed from the torch.Generator passed as `generator`, which torch.compile "
            "cannot trace; under fullgraph=True pass noise= or leave generator=None (torch's default generator)",
 )

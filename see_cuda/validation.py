@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from . import transforms
+from . import _outside_graph, transforms
 from .constants import IMPLEMENTATIONS, INT64_MAX, NORM_EPS
 from .selection import MODES
 
@@ -373,7 +373,7 @@ def check_values(finite: dict | None = None, labels: dict | None = None, noise: 
         tensors = list(finite.values()) + list(noise.values()) + list(rows.values()) + [t for t, _ in labels.values()]
         if all(t.device.type == "cpu" for t in tensors):
             return _assert_values_in_graph(finite, labels, noise, rows, dtype)
-        return _read_values_outside_the_graph(finite, labels, noise, rows, dtype)
+        return _outside_graph.read_values(finite, labels, noise, rows, dtype)
     return _read_values(finite, labels, noise, rows, dtype)
 
 
@@ -458,8 +458,8 @@ def _read_values(finite: dict, labels: dict, noise: dict, rows: dict, dtype) -> 
             raise ValueError(_noise_message(name, dtype or t.dtype))
 
 
-_read_values_outside_the_graph = torch.compiler.disable(
-    _read_values,
+_outside_graph.register(
+    "read_values", _read_values,
     reason="see_cuda reads the values of CUDA tensors (label range, finiteness) with one host synchronisation; "
            "under torch.compile(fullgraph=True) pass check_values=False",
 )

@@ -11,8 +11,14 @@ import sys
 import pytest
 import torch
 
+import see_cuda
 from data_fixtures import make_cub
+from see_cuda.data.files import DamagedFileError
+from see_cuda.data.glyphs.fonts import FontsMissingError
 from see_cuda.train import cli, compare, run
+from see_cuda.train.config import FlagError
+from see_cuda.train.model import BackboneUnavailableError
+from see_cuda.train.run_record import ConfigMismatchError
 
 # The CUB copy: 100 training and 100 test classes, 2 images each (a test query finds 199 items).
 CUB_CLASSES, PER_CLASS = 200, 2
@@ -180,3 +186,82 @@ def test_compare_refuses_an_unwritable_output_folder_before_training(cub_root, t
 def test_compare_with_good_flags_reaches_the_training_step(cub_root, tmp_path, no_training):
     with pytest.raises(TrainingStepReached):
         compare.main(compare_flags(cub_root, tmp_path / "compare"))
+
+
+# ---------------------------------------------------------------- help, one-line failures, the output folder
+@pytest.mark.parametrize("build_parser", [cli.build_parser, compare.build_parser], ids=["see-train", "see-compare"])
+def test_help_gives_every_flag_a_line_and_its_default(build_parser):
+    parser = build_parser()
+    text = " ".join(parser.format_help().split())
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{action.option_strings} has no help line"
+        if action.dest != "debug":
+            assert f"{action.help} (default: " in " ".join(text.split()), action.option_strings
+
+
+def test_a_bad_flag_is_one_line(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--epochs", "many"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "see-train: error: argument --epochs: invalid int value: 'many'" in err
+
+
+EXPECTED_FAILURES = [
+    FlagError("--lr must be > 0"),
+    ConfigMismatchError("the run in x was trained with other values"),
+    BackboneUnavailableError("backbone resnet50 needs torchvision"),
+    FontsMissingError("no Noto CJK fonts:\n install fonts-noto-cjk"),
+    DamagedFileError("x/checkpoint.pt is damaged"),
+    FileNotFoundError(2, "No such file or directory", "/data/CUB/images.txt"),
+]
+
+
+@pytest.mark.parametrize("error", EXPECTED_FAILURES, ids=lambda error: type(error).__name__)
+def test_an_expected_failure_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys, error):
+    def fail(config):
+        raise error
+
+    monkeypatch.setattr(run, "train", fail)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--no-progress"])
+    message = str(stopped.value.code)
+    assert message.startswith("see-train: error: ") and "\n" not in message
+    assert " ".join(str(error).split()) in message and "--debug" in message
+    with pytest.raises(type(error)):
+        cli.main(["--no-progress", "--debug"])
+
+
+def test_an_unexpected_failure_keeps_its_traceback(monkeypatch):
+    def fail(config):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(run, "train", fail)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["--no-progress"])
+
+
+def test_a_folder_holding_a_run_is_refused_without_resume(cub_root, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    command = [sys.executable, "-m", "see_cuda.train", *train_flags(cub_root, out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"--out-dir {out} already holds a run (metrics.json); pass --resume" in result.stderr
+    assert (out / "metrics.json").read_text() == "{}"
+
+
+def test_the_run_starts_with_a_line_naming_the_kernels_the_data_and_the_folder(cub_root, tmp_path, no_training,
+                                                                               capsys):
+    out = tmp_path / "run"
+    with pytest.raises(TrainingStepReached):
+        cli.main([flag for flag in train_flags(cub_root, out) if flag != "--no-progress"] + ["--ks", "1", "2"])
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("see-train: "))
+    kernels = "the fused cpu kernels" if see_cuda.backends()["cpu"] else "the PyTorch reference path"
+    assert f"see loss on cpu by {kernels}" in line
+    assert "data: cub (200 training items of 100 classes, random resized crops and flips by " in line
+    assert f"checkpoint and metrics in {out}" in line

@@ -14,6 +14,7 @@ from see_cuda.train import TrainConfig, checkpoint, train
 from see_cuda.train.cli import parse_config
 from see_cuda.train.config import FlagError
 from see_cuda.train.model import BackboneUnavailableError, SmallCNN, build_model
+from see_cuda.train.optim import schedule_factor
 from see_cuda.train.run_record import ConfigMismatchError
 
 needs_fonts = pytest.mark.skipif(not installed_faces(), reason=f"Noto CJK fonts are not installed ({INSTALL_HINT})")
@@ -68,6 +69,34 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, loss):
     assert timeless(got["history"]) == timeless(expected["history"])
     if loss == "see":
         assert got["history"][1]["expanded_per_batch"] > 0
+
+
+@needs_fonts
+def test_resume_with_more_epochs_extends_a_finished_run_on_its_schedules(tmp_path):
+    """--resume --epochs 3 after 2 epochs: the schedules keep their span of 2 and hold their last values,
+    exactly as a run trained for 3 epochs with --schedule-epochs 2."""
+    first = tiny_config(tmp_path / "extended", epochs=2, lr_schedule="cosine")
+    train(first)
+    extension = tiny_config(tmp_path / "extended", epochs=3, lr_schedule="cosine", resume=True)
+    history = train(extension)
+    whole = tiny_config(tmp_path / "whole", epochs=3, schedule_epochs=2, lr_schedule="cosine")
+    train(whole)
+
+    expected, got = final_state(whole.out_dir), final_state(extension.out_dir)
+    assert [row["epoch"] for row in history] == [1, 2, 3] and got["epochs_done"] == 3
+    for name in ("model", "loss"):
+        for key, tensor in expected[name].items():
+            assert torch.equal(tensor, got[name][key]), f"{name}.{key} differs in the extension"
+    assert got["config"]["epochs"] == 3 and got["config"]["schedule_epochs"] == 2
+    rates = [group["lr"] for group in got["optimizer"]["param_groups"]]
+    factor = schedule_factor("cosine", 1, 2)  # epoch 3 trains with the last epoch's rates
+    assert rates == [pytest.approx(first.lr * factor), pytest.approx(first.proxy_lr * factor)]
+
+
+def test_the_schedules_hold_their_last_epoch_past_their_span():
+    config = TrainConfig(epochs=5, schedule_epochs=3)
+    assert [config.schedule_epoch(epoch) for epoch in range(5)] == [0, 1, 2, 2, 2]
+    assert TrainConfig(epochs=5).schedule_span == 5
 
 
 def test_cosine_schedule_sets_both_rates_from_the_epoch():
@@ -176,7 +205,7 @@ def test_comparison_writes_table_json_and_plot(tmp_path):
     compare.main(["--regime", "scratch", "--seeds", "2", "--out", str(out), "--epochs", "1"] + TINY[:-1]
                  + ["--cnn-stem-stride", "2"])
     assert (out / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns == finished
-    with pytest.raises(ConfigMismatchError, match=r"pa-seed0.*--lr: 0.001 -> 0.5"):
+    with pytest.raises(SystemExit, match=r"see-compare: error: .*pa-seed0.*--lr: 0.001 -> 0.5"):
         compare.main(["--regime", "scratch", "--seeds", "2", "--out", str(out), "--epochs", "1"] + TINY[:-1]
                      + ["--cnn-stem-stride", "2", "--lr", "0.5"])
     assert (out / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns == finished
@@ -188,8 +217,8 @@ def test_resume_with_other_training_flags_is_refused_and_run_only_flags_are_not(
     train(tiny_config(tmp_path / "run", epochs=2, stop_after=1))
     with pytest.raises(ConfigMismatchError, match=r"--loss: 'see' -> 'pa'.*--lr: 0.001 -> 0.5"):
         train(tiny_config(tmp_path / "run", epochs=2, resume=True, lr=0.5, loss="pa"))
-    with pytest.raises(ConfigMismatchError, match="--epochs: 2 -> 3"):
-        train(tiny_config(tmp_path / "run", epochs=3, resume=True))
+    with pytest.raises(ConfigMismatchError, match="--schedule-epochs: 2 -> 3"):
+        train(tiny_config(tmp_path / "run", epochs=3, schedule_epochs=3, resume=True))
     # Where it writes, when it stops and how it evaluates in batches change nothing trained.
     history = train(tiny_config(tmp_path / "run", epochs=2, resume=True, eval_batch_size=7, stop_after=None))
     assert [row["epoch"] for row in history] == [1, 2]
@@ -268,7 +297,7 @@ def test_grid_pretrains_once_writes_every_cell_and_resumes(tmp_path):
     assert (out / "cells" / "d16-c40" / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns == kept
     cells = json.loads((out / "summary.json").read_text())["cells"]
     assert [(c["cell"], c["seeds"]) for c in cells] == [("d16-c40", [0, 1])]
-    with pytest.raises(ConfigMismatchError, match="pretrained with other settings"):
+    with pytest.raises(SystemExit, match="see-compare: error: .*pretrained with other settings"):
         compare.main(flags + ["--dims", "16", "--train-classes", "40", "--pretrain-epochs", "2"])
 
 

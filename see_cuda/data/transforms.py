@@ -1,4 +1,4 @@
-"""Image-to-tensor conversion without torchvision (it cannot be installed beside our torch)."""
+"""Image-to-tensor conversion without torchvision (which does not import beside every torch build)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -29,9 +29,12 @@ class ResizeToTensor:
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        resized = image.resize((self.size, self.size), Image.BILINEAR)
-        pixels = np.asarray(resized, dtype=np.float32) / 255.0
-        tensor = torch.from_numpy(pixels.reshape(self.size, self.size, -1)).permute(2, 0, 1).contiguous()
+        return self.to_tensor(image.resize((self.size, self.size), Image.BILINEAR))
+
+    def to_tensor(self, image: Image.Image) -> torch.Tensor:
+        """A PIL image (already at its size) as a C x H x W float tensor, standardised when asked."""
+        pixels = np.asarray(image, dtype=np.float32) / 255.0
+        tensor = torch.from_numpy(pixels.reshape(image.height, image.width, -1)).permute(2, 0, 1).contiguous()
         if self.mean is not None:
             tensor = (tensor - self.mean) / self.std
         return tensor

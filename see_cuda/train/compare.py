@@ -37,12 +37,14 @@ import torch
 
 from ..data.files import damaged, reading, write_text_atomically
 from . import checkpoint
-from .cli import parse_config
+from .cli import DEBUG_HELP, OneLineParser, parse_config
 from .config import FlagError
 from .data import glyphs_protocol, searchable_items_of
+from .failures import run_command
 from .grid_report import write_grid_report
 from .optim import schedule_note
 from .paired_stats import difference_and_interval
+from .plots import can_plot
 from .preflight import check_ks_fit, prepare_out_dir
 from .pretrain import PretrainSettings, pretrain_backbone
 from .regimes import REGIMES
@@ -50,7 +52,7 @@ from .report import METRICS, write_report
 from .run import train
 from .run_record import ConfigMismatchError
 
-PROG = "python -m see_cuda.train.compare"
+PROG = "see-compare"
 LOSSES = ("pa", "see")
 LOG = "compare.log"
 # The K of the recall@K the reports tabulate.
@@ -86,22 +88,32 @@ def at_least(minimum: int):
     return parse_int
 
 
-def parse(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
-    parser.add_argument("--regime", choices=tuple(REGIMES), default="scratch")
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n")[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           epilog="Any further flag is a see-train flag (see-train --help), applied to every run "
+                                  "after the regime's.")
+    parser.add_argument("--regime", choices=tuple(REGIMES), default="scratch", help="the named budget (regimes.py)")
     parser.add_argument("--seeds", type=at_least(1), default=None, help="paired seeds 0..N-1 (from --first-seed); "
-                        "default: the regime's")
-    parser.add_argument("--first-seed", type=at_least(0), default=0)
-    parser.add_argument("--out", default=None, help="default results/<dataset>/<regime>")
+                        "None: the regime's")
+    parser.add_argument("--first-seed", type=at_least(0), default=0, help="the first paired seed")
+    parser.add_argument("--out", default=None, help="output folder (None: results/<dataset>/<regime>)")
     parser.add_argument("--dims", type=at_least(1), nargs="+", default=None, help="grid over embedding sizes")
     parser.add_argument("--train-classes", type=at_least(1), nargs="+", default=None,
                         help="Glyphs: grid over training class counts (all drawn from one pool of the largest, "
                              "so every cell is tested on the same characters)")
-    parser.add_argument("--pretrain-epochs", type=at_least(1), default=None, help="default: the regime's")
+    parser.add_argument("--pretrain-epochs", type=at_least(1), default=None,
+                        help="epochs of the Glyphs backbone's pretraining (None: the regime's)")
     parser.add_argument("--pretrain-characters", type=at_least(1), default=None,
                         help="characters drawn for pretraining before the retrieval ones are removed; "
-                             "default: the regime's")
-    return parser.parse_known_args(argv)
+                             "None: the regime's")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    return parser
+
+
+def parse(argv=None):
+    """(compare's options, the see-train flags for every run)."""
+    return build_parser().parse_known_args(argv)
 
 
 def gives_epochs(train_flags) -> bool:
@@ -267,10 +279,7 @@ def budget_note(base, cells, wall: float) -> str:
 def main(argv=None) -> None:
     """The command: a flag that cannot be trained with ends it, naming the flag, before anything trains."""
     options, train_flags = parse(argv)
-    try:
-        compare(options, train_flags)
-    except FlagError as error:
-        raise SystemExit(f"{PROG}: error: {error}") from None
+    run_command(PROG, lambda: compare(options, train_flags), options.debug)
 
 
 def compare(options, train_flags) -> None:
@@ -280,6 +289,7 @@ def compare(options, train_flags) -> None:
     cells = build_cells(options, regime, base, train_flags)
     seeds = range(options.first_seed, options.first_seed + (options.seeds or regime.seeds))
     check_before_training(options, base, cells, seeds)
+    can_plot()  # says now, not after the training, when the plots will be left out
     if base.threads:
         torch.set_num_threads(base.threads)  # the pretraining too, not only the runs
     began = time.perf_counter()

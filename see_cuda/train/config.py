@@ -23,7 +23,7 @@ LR_SCHEDULES = ("constant", "cosine", "step")
 POSITIVE_INTS = ("epochs", "batch_size", "m_per_class", "embedding_size", "cnn_width", "cnn_stem_stride",
                  "image_size", "n_expansion", "eval_batch_size")
 OPTIONAL_POSITIVE_INTS = ("glyphs_train_classes", "glyphs_test_classes", "glyphs_class_pool", "glyphs_image_size",
-                          "batches_per_epoch", "threads", "stop_after")
+                          "batches_per_epoch", "threads", "stop_after", "schedule_epochs")
 NON_NEGATIVE_INTS = ("workers", "seed")
 # numpy's legacy seeding, which every run goes through, takes seeds below 2^32.
 MAX_SEED = 2**32 - 1
@@ -66,6 +66,9 @@ class TrainConfig:
     cnn_width: int = 32
     cnn_stem_stride: int = 1  # 2: a strided first convolution, a quarter of the compute
     epochs: int = 10
+    # Epochs the schedules (learning rates, SEE's ρ) span, None: epochs. Past them both hold their
+    # last epoch's values: `--resume --epochs N` extends a run with its recorded span.
+    schedule_epochs: int | None = None
     batch_size: int = 120
     m_per_class: int = 2
     batches_per_epoch: int | None = None
@@ -93,6 +96,15 @@ class TrainConfig:
     stop_after: int | None = None
     progress: bool = True
     extra: dict = field(default_factory=dict)
+
+    @property
+    def schedule_span(self) -> int:
+        """Epochs the schedules span: schedule_epochs, else epochs."""
+        return self.schedule_epochs or self.epochs
+
+    def schedule_epoch(self, epoch: int) -> int:
+        """The epoch (0-based) whose schedule values `epoch` trains with: itself, or past the span the last."""
+        return min(epoch, self.schedule_span - 1)
 
     def as_dict(self) -> dict:
         values = asdict(self)

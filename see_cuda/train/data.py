@@ -19,9 +19,9 @@ from ..data import (
     Cars196,
     ClassBalancedBatchSampler,
     InShop,
-    ResizeToTensor,
     StanfordOnlineProducts,
 )
+from ..data.augmentation import dml_transforms
 from ..data.glyphs import DEFAULT_PROTOCOL, Glyphs
 from .config import FlagError
 from .glyph_classes import GlyphClasses, classes_from_pool
@@ -72,13 +72,14 @@ def build_datasets(config):
     if config.dataset == "glyphs":
         protocol = glyphs_protocol(config)
         return build_glyphs_train(config, protocol), EvalSet(Glyphs("test", protocol)), 1
-    transform = ResizeToTensor(config.image_size, IMAGENET_MEAN, IMAGENET_STD)
-    return IMAGE_DATASETS[config.dataset](config.data_root, "train", transform), build_image_eval_set(config), 3
+    train_transform, _ = dml_transforms(config.image_size, IMAGENET_MEAN, IMAGENET_STD)
+    return (IMAGE_DATASETS[config.dataset](config.data_root, "train", train_transform), build_image_eval_set(config),
+            3)
 
 
 def build_image_eval_set(config) -> EvalSet:
     """The evaluation split of an image data set (its lists only: images are read when used)."""
-    transform = ResizeToTensor(config.image_size, IMAGENET_MEAN, IMAGENET_STD)
+    _, transform = dml_transforms(config.image_size, IMAGENET_MEAN, IMAGENET_STD)
     loader = IMAGE_DATASETS[config.dataset]
     if config.dataset == "inshop":
         return EvalSet(loader(config.data_root, "query", transform), loader(config.data_root, "gallery", transform))

@@ -8,7 +8,7 @@ import os
 
 from ..data.files import write_text_atomically
 from .paired_stats import difference_and_interval, mean_and_spread
-from .plots import draw_recall_at_1, fitted_title, pyplot, save_figure
+from .plots import can_plot, draw_recall_at_1, fitted_title, pyplot, save_figure
 from .report import NAMES
 
 TABLE_METRICS = ("recall@1", "recall@2", "map@r")
@@ -159,7 +159,8 @@ def write_grid_report(out_dir: str, results: list[dict], title: str, notes: list
     write_text_atomically(os.path.join(out_dir, "summary.json"),
                           json.dumps({"title": title, "cells": rows, **extra}, indent=1))
     write_text_atomically(os.path.join(out_dir, "summary.md"), markdown(rows, title, notes))
-    plot_difference(rows, os.path.join(out_dir, "see_minus_pa_recall_at_1.png"), title)
-    plot_curves(results, os.path.join(out_dir, "recall_at_1_curves.png"), title)
-    plot_curves(results, os.path.join(out_dir, "recall_at_1_late_curves.png"), title, late=True)
+    if can_plot():
+        plot_difference(rows, os.path.join(out_dir, "see_minus_pa_recall_at_1.png"), title)
+        plot_curves(results, os.path.join(out_dir, "recall_at_1_curves.png"), title)
+        plot_curves(results, os.path.join(out_dir, "recall_at_1_late_curves.png"), title, late=True)
     return rows

@@ -25,7 +25,7 @@ def build_loss(config, num_classes: int) -> SEEProxyAnchorLoss:
     its rows' gradient scaled for the network's DistributedDataParallel (ddp_gradients).
     """
     settings = dict(
-        n_expansion=config.n_expansion, lam=config.lam, mode=MODES[config.loss], num_epochs=config.epochs,
+        n_expansion=config.n_expansion, lam=config.lam, mode=MODES[config.loss], num_epochs=config.schedule_span,
         rho_min=config.rho_min, rho_max=config.rho_max, alpha=config.alpha, margin=config.margin,
         generator=torch.Generator().manual_seed(config.seed + LOSS_SEED_OFFSET), implementation=config.implementation,
     )

@@ -1,13 +1,16 @@
 """Embedding networks: a backbone giving features, then a linear embedding head.
 
 `small_cnn` trains from scratch on a CPU. `resnet50` (torchvision) and
-`vit_small` (timm, DINO ViT-S/16) are the paper's backbones; they are built only
-when their library is importable and local weights are given: nothing is
+`vit_small` (timm, DINO ViT-S/16) are the paper's backbones; they are built
+when their library imports (an error says why it does not), from local weights
+when given and otherwise from random weights, with a warning: nothing is
 downloaded at run time.
 """
 from __future__ import annotations
 
+import importlib
 import os
+import warnings
 
 import torch
 from torch import nn
@@ -77,47 +80,60 @@ def build_model(backbone: str, embedding_size: int, in_channels: int, cnn_width:
     return EmbeddingNet(net, size, embedding_size, in_channels, wants_rgb=True)
 
 
-def _require_weights(weights: str | None, backbone: str) -> str:
-    if not weights:
-        raise BackboneUnavailableError(
-            f"backbone {backbone} needs local pretrained weights: pass --backbone-weights PATH "
-            "(a state dict); nothing is downloaded at run time"
-        )
-    if not os.path.isfile(weights):
-        raise BackboneUnavailableError(f"backbone {backbone}: weights file {weights} does not exist")
-    return weights
-
-
 def _load_weights(path: str, backbone: str) -> dict:
-    path = _require_weights(path, backbone)
+    if not os.path.isfile(path):
+        raise BackboneUnavailableError(f"backbone {backbone}: weights file {path} does not exist")
     with reading(path, "pass --backbone-weights a state dict saved with torch.save (a pretraining's backbone.pt "
                        "is written again by deleting it)"):
         state = torch.load(path, map_location="cpu", weights_only=True)
     return state.get("backbone", state) if isinstance(state, dict) else state
 
 
-def _resnet50(weights: str | None):
+def _import_backbone_library(name: str, backbone: str):
+    """The library a backbone needs, or a BackboneUnavailableError that says why it does not import.
+
+    A library can be installed yet fail to import: torchvision's wheel for one torch build (a CUDA
+    one, say) beside another (the CPU one) stops with "operator torchvision::nms does not exist".
+    """
     try:
-        import torchvision
-    except ImportError as error:
-        raise BackboneUnavailableError(
-            "backbone resnet50 needs torchvision, which is not installed (it has no build for this torch); "
-            "use --backbone small_cnn"
-        ) from error
-    state = _load_weights(weights, "resnet50")
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:
+            reason = f"it is installed but needs {error.name}, which is not"
+        else:
+            reason = f"it is not installed (pip install {name}, the build made for torch {torch.__version__})"
+    except Exception as error:  # installed, but built for another torch (or broken)
+        first_line = (str(error).splitlines() or [""])[0]
+        reason = (f"it is installed but does not import beside torch {torch.__version__} ({type(error).__name__}: "
+                  f"{first_line}); install the {name} build made for this torch")
+    raise BackboneUnavailableError(f"backbone {backbone} needs {name}: {reason}; or use --backbone small_cnn")
+
+
+def _pretrained_state(weights: str | None, backbone: str) -> dict | None:
+    """The weights file's state dict; without a file, None and a warning: the backbone starts from random
+    weights (nothing is downloaded)."""
+    if not weights:
+        warnings.warn(f"backbone {backbone} starts from random weights: no --backbone-weights file was given "
+                      "(nothing is downloaded), so expect results far below a pretrained backbone's",
+                      stacklevel=3)
+        return None
+    return _load_weights(weights, backbone)
+
+
+def _resnet50(weights: str | None):
+    torchvision = _import_backbone_library("torchvision", "resnet50")
+    state = _pretrained_state(weights, "resnet50")
     net = torchvision.models.resnet50(weights=None)
     net.fc = nn.Identity()
-    net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")})
+    if state is not None:
+        net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")})
     return net, 2048
 
 
 def _vit_small(weights: str | None):
-    try:
-        import timm
-    except ImportError as error:
-        raise BackboneUnavailableError("backbone vit_small needs timm, which is not installed; "
-                                       "use --backbone small_cnn") from error
-    state = _load_weights(weights, "vit_small")
+    timm = _import_backbone_library("timm", "vit_small")
+    state = _pretrained_state(weights, "vit_small")
     net = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0)
-    net.load_state_dict(state, strict=False)
+    if state is not None:
+        net.load_state_dict(state, strict=False)
     return net, net.num_features

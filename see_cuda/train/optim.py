@@ -77,6 +77,6 @@ def schedule_note(schedule: str, epochs: list[int]) -> str:
 
 
 def set_epoch_learning_rates(optimizer: torch.optim.Optimizer, config, epoch: int) -> None:
-    factor = schedule_factor(config.lr_schedule, epoch, config.epochs)
+    factor = schedule_factor(config.lr_schedule, config.schedule_epoch(epoch), config.schedule_span)
     for group, base in zip(optimizer.param_groups, (config.lr, config.proxy_lr)):
         group["lr"] = base * factor

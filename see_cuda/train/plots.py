@@ -1,11 +1,30 @@
 """Plotting shared by the comparison reports: headless pyplot, atomic PNG writes, R@1 curves."""
 from __future__ import annotations
 
+import importlib.util
 import textwrap
 
 from ..data.files import write_atomically
 
 LOSSES = (("pa", "tab:blue", "PA"), ("see", "tab:red", "PA + SEE"))
+
+
+_SKIPPED_SAID = []  # the skip is said once per process
+
+
+def matplotlib_installed() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def can_plot() -> bool:
+    """Whether matplotlib imports here; without it the reports leave out their plots, saying so once."""
+    if matplotlib_installed():
+        return True
+    if not _SKIPPED_SAID:
+        _SKIPPED_SAID.append(True)
+        print("matplotlib is not installed: the reports are written without their plots (pip install "
+              "'see_cuda[train]', or matplotlib, adds them)", flush=True)
+    return False
 
 
 def pyplot():

@@ -7,6 +7,7 @@ import os
 import tempfile
 
 from ..data.files import remove_stale_temporaries
+from . import checkpoint
 from .config import FlagError
 
 
@@ -20,6 +21,18 @@ def prepare_out_dir(out_dir: str, flag: str = "--out-dir") -> list[str]:
     except OSError as error:
         raise FlagError(f"{flag} {out_dir} cannot be written to ({error.strerror or error})") from error
     return remove_stale_temporaries(out_dir)
+
+
+# What a run leaves in its --out-dir (its checkpoint, and metrics_log's metrics).
+RUN_FILES = (checkpoint.FILENAME, "metrics.json")
+
+
+def refuse_to_overwrite(out_dir: str, resume: bool) -> None:
+    """A folder that holds a run is continued with --resume, never overwritten without it."""
+    found = [name for name in RUN_FILES if os.path.isfile(os.path.join(out_dir, name))]
+    if found and not resume:
+        raise FlagError(f"--out-dir {out_dir} already holds a run ({', '.join(found)}); pass --resume to continue "
+                        "or extend it (with a larger --epochs), or choose another --out-dir")
 
 
 def check_ks_fit(ks, searchable: int, what: str) -> None:

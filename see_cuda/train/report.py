@@ -6,7 +6,7 @@ import os
 
 from ..data.files import write_text_atomically
 from .paired_stats import difference_and_interval, mean_and_spread, paired_difference, summarize
-from .plots import draw_recall_at_1, fitted_title, pyplot, save_figure
+from .plots import can_plot, draw_recall_at_1, fitted_title, pyplot, save_figure
 
 METRICS = ("recall@1", "recall@2", "recall@4", "map@r")
 NAMES = {"recall@1": "R@1", "recall@2": "R@2", "recall@4": "R@4", "map@r": "MAP@R"}
@@ -57,5 +57,6 @@ def write_report(out_dir: str, histories: dict, title: str, notes: list[str], ex
     summary.update(extra)
     write_text_atomically(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=1))
     write_text_atomically(os.path.join(out_dir, "summary.md"), markdown(summary, title, notes))
-    plot_recall_at_1(histories, os.path.join(out_dir, "recall_at_1.png"), title)
+    if can_plot():
+        plot_recall_at_1(histories, os.path.join(out_dir, "recall_at_1.png"), title)
     return summary

@@ -19,8 +19,9 @@ from .loss import build_loss
 from .metrics_log import write_metrics
 from .model import build_model
 from .optim import build_optimizer, set_epoch_learning_rates
-from .preflight import check_ks_fit, prepare_out_dir
-from .run_record import recorded_config
+from .preflight import check_ks_fit, prepare_out_dir, refuse_to_overwrite
+from .run_record import keep_the_recorded_schedule, recorded_config
+from .startup import startup_line
 
 
 def seed_everything(seed: int) -> None:
@@ -39,12 +40,17 @@ def train(config) -> list[dict]:
     init_from_environment(config.device)
     rank, world = rank_and_world()
     if rank == 0:
+        refuse_to_overwrite(config.out_dir, config.resume)
         prepare_out_dir(config.out_dir)
+    if config.resume and checkpoint.exists(config.out_dir):
+        keep_the_recorded_schedule(config, checkpoint.read(config.out_dir).get("config"))
     device = torch.device(config.device if not config.device.startswith("cuda") or world == 1
                           else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     seed_everything(config.seed)
     train_set, eval_set, channels = build_datasets(config)
     check_ks_fit(config.ks, searchable_items(eval_set), f"the {config.dataset} evaluation set")
+    if rank == 0 and config.progress:
+        print(startup_line(config, device, train_set, eval_set), flush=True)
     model = build_model(config.backbone, config.embedding_size, channels, config.cnn_width, config.backbone_weights,
                         config.cnn_stem_stride).to(device)
     loss_fn = build_loss(config, len(set(train_set.labels))).to(device)
@@ -63,7 +69,7 @@ def train(config) -> list[dict]:
         if rank == 0:  # metrics written before an interruption may lag the checkpoint
             write_metrics(config.out_dir, record, history)
     for epoch in range(start, config.epochs):
-        loss_fn.step_epoch(epoch)
+        loss_fn.step_epoch(config.schedule_epoch(epoch))
         set_epoch_learning_rates(optimizer, config, epoch)
         began = time.perf_counter()
         row = {"epoch": epoch + 1}

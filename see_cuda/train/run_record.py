@@ -13,6 +13,7 @@ import hashlib
 import os
 
 RUN_ONLY_FIELDS = ("out_dir", "resume", "stop_after", "progress", "threads", "workers", "eval_batch_size")
+# --epochs may also grow on --resume (an extension): see keep_the_recorded_schedule.
 WEIGHTS_DIGEST = "backbone_weights_sha256"
 # Flags added after runs were recorded without them: such a run was trained with this value.
 VALUES_BEFORE_THE_FLAG = {"shard_proxies": False}
@@ -38,9 +39,22 @@ def recorded_config(config) -> dict:
 
 
 def training_fields(record: dict) -> dict:
-    """The part of a recorded config that training depends on."""
+    """The part of a recorded config that training depends on (the schedules' span spelled out)."""
     record = {**VALUES_BEFORE_THE_FLAG, **record}
+    record["schedule_epochs"] = record.get("schedule_epochs") or record.get("epochs")
     return {key: value for key, value in record.items() if key not in RUN_ONLY_FIELDS + ("backbone_weights",)}
+
+
+def keep_the_recorded_schedule(config, recorded: dict | None) -> None:
+    """`--resume --epochs N` past the recorded run's epochs extends it: the schedules keep the recorded
+    span (and hold their last values past it), unless --schedule-epochs says otherwise."""
+    if recorded is not None and config.schedule_epochs is None and config.epochs > recorded.get("epochs", 0):
+        config.schedule_epochs = training_fields(recorded)["schedule_epochs"]
+
+
+def extends(old: dict, new: dict) -> bool:
+    """Whether `new` trains the run `old` for more epochs with the same schedules."""
+    return new.get("epochs", 0) > old.get("epochs", 0) and new["schedule_epochs"] == old["schedule_epochs"]
 
 
 def flag(name: str) -> str:
@@ -50,6 +64,8 @@ def flag(name: str) -> str:
 def differences(recorded: dict, current: dict) -> list[str]:
     """'--flag: recorded -> current' for every training field that differs."""
     old, new = training_fields(recorded), training_fields(current)
+    if extends(old, new):  # more epochs on the same schedules: the first epochs are the recorded run's
+        old.pop("epochs"), new.pop("epochs")
     return [f"{flag(key)}: {old.get(key)!r} -> {new.get(key)!r}"
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 
