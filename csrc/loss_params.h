@@ -1,4 +1,4 @@
-// The shared types of the loss ops (docs/method.md §1, §2, §4), defined once for
+// The shared types of the loss ops (docs/method.md §1, §2, §4, §7), defined once for
 // the CPU and CUDA paths and named as in Python: each op's arguments are
 // checked and filled into its params struct once (op_checks.h), which is then
 // passed down whole.
@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <optional>
+
+#include "softmax_family.h"
 
 namespace see {
 
@@ -36,6 +38,14 @@ struct SeeLossParams {
   int64_t n_expansion;                  // synthetic points per expanded row
   std::optional<int64_t> num_selected;  // the best-fitted rows expanded; none: by threshold
   double threshold;                     // the cosine a row needs when selected by threshold
+};
+
+// One call of softmax_family_rows or softmax_family_grad: the logit map, and the
+// classes [class_offset, class_offset + C) in chunks of at most chunk_bytes of cosines.
+struct SoftmaxFamilyParams {
+  LogitMap map;
+  int64_t class_offset;
+  int64_t chunk_bytes;  // >= 1 (proxy_anchor.h)
 };
 
 }  // namespace see

@@ -84,16 +84,20 @@ inline SeeLossParams see_loss_params(int64_t C, int64_t n_expansion, const std::
 
 // The softmax-family operators (softmax_family_schema.cpp): rows x, their int64 labels, class
 // vectors of any strides; for the gradient, one float64 LSE and weight per row on x's device.
-inline void check_softmax_family_args(const at::Tensor& x, const at::Tensor& labels, const at::Tensor& classes,
-                                      int64_t class_offset, int64_t chunk_bytes) {
+inline void check_softmax_family_args(const at::Tensor& x, const at::Tensor& labels, const at::Tensor& classes) {
   TORCH_CHECK(x.dim() == 2 && classes.dim() == 2 && classes.size(1) == x.size(1), "x is N x D, classes C x D");
   TORCH_CHECK(x.scalar_type() == classes.scalar_type(), "x and classes must share one dtype");
   TORCH_CHECK(labels.scalar_type() == at::kLong && labels.dim() == 1 && labels.numel() == x.size(0),
               "one int64 label per row");
   TORCH_CHECK(x.is_contiguous() && labels.is_contiguous(), "x and labels must be contiguous");
-  TORCH_CHECK(class_offset >= 0, "class_offset must be >= 0");
-  check_chunk_bytes(chunk_bytes);
   check_one_device({&x, &labels, &classes});
+}
+
+// The params of one softmax-family call, checked and filled once.
+inline SoftmaxFamilyParams softmax_family_params(double scale, double bias, int64_t margin_kind, double margin,
+                                                 int64_t class_offset, const std::optional<int64_t>& chunk_bytes) {
+  TORCH_CHECK(class_offset >= 0, "class_offset must be >= 0");
+  return {{scale, bias, margin_kind, margin}, class_offset, chunk_budget(chunk_bytes)};
 }
 
 inline void check_row_doubles(const at::Tensor& x, const at::Tensor& lse, const at::Tensor& weight) {

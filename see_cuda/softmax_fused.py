@@ -25,14 +25,14 @@ def row_stats(x, labels, classes, logit_map: LogitMap, class_offset: int = 0, ch
     """N x 4 float64 (max, sum, target logit, found) of the rows over the classes [class_offset, +C)."""
     return _op("softmax_family_rows")(x, labels, classes, *map(float, logit_map[:2]), int(logit_map.margin_kind),
                                       float(logit_map.margin), int(class_offset),
-                                      0 if chunk_bytes is None else int(chunk_bytes))
+                                      None if chunk_bytes is None else int(chunk_bytes))
 
 
 def row_grads(x, labels, classes, lse, weight, logit_map: LogitMap, class_offset: int = 0, chunk_bytes=None):
     """(dL/dx, dL/dclasses) of Σ_i weight_i (LSE_i - z_iy) over these classes, given the rows' final LSE."""
     return _op("softmax_family_grad")(x, labels, classes, lse, weight, *map(float, logit_map[:2]),
                                       int(logit_map.margin_kind), float(logit_map.margin), int(class_offset),
-                                      0 if chunk_bytes is None else int(chunk_bytes))
+                                      None if chunk_bytes is None else int(chunk_bytes))
 
 
 def row_terms(stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,11 +87,11 @@ def loss(x, y, classes, synthetic, synthetic_labels, settings, lam, synthetic_gr
     return fused_softmax_family(x, y, classes, synthetic, synthetic_labels, lam, settings.logit_map, chunk_bytes)
 
 
-def _rows_fake(x, labels, classes, scale, bias, margin_kind, margin, class_offset=0, chunk_bytes=0):
+def _rows_fake(x, labels, classes, scale, bias, margin_kind, margin, class_offset=0, chunk_bytes=None):
     return x.new_empty((x.shape[0], 4), dtype=torch.float64)
 
 
-def _grad_fake(x, labels, classes, lse, weight, scale, bias, margin_kind, margin, class_offset=0, chunk_bytes=0):
+def _grad_fake(x, labels, classes, lse, weight, scale, bias, margin_kind, margin, class_offset=0, chunk_bytes=None):
     return torch.empty_like(x), classes.new_empty(classes.shape)
 
 

@@ -30,7 +30,7 @@ def test_backward_is_two_elementwise_products():
     labels = torch.randint(0, C, (B,), generator=g)
     seed = torch.tensor(7, dtype=torch.int64)
     loss, _, _, _, _ = torch.ops.see_cuda.see_loss_fused(x, labels, proxies, None, seed, n, 5, 0.0, 0.2, 32.0, 0.1,
-                                                          True, 0)
+                                                          True, None)
     grad_loss = torch.ones(())  # made outside: the incoming gradient is the caller's
     recorder = RecordOps()
     with recorder:

@@ -163,11 +163,11 @@ CASES.update({
 })
 
 
-def _rows(x, labels, classes, scale=64.0, bias=0.0, kind=2, margin=0.5, offset=0, chunk_bytes=0):
+def _rows(x, labels, classes, scale=64.0, bias=0.0, kind=2, margin=0.5, offset=0, chunk_bytes=None):
     return x, labels, classes, scale, bias, kind, margin, offset, chunk_bytes
 
 
-def _grads(x, labels, classes, lse=None, weight=None, scale=64.0, kind=2, offset=0, chunk_bytes=0):
+def _grads(x, labels, classes, lse=None, weight=None, scale=64.0, kind=2, offset=0, chunk_bytes=None):
     N = x.shape[0]
     lse = t(N) if lse is None else lse
     weight = t(N) if weight is None else weight

@@ -1,4 +1,4 @@
-// The loop over chunks of classes shared by the CPU losses (proxy_anchor_aten.h,
+// The loop over chunks of classes shared by the CPU losses (docs/method.md §1, §7; proxy_anchor_aten.h,
 // softmax_family_cpu.cpp): per chunk of at most chunk_bytes of cosines
 // (proxy_anchor.h's budget), the chunk's class vectors made unit (a chunk of
 // class vectors with other strides, such as PML's D x C W read as C x D, is

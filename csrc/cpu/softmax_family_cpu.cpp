@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "../op_checks.h"
 #include "class_chunks.h"
@@ -32,8 +33,7 @@ Tensor unit_rows(const Tensor& x, Tensor& norms) {
 }
 
 template <typename T>
-Tensor rows_stats(const Tensor& x, const Tensor& labels, const Tensor& classes, LogitMap map, int64_t offset,
-                  int64_t chunk_bytes) {
+Tensor rows_stats(const Tensor& x, const Tensor& labels, const Tensor& classes, const SoftmaxFamilyParams& p) {
   const int64_t N = x.size(0);
   Tensor norms;
   const Tensor rows_unit = unit_rows<T>(x, norms);
@@ -41,10 +41,10 @@ Tensor rows_stats(const Tensor& x, const Tensor& labels, const Tensor& classes, 
   double* base = stats.data_ptr<double>();
   const RowStats rows{base, base + N, base + 2 * N, base + 3 * N};
   for (int64_t i = 0; i < N; ++i) rows.max[i] = -INFINITY;
-  const int64_t width = chunk_width<T>(classes.size(0), N, chunk_bytes);
+  const int64_t width = chunk_width<T>(classes.size(0), N, p.chunk_bytes);
   for_each_class_chunk<T>(rows_unit, classes, width, CosineLayout::kRowsByClasses, [&](ClassChunk& k) {
-    const SoftmaxChunk<T> chunk{k.cosines.data_ptr<T>(), N, k.count, offset + k.first,
-                                labels.const_data_ptr<int64_t>(), map};
+    const SoftmaxChunk<T> chunk{k.cosines.data_ptr<T>(), N, k.count, p.class_offset + k.first,
+                                labels.const_data_ptr<int64_t>(), p.map};
     at::parallel_for(0, N, kRowGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) softmax_row_stats(chunk, i, rows);
     });
@@ -54,18 +54,18 @@ Tensor rows_stats(const Tensor& x, const Tensor& labels, const Tensor& classes, 
 
 template <typename T>
 std::tuple<Tensor, Tensor> rows_grad(const Tensor& x, const Tensor& labels, const Tensor& classes, const Tensor& lse,
-                                     const Tensor& weight, LogitMap map, int64_t offset, int64_t chunk_bytes) {
+                                     const Tensor& weight, const SoftmaxFamilyParams& p) {
   const int64_t N = x.size(0);
   Tensor norms;
   const Tensor rows_unit = unit_rows<T>(x, norms);
   Tensor grad_unit = at::zeros_like(rows_unit);
   Tensor grad_classes = at::empty(classes.sizes(), x.options());
   const Tensor lse_c = lse.contiguous(), weight_c = weight.contiguous();
-  const int64_t width = chunk_width<T>(classes.size(0), N, chunk_bytes);
+  const int64_t width = chunk_width<T>(classes.size(0), N, p.chunk_bytes);
   for_each_class_chunk<T>(rows_unit, classes, width, CosineLayout::kRowsByClasses, [&](ClassChunk& k) {
     Tensor& G = k.cosines;  // S_c, then G_c in place
-    const SoftmaxChunk<T> chunk{G.data_ptr<T>(), N, k.count, offset + k.first, labels.const_data_ptr<int64_t>(),
-                                map};
+    const SoftmaxChunk<T> chunk{G.data_ptr<T>(), N, k.count, p.class_offset + k.first, labels.const_data_ptr<int64_t>(),
+                                p.map};
     at::parallel_for(0, N, kRowGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)
         softmax_row_grad(chunk, i, lse_c.const_data_ptr<double>(), weight_c.const_data_ptr<double>());
@@ -80,11 +80,12 @@ std::tuple<Tensor, Tensor> rows_grad(const Tensor& x, const Tensor& labels, cons
 
 Tensor softmax_family_rows_cpu(const Tensor& x, const Tensor& labels, const Tensor& classes, double scale,
                                double bias, int64_t margin_kind, double margin, int64_t class_offset,
-                               int64_t chunk_bytes) {
-  check_softmax_family_args(x, labels, classes, class_offset, chunk_bytes);
+                               std::optional<int64_t> chunk_bytes) {
+  check_softmax_family_args(x, labels, classes);
+  const SoftmaxFamilyParams params = softmax_family_params(scale, bias, margin_kind, margin, class_offset, chunk_bytes);
   Tensor result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "softmax_family_rows_cpu", [&] {
-    result = rows_stats<scalar_t>(x, labels, classes, {scale, bias, margin_kind, margin}, class_offset, chunk_bytes);
+    result = rows_stats<scalar_t>(x, labels, classes, params);
   });
   return result;
 }
@@ -92,13 +93,13 @@ Tensor softmax_family_rows_cpu(const Tensor& x, const Tensor& labels, const Tens
 std::tuple<Tensor, Tensor> softmax_family_grad_cpu(const Tensor& x, const Tensor& labels, const Tensor& classes,
                                                    const Tensor& lse, const Tensor& weight, double scale, double bias,
                                                    int64_t margin_kind, double margin, int64_t class_offset,
-                                                   int64_t chunk_bytes) {
-  check_softmax_family_args(x, labels, classes, class_offset, chunk_bytes);
+                                                   std::optional<int64_t> chunk_bytes) {
+  check_softmax_family_args(x, labels, classes);
+  const SoftmaxFamilyParams params = softmax_family_params(scale, bias, margin_kind, margin, class_offset, chunk_bytes);
   check_row_doubles(x, lse, weight);
   std::tuple<Tensor, Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "softmax_family_grad_cpu", [&] {
-    result = rows_grad<scalar_t>(x, labels, classes, lse, weight, {scale, bias, margin_kind, margin}, class_offset,
-                                 chunk_bytes);
+    result = rows_grad<scalar_t>(x, labels, classes, lse, weight, params);
   });
   return result;
 }

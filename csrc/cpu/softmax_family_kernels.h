@@ -1,4 +1,4 @@
-// CPU loops of the softmax-family losses over one chunk of classes: plain C++
+// CPU loops of the softmax-family losses (docs/method.md §7) over one chunk of classes: plain C++
 // on raw pointers (no ATen), so that the C++ tests and sanitizers run them.
 // The chunk's cosines are rows x classes (row-major): everything a row needs
 // of the chunk, its logits, is one contiguous run.

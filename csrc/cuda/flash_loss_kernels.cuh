@@ -1,4 +1,5 @@
-// The flash-style Proxy-Anchor loss of the one-call SEE loss: the N x C
+// The flash-style Proxy-Anchor loss of the one-call SEE loss (docs/method.md
+// §1 over the rows of §4, its gradients as in §4): the N x C
 // cosines are formed tile by tile on tensor cores (tile_product_kernels.cuh)
 // and used where they are made; no N x C matrix is ever written to memory.
 //
@@ -104,7 +105,7 @@ __device__ void normalize_backward_rows(const T* raw, const T* norms, T* grad, i
 }
 
 template <typename T>
-__global__ void class_pass_kernel(SeeLossParams<T> p) {
+__global__ void class_pass_kernel(SeeLossKernelParams<T> p) {
   __shared__ __align__(32) T tile[kProductTile * kProductLd];
   __shared__ ColumnTile<T> columns;
   __shared__ T lane_value[2][2][kRowLanesPerTile][kProductTile];  // [kind][part][row lane][column]
@@ -219,7 +220,7 @@ __global__ void class_pass_kernel(SeeLossParams<T> p) {
 // Block (row tile, split): dL/dx̂ of its 32 batch rows from its split of the
 // classes, into its slice of grad_x_partial.
 template <typename T>
-__global__ void row_pass_kernel(SeeLossParams<T> p) {
+__global__ void row_pass_kernel(SeeLossKernelParams<T> p) {
   __shared__ __align__(32) T tile[kProductTile * kProductLd];
   const int64_t B = p.B, C = p.C, D = p.D;
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kProductTile;
@@ -252,7 +253,7 @@ __global__ void row_pass_kernel(SeeLossParams<T> p) {
 // One warp per batch row: the splits' partial dL/dx̂ added in order, then
 // dL/dx by the normalisation's backward; NaN for a flagged call (also without classes).
 template <typename T>
-__global__ void finish_rows_kernel(SeeLossParams<T> p) {
+__global__ void finish_rows_kernel(SeeLossKernelParams<T> p) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kFinishRowsPerBlock + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   if (i >= p.B) return;  // whole warps: the shuffles below stay within one
@@ -274,7 +275,7 @@ __global__ void finish_rows_kernel(SeeLossParams<T> p) {
 
 // One block: the loss, the class tiles' shares added in a fixed order (NaN for a flagged call).
 template <typename T>
-__global__ void finish_loss_kernel(SeeLossParams<T> p) {
+__global__ void finish_loss_kernel(SeeLossKernelParams<T> p) {
   double sum = 0.0;
   for (int64_t t = threadIdx.x; t < class_tiles(p.C); t += blockDim.x) sum += p.tile_loss[t];
   sum = block_sum(sum);

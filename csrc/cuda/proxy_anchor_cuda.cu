@@ -28,37 +28,13 @@
 #include <limits>
 
 #include "proxy_anchor_kernels.cuh"
-#include "row_normalize.cuh"
+#include "row_normalize_aten.cuh"
 
 namespace see {
 namespace cuda {
 namespace {
 
 using at::Tensor;
-
-// Writes unit rows and norms of `in` into `out` and `norms`.
-template <typename T>
-void normalize_rows(const Tensor& in, Tensor& out, Tensor& norms, cudaStream_t stream) {
-  const int64_t rows = in.size(0);
-  if (rows == 0) return;
-  const LaunchShape shape = row_norm_launch(rows);
-  normalize_rows_kernel<T><<<grid_of(shape), block_of(shape), 0, stream>>>(
-      in.const_data_ptr<T>(), rows, in.size(1), out.data_ptr<T>(), norms.data_ptr<T>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-// Gradient w.r.t. the raw rows, into `grad`, from the gradient w.r.t. their unit rows.
-template <typename T>
-void normalize_backward_into(const Tensor& unit, const Tensor& norms, const Tensor& grad_unit, Tensor& grad,
-                             cudaStream_t stream) {
-  const int64_t rows = unit.size(0);
-  if (rows == 0) return;
-  const LaunchShape shape = row_norm_launch(rows);
-  normalize_rows_backward_kernel<T><<<grid_of(shape), block_of(shape), 0, stream>>>(
-      unit.const_data_ptr<T>(), norms.const_data_ptr<T>(), grad_unit.const_data_ptr<T>(), rows, unit.size(1),
-      grad.data_ptr<T>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
 
 template <typename T>
 Tensor normalize_backward(const Tensor& unit, const Tensor& norms, const Tensor& grad_unit, cudaStream_t stream) {

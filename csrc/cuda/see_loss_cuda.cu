@@ -1,5 +1,7 @@
 // CUDA kernel of the whole SEE loss with detached synthetic points
-// (see_cuda::see_loss_fused; the CPU's is cpu/see_loss_cpu.cpp): the launches
+// (docs/method.md §1-4; see_cuda::see_loss_fused; the CPU's is
+// cpu/see_loss_cpu.cpp): its SeeLossParams filled once (../op_checks.h), the
+// kernels' parameters built from them (see_loss_launch.h), and the launches
 // of see_loss_pipeline.cuh on the current stream, with the workspace they need.
 //
 // Nothing is read back, so the call neither waits for the GPU nor breaks
@@ -42,17 +44,15 @@ struct StreamLaunch {
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, const Tensor& labels,
                                                             const Tensor& proxies, const c10::optional<Tensor>& noise,
-                                                            const Tensor& seed, int64_t n, int64_t num_selected,
-                                                            double threshold, double lam, double alpha, double margin,
-                                                            bool compute_grad) {
+                                                            const Tensor& seed, const SeeLossParams& params) {
   const int64_t B = x.size(0), C = proxies.size(0), D = x.size(1);
+  const bool compute_grad = params.loss.compute_grad;
   const auto options = x.options();
-  const SeeLossSizes sizes = see_loss_sizes(B, C, D, n, num_selected, noise.has_value(), sizeof(T));
-  SeeLossParams<T> p = see_loss_inputs<T>(
-      x.const_data_ptr<T>(), labels.const_data_ptr<int64_t>(), proxies.const_data_ptr<T>(),
-      noise.has_value() ? noise->const_data_ptr<T>() : nullptr, seed.const_data_ptr<int64_t>(), B, C, D, n,
-      num_selected, threshold, lam, alpha, margin, !fixed_ref_is_safe<T>(alpha), compute_grad,
+  SeeLossKernelParams<T> p = see_loss_kernel_params<T>(
+      params, x.const_data_ptr<T>(), labels.const_data_ptr<int64_t>(), proxies.const_data_ptr<T>(),
+      noise.has_value() ? noise->const_data_ptr<T>() : nullptr, seed.const_data_ptr<int64_t>(), B, D,
       at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+  const SeeLossSizes sizes = see_loss_sizes(p);
   // Held until the launches are queued, then freed: the caching allocator hands
   // their memory only to work queued after the kernels on this stream.
   std::vector<Tensor> workspace;
@@ -77,15 +77,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss_fused_cuda(
     const Tensor& x, const Tensor& labels, const Tensor& proxies, const c10::optional<Tensor>& noise,
-    const Tensor& seed, int64_t n, int64_t num_selected, double threshold, double lam, double alpha, double margin,
-    bool compute_grad, int64_t chunk_bytes) {
-  check_see_loss_args(x, labels, proxies, noise, seed, n);
-  check_chunk_bytes(chunk_bytes);  // accepted for the schema; the flash-style loss needs no chunks
+    const Tensor& seed, int64_t n_expansion, c10::optional<int64_t> num_selected, double threshold, double lam,
+    double alpha, double margin, bool compute_grad, c10::optional<int64_t> chunk_bytes) {
+  check_see_loss_args(x, labels, proxies, noise, seed, n_expansion);
+  // chunk_bytes is checked with the rest; the flash-style loss needs no chunks.
+  const SeeLossParams params = see_loss_params(proxies.size(0), n_expansion, num_selected, threshold, lam, alpha,
+                                               margin, compute_grad, chunk_bytes);
   const c10::cuda::CUDAGuard guard(x.device());
   std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "see_loss_fused_cuda", [&] {
-    result = see_loss<scalar_t>(x, labels, proxies, noise, seed, n, num_selected, threshold, lam, alpha, margin,
-                                compute_grad);
+    result = see_loss<scalar_t>(x, labels, proxies, noise, seed, params);
   });
   return result;
 }

@@ -32,7 +32,7 @@ __device__ T block_normalize(const T* in, int64_t D, T* out) {
 
 // The norms of the proxies [first, first + kProxiesPerBlock), one per warp, and their flag.
 template <typename T>
-__device__ void proxy_norms_block(const SeeLossParams<T>& p, int64_t block) {
+__device__ void proxy_norms_block(const SeeLossKernelParams<T>& p, int64_t block) {
   __shared__ int flags;
   const int64_t first = block * kProxiesPerBlock, c = first + threadIdx.x / kWarpSize;
   if (threadIdx.x == 0) flags = 0;
@@ -54,7 +54,7 @@ __device__ void proxy_norms_block(const SeeLossParams<T>& p, int64_t block) {
 // class (NaN for a label out of range), their cosine, and its flags. The
 // blocks after them: the proxies' norms (prepare_rows_launch).
 template <typename T>
-__global__ void prepare_rows_kernel(SeeLossParams<T> p) {
+__global__ void prepare_rows_kernel(SeeLossKernelParams<T> p) {
   if (blockIdx.x >= p.B) {  // the same for the whole block
     proxy_norms_block(p, blockIdx.x - p.B);
     return;
@@ -95,7 +95,7 @@ __device__ __forceinline__ bool selected_before(T sj, int64_t j, T si, int64_t i
 // of the synthetic rows, |P+| of both parts, the flags of all rows and
 // proxies, the mean positive cosine. Quadratic in B, in parallel over the rows.
 template <typename T>
-__global__ void select_kernel(SeeLossParams<T> p) {
+__global__ void select_kernel(SeeLossKernelParams<T> p) {
   __shared__ int shared_flags;
   const int64_t B = p.B, n = p.n;
   const bool by_count = p.num_selected >= 0;
@@ -160,12 +160,12 @@ __global__ void select_kernel(SeeLossParams<T> p) {
 // unit_row_expansion.h on the CPU). Draws: the given noise of that row, or
 // elements [j (n-1) D, (j+1) (n-1) D) of the stream.
 template <typename T>
-__global__ void expand_selected_kernel(SeeLossParams<T> p, ExpansionSizes sizes, ScratchPlacement<T> placement) {
+__global__ void expand_selected_kernel(SeeLossKernelParams<T> p, ExpansionSizes sizes, ScratchPlacement<T> placement) {
   SEE_DYNAMIC_SHARED(shared_raw);
   const int64_t j = blockIdx.x, n = p.n, D = p.D;
   if (j >= p.state->expanded) return;  // the same for the whole block
   const int64_t row = p.expanded_rows[j];
-  const SourceScratch<T> scratch =
+  const ExpansionBuffers<T> scratch =
       carve_scratch(sizes, j, reinterpret_cast<T*>(shared_raw), placement.large_global, placement.small_global);
   fill_simplex_columns(n, scratch.lower, scratch.diag);
   const T* noise = p.noise ? p.noise + row * (n - 1) * D : p.draws + j * (n - 1) * D;

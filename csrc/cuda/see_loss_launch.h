@@ -1,6 +1,7 @@
 // Launch decisions of the one-call SEE loss on the GPU (see_loss_kernels.cuh,
-// flash_loss_kernels.cuh, see_loss_pipeline.cuh): the parameters of one call,
-// filled once and passed to every kernel, the workspace they need and each
+// flash_loss_kernels.cuh, see_loss_pipeline.cuh): the kernels' parameters of
+// one call, built once from the op's SeeLossParams (../loss_params.h, filled by
+// ../op_checks.h) and passed to every kernel, the workspace they need and each
 // kernel's shape. Nothing here reads the device: the sizes come from the
 // shapes, so that a call never waits for the GPU.
 #pragma once
@@ -8,6 +9,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "../loss_params.h"
+#include "../proxy_anchor.h"
 #include "../see_common.h"
 #include "expansion_launch.h"
 #include "launch_shape.h"
@@ -31,9 +34,10 @@ struct SelectionState {
 };
 constexpr int64_t kSelectionStateWords = sizeof(SelectionState) / sizeof(int64_t);
 
-// Everything one call reads and writes; pointers to device memory.
+// Everything one call's kernels read and write: the settings of the op's
+// SeeLossParams in plain fields, and pointers to device memory.
 template <typename T>
-struct SeeLossParams {
+struct SeeLossKernelParams {
   // Inputs.
   const T* x;               // B x D embeddings
   const int64_t* labels;    // B
@@ -41,7 +45,7 @@ struct SeeLossParams {
   const T* noise;           // B x (n - 1) x D, or null: draws from the stream `seed`
   const int64_t* seed;      // one value, read on the device
   int64_t B, C, D, n;
-  int64_t num_selected;     // >= 0: the fraction mode's count; < 0: the threshold mode
+  int64_t num_selected;     // >= 0: the fraction mode's count; -1: the threshold mode (SeeLossParams's none)
   double threshold;
   double alpha, margin, lam;
   bool exact_refs;          // alpha too large for the fixed references (../proxy_anchor.h)
@@ -139,19 +143,18 @@ inline LaunchShape finish_loss_launch() { return LaunchShape{{1, 1, 1}, {kSelect
 // The inputs and settings of one call; the workspace and outputs are bound
 // after (allocate_see_loss_workspace in see_loss_pipeline.cuh, then the outputs).
 template <typename T>
-SeeLossParams<T> see_loss_inputs(const T* x, const int64_t* labels, const T* proxies, const T* noise,
-                                 const int64_t* seed, int64_t B, int64_t C, int64_t D, int64_t n,
-                                 int64_t num_selected, double threshold, double lam, double alpha, double margin,
-                                 bool exact_refs, bool compute_grad, int multiprocessors) {
-  SeeLossParams<T> p{};
+SeeLossKernelParams<T> see_loss_kernel_params(const SeeLossParams& s, const T* x, const int64_t* labels,
+                                              const T* proxies, const T* noise, const int64_t* seed, int64_t B,
+                                              int64_t D, int multiprocessors) {
+  SeeLossKernelParams<T> p{};
   p.x = x, p.labels = labels, p.proxies = proxies, p.noise = noise, p.seed = seed;
-  p.B = B, p.C = C, p.D = D, p.n = n;
-  p.num_selected = num_selected, p.threshold = threshold;
-  p.alpha = alpha, p.margin = margin, p.lam = lam;
-  p.exact_refs = exact_refs;
+  p.B = B, p.C = s.loss.shard.size, p.D = D, p.n = s.n_expansion;
+  p.num_selected = s.num_selected.value_or(-1), p.threshold = s.threshold;
+  p.alpha = s.loss.settings.alpha, p.margin = s.loss.settings.margin, p.lam = s.loss.lam;
+  p.exact_refs = !fixed_ref_is_safe<T>(p.alpha);
   p.split_products = true;  // float products to float's accuracy
-  p.compute_grad = compute_grad;
-  p.row_splits = row_pass_splits(B, C, multiprocessors);
+  p.compute_grad = s.loss.compute_grad;
+  p.row_splits = row_pass_splits(B, p.C, multiprocessors);
   return p;
 }
 

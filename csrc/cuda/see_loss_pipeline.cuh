@@ -1,4 +1,5 @@
-// The launches of one call of the one-call SEE loss on the GPU, in order, on
+// The launches of one call of the one-call SEE loss on the GPU (docs/method.md
+// §2 the selection, §3 the expansion, §5 the draws, §1 and §4 the loss), in order, on
 // one stream, and nothing else: no value is read back and no host-side
 // decision depends on the data, so a call never waits for the GPU and can be
 // captured in a CUDA graph. `launch(shape, kernel, args...)` is the caller's:
@@ -22,21 +23,21 @@
 namespace see {
 namespace cuda {
 
-// Element counts of the workspace of one call (see SeeLossParams).
+// Element counts of the workspace of one call (see SeeLossKernelParams).
 struct SeeLossSizes {
   int64_t max_rows, draws, expansion_scratch, class_tiles;
   ExpansionLaunch expansion;
 };
 
-inline SeeLossSizes see_loss_sizes(int64_t B, int64_t C, int64_t D, int64_t n, int64_t num_selected,
-                                   bool noise_given, int64_t element_bytes) {
-  const int64_t k_max = most_expanded(B, num_selected);
+template <typename T>
+SeeLossSizes see_loss_sizes(const SeeLossKernelParams<T>& p) {
+  const int64_t k_max = most_expanded(p.B, p.num_selected);
   SeeLossSizes s{};
-  s.max_rows = max_rows(B, n, num_selected);
-  s.draws = noise_given ? 0 : k_max * (n - 1) * D;
-  s.expansion = expand_selected_launch(n, D, k_max, element_bytes);
+  s.max_rows = max_rows(p.B, p.n, p.num_selected);
+  s.draws = p.noise != nullptr ? 0 : k_max * (p.n - 1) * p.D;
+  s.expansion = expand_selected_launch(p.n, p.D, k_max, sizeof(T));
   s.expansion_scratch = k_max > 0 ? s.expansion.global_elems : 0;
-  s.class_tiles = class_tiles(C);
+  s.class_tiles = class_tiles(p.C);
   return s;
 }
 
@@ -44,7 +45,7 @@ inline SeeLossSizes see_loss_sizes(int64_t B, int64_t C, int64_t D, int64_t n, i
 // array of `count` elements of type E: tensors in the CUDA glue, host arrays
 // in the tests. The buffers are written before they are read: none needs zeroing.
 template <typename T, typename Allocate>
-void allocate_see_loss_workspace(SeeLossParams<T>& p, const SeeLossSizes& s, Allocate&& allocate) {
+void allocate_see_loss_workspace(SeeLossKernelParams<T>& p, const SeeLossSizes& s, Allocate&& allocate) {
   const int64_t B = p.B, C = p.C, D = p.D;
   p.rows = allocate(T{}, s.max_rows * D);
   p.row_labels = allocate(int64_t{}, s.max_rows);
@@ -65,7 +66,7 @@ void allocate_see_loss_workspace(SeeLossParams<T>& p, const SeeLossSizes& s, All
 }
 
 template <typename T, typename Launch>
-void enqueue_see_loss(const SeeLossParams<T>& p, const SeeLossSizes& sizes, Launch&& launch) {
+void enqueue_see_loss(const SeeLossKernelParams<T>& p, const SeeLossSizes& sizes, Launch&& launch) {
   const int64_t k_max = most_expanded(p.B, p.num_selected);
   if (p.B + proxy_blocks(p.C) > 0) launch(prepare_rows_launch(p.B, p.C), prepare_rows_kernel<T>, p);
   launch(select_launch(), select_kernel<T>, p);

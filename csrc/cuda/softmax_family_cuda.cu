@@ -15,10 +15,11 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 
 #include "../op_checks.h"
 #include "../proxy_anchor.h"
-#include "row_normalize.cuh"
+#include "row_normalize_aten.cuh"
 #include "softmax_family_kernels.cuh"
 #include "softmax_family_launch.h"
 
@@ -27,28 +28,6 @@ namespace cuda {
 namespace {
 
 using at::Tensor;
-
-template <typename T>
-void normalize_into(const Tensor& in, Tensor& unit, Tensor& norms, cudaStream_t stream) {
-  const int64_t rows = in.size(0);
-  if (rows == 0) return;
-  const LaunchShape shape = row_norm_launch(rows);
-  normalize_rows_kernel<T><<<grid_of(shape), block_of(shape), 0, stream>>>(in.const_data_ptr<T>(), rows, in.size(1),
-                                                                          unit.data_ptr<T>(), norms.data_ptr<T>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-template <typename T>
-void normalize_backward_into(const Tensor& unit, const Tensor& norms, const Tensor& grad_unit, Tensor grad,
-                             cudaStream_t stream) {
-  const int64_t rows = unit.size(0);
-  if (rows == 0) return;
-  const LaunchShape shape = row_norm_launch(rows);
-  normalize_rows_backward_kernel<T><<<grid_of(shape), block_of(shape), 0, stream>>>(
-      unit.const_data_ptr<T>(), norms.const_data_ptr<T>(), grad_unit.const_data_ptr<T>(), rows, unit.size(1),
-      grad.data_ptr<T>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
 
 // Calls f(first, count, unit chunk, norms, cosines N x count) per chunk of classes.
 template <typename T, typename F>
@@ -62,7 +41,7 @@ void for_each_chunk(const Tensor& rows_unit, const Tensor& classes, int64_t chun
     const int64_t count = std::min(width, C - first);
     const Tensor raw = classes.narrow(0, first, count).contiguous();
     Tensor unit = unit_buffer.narrow(0, 0, count), norms = norm_buffer.narrow(0, 0, count);
-    normalize_into<T>(raw, unit, norms, stream);
+    normalize_rows<T>(raw, unit, norms, stream);
     Tensor S = cosines.narrow(0, 0, N * count).view({N, count});
     at::mm_out(S, rows_unit, unit.t());
     f(first, count, unit, norms, S);
@@ -70,21 +49,20 @@ void for_each_chunk(const Tensor& rows_unit, const Tensor& classes, int64_t chun
 }
 
 template <typename T>
-Tensor rows_stats(const Tensor& x, const Tensor& labels, const Tensor& classes, LogitMap map, int64_t offset,
-                  int64_t chunk_bytes) {
+Tensor rows_stats(const Tensor& x, const Tensor& labels, const Tensor& classes, const SoftmaxFamilyParams& p) {
   const int64_t N = x.size(0);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   Tensor rows_unit = at::empty_like(x), norms = at::empty({N}, x.options());
-  normalize_into<T>(x, rows_unit, norms, stream);
+  normalize_rows<T>(x, rows_unit, norms, stream);
   Tensor stats = at::zeros({4, N}, x.options().dtype(at::kDouble));
   stats[0].fill_(-std::numeric_limits<double>::infinity());
   double* base = stats.data_ptr<double>();
-  for_each_chunk<T>(rows_unit, classes, chunk_bytes, stream, [&](int64_t first, int64_t count, const Tensor&,
+  for_each_chunk<T>(rows_unit, classes, p.chunk_bytes, stream, [&](int64_t first, int64_t count, const Tensor&,
                                                                  const Tensor&, Tensor& S) {
     if (N == 0) return;
     const LaunchShape shape = softmax_rows_launch(N, count);
     softmax_rows_kernel<T><<<grid_of(shape), block_of(shape), 0, stream>>>(
-        S.data_ptr<T>(), count, offset + first, labels.const_data_ptr<int64_t>(), map, base, base + N,
+        S.data_ptr<T>(), count, p.class_offset + first, labels.const_data_ptr<int64_t>(), p.map, base, base + N,
         base + 2 * N, base + 3 * N);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -93,20 +71,20 @@ Tensor rows_stats(const Tensor& x, const Tensor& labels, const Tensor& classes, 
 
 template <typename T>
 std::tuple<Tensor, Tensor> rows_grad(const Tensor& x, const Tensor& labels, const Tensor& classes, const Tensor& lse,
-                                     const Tensor& weight, LogitMap map, int64_t offset, int64_t chunk_bytes) {
+                                     const Tensor& weight, const SoftmaxFamilyParams& p) {
   const int64_t N = x.size(0);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   Tensor rows_unit = at::empty_like(x), norms = at::empty({N}, x.options());
-  normalize_into<T>(x, rows_unit, norms, stream);
+  normalize_rows<T>(x, rows_unit, norms, stream);
   Tensor grad_unit = at::zeros_like(rows_unit);
   Tensor grad_classes = at::empty(classes.sizes(), x.options());
   const Tensor lse_c = lse.contiguous(), weight_c = weight.contiguous();
-  for_each_chunk<T>(rows_unit, classes, chunk_bytes, stream, [&](int64_t first, int64_t count, const Tensor& unit,
+  for_each_chunk<T>(rows_unit, classes, p.chunk_bytes, stream, [&](int64_t first, int64_t count, const Tensor& unit,
                                                                  const Tensor& class_norms, Tensor& G) {
     if (N > 0) {
       const LaunchShape shape = softmax_rows_launch(N, count);
       softmax_grad_kernel<T><<<grid_of(shape), block_of(shape), 0, stream>>>(
-          G.data_ptr<T>(), count, offset + first, labels.const_data_ptr<int64_t>(), map,
+          G.data_ptr<T>(), count, p.class_offset + first, labels.const_data_ptr<int64_t>(), p.map,
           lse_c.const_data_ptr<double>(), weight_c.const_data_ptr<double>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
@@ -121,12 +99,13 @@ std::tuple<Tensor, Tensor> rows_grad(const Tensor& x, const Tensor& labels, cons
 
 Tensor softmax_family_rows_cuda(const Tensor& x, const Tensor& labels, const Tensor& classes, double scale,
                                 double bias, int64_t margin_kind, double margin, int64_t class_offset,
-                                int64_t chunk_bytes) {
-  check_softmax_family_args(x, labels, classes, class_offset, chunk_bytes);
+                                std::optional<int64_t> chunk_bytes) {
+  check_softmax_family_args(x, labels, classes);
+  const SoftmaxFamilyParams params = softmax_family_params(scale, bias, margin_kind, margin, class_offset, chunk_bytes);
   const c10::cuda::CUDAGuard guard(x.device());
   Tensor result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "softmax_family_rows_cuda", [&] {
-    result = rows_stats<scalar_t>(x, labels, classes, {scale, bias, margin_kind, margin}, class_offset, chunk_bytes);
+    result = rows_stats<scalar_t>(x, labels, classes, params);
   });
   return result;
 }
@@ -134,14 +113,14 @@ Tensor softmax_family_rows_cuda(const Tensor& x, const Tensor& labels, const Ten
 std::tuple<Tensor, Tensor> softmax_family_grad_cuda(const Tensor& x, const Tensor& labels, const Tensor& classes,
                                                     const Tensor& lse, const Tensor& weight, double scale,
                                                     double bias, int64_t margin_kind, double margin,
-                                                    int64_t class_offset, int64_t chunk_bytes) {
-  check_softmax_family_args(x, labels, classes, class_offset, chunk_bytes);
+                                                    int64_t class_offset, std::optional<int64_t> chunk_bytes) {
+  check_softmax_family_args(x, labels, classes);
+  const SoftmaxFamilyParams params = softmax_family_params(scale, bias, margin_kind, margin, class_offset, chunk_bytes);
   check_row_doubles(x, lse, weight);
   const c10::cuda::CUDAGuard guard(x.device());
   std::tuple<Tensor, Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "softmax_family_grad_cuda", [&] {
-    result = rows_grad<scalar_t>(x, labels, classes, lse, weight, {scale, bias, margin_kind, margin}, class_offset,
-                                 chunk_bytes);
+    result = rows_grad<scalar_t>(x, labels, classes, lse, weight, params);
   });
   return result;
 }

@@ -1,4 +1,4 @@
-// GPU passes of the softmax-family losses over one chunk of classes: the
+// GPU passes of the softmax-family losses (docs/method.md §7) over one chunk of classes: the
 // N x count cosines of all rows with the chunk's class vectors, row-major.
 // One block per row: the row's logits are reduced to the chunk's (max, sum)
 // and merged into the row's running pair (softmax_family.h), chunk after

@@ -31,6 +31,7 @@
 #include <cstdio>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <string>
 #include <vector>
@@ -40,6 +41,7 @@
 #include "cpu/row_selection.h"
 #include "cuda/see_loss_pipeline.cuh"
 #include "emulated_test_support.h"
+#include "loss_params.h"
 #include "philox_normal.h"
 
 namespace {
@@ -51,7 +53,8 @@ using see::testing::unit_roundoff;
 
 struct Case {
   const char* name;
-  int64_t B, C, D, n, num_selected;
+  int64_t B, C, D, n;
+  std::optional<int64_t> num_selected;  // none: the threshold mode
   double threshold, alpha;
   bool given_noise;
   int multiprocessors;  // the device the row pass's splits of the classes are planned for
@@ -99,7 +102,7 @@ struct Call {
   int64_t seed = 0, num_expanded = -1;
   T loss = T(-7), mean_cosine = T(-7);
   HostArrays workspace;
-  see::cuda::SeeLossParams<T> p{};
+  see::cuda::SeeLossKernelParams<T> p{};
   see::cuda::SeeLossSizes sizes{};
   int launches = 0;
 
@@ -111,6 +114,12 @@ std::vector<T> as(const std::vector<double>& v) {
   return std::vector<T>(v.begin(), v.end());
 }
 
+// The op's params of a case, as op_checks.h fills them (lam 0.3, margin 0.1).
+see::SeeLossParams see_loss_settings(const Case& c, bool compute_grad) {
+  const see::ProxyAnchorParams loss{{c.alpha, 0.1}, 0.3, {0, c.C, c.C}, see::kDefaultChunkBytes, compute_grad, false};
+  return {loss, c.n, c.num_selected, c.threshold};
+}
+
 template <typename T>
 void run(const Case& c, const Inputs& in, bool compute_grad, Call<T>& k) {
   k.x = as<T>(in.x);
@@ -118,11 +127,10 @@ void run(const Case& c, const Inputs& in, bool compute_grad, Call<T>& k) {
   k.noise = as<T>(in.noise);
   k.labels = in.labels;
   k.seed = in.seed;
-  k.sizes = see::cuda::see_loss_sizes(c.B, c.C, c.D, c.n, c.num_selected, c.given_noise, sizeof(T));
-  k.p = see::cuda::see_loss_inputs<T>(k.x.data(), k.labels.data(), k.proxies.data(),
-                                      c.given_noise ? k.noise.data() : nullptr, &k.seed, c.B, c.C, c.D, c.n,
-                                      c.num_selected, c.threshold, 0.3, c.alpha, 0.1,
-                                      !see::fixed_ref_is_safe<T>(c.alpha), compute_grad, c.multiprocessors);
+  k.p = see::cuda::see_loss_kernel_params<T>(see_loss_settings(c, compute_grad), k.x.data(), k.labels.data(),
+                                             k.proxies.data(), c.given_noise ? k.noise.data() : nullptr, &k.seed,
+                                             c.B, c.D, c.multiprocessors);
+  k.sizes = see::cuda::see_loss_sizes(k.p);
   see::cuda::allocate_see_loss_workspace(k.p, k.sizes, k.workspace);
   k.grad_x.assign(compute_grad ? c.B * c.D : 0, std::numeric_limits<T>::quiet_NaN());
   k.grad_proxies.assign(compute_grad ? c.C * c.D : 0, std::numeric_limits<T>::quiet_NaN());
@@ -393,14 +401,15 @@ void test_launches_at_sop_shape() {
   if (!check(forbidden != MAP_FAILED, "a page the host may not read")) return;
   float* f = static_cast<float*>(forbidden);
   int64_t* i = static_cast<int64_t*>(forbidden);
-  see::cuda::SeeLossParams<float> p =
-      see::cuda::see_loss_inputs<float>(f, i, f, nullptr, i, B, C, D, n, k, 0.0, 0.2, 32.0, 0.1, false, true, 132);
+  const see::SeeLossParams settings{{{32.0, 0.1}, 0.2, {0, C, C}, see::kDefaultChunkBytes, true, false}, n, k, 0.0};
+  see::cuda::SeeLossKernelParams<float> p = see::cuda::see_loss_kernel_params<float>(settings, f, i, f, nullptr, i,
+                                                                                     B, D, 132);
   p.rows = p.row_norms = p.axes = p.positive_cosine = p.draws = p.expansion_scratch = p.proxy_norms = p.column_refs =
       p.column_scales = p.loss = p.grad_x = p.grad_proxies = p.mean_cosine = f;
   p.row_labels = p.row_flags = p.proxy_flags = p.expanded_rows = p.num_expanded = i;
   p.state = static_cast<see::cuda::SelectionState*>(forbidden);
   p.tile_loss = static_cast<double*>(forbidden);
-  const see::cuda::SeeLossSizes sizes = see::cuda::see_loss_sizes(B, C, D, n, k, false, sizeof(float));
+  const see::cuda::SeeLossSizes sizes = see::cuda::see_loss_sizes(p);
   int launches = 0;
   see::cuda::enqueue_see_loss(p, sizes, [&](const see::cuda::LaunchShape& shape, auto, auto&&...) {
     ++launches;
@@ -420,7 +429,7 @@ int main() {
   const Case cases[] = {
       // name, B, C, D, n, num_selected, threshold, alpha, given noise, multiprocessors
       {"fraction mode, partial tiles", 37, 70, 45, 4, 15, 0.0, 32.0, false, 132},
-      {"threshold mode", 30, 33, 20, 3, -1, 0.3, 32.0, false, 1},
+      {"threshold mode", 30, 33, 20, 3, std::nullopt, 0.3, 32.0, false, 1},
       {"given noise, n = 1", 19, 17, 40, 1, 5, 0.0, 32.0, true, 132},
       {"given noise", 23, 50, 33, 5, 6, 0.0, 32.0, true, 2},
       {"no synthetic rows", 25, 65, 36, 4, 0, 0.0, 32.0, false, 1},
