@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from . import validation
 
@@ -28,7 +28,17 @@ class LogitMap(NamedTuple):
 
 
 class _SoftmaxSettings:
-    """What the settings of every softmax-family loss share: their bound per dtype."""
+    """What the settings of every softmax-family loss share: the checks of their fields when built (each
+    of POSITIVE > 0; a margin, if any, within MARGIN_RANGE) and their bound per dtype."""
+
+    POSITIVE: ClassVar[tuple] = ()
+    MARGIN_RANGE: ClassVar[tuple] = (None, None)
+
+    def __post_init__(self):
+        for name in self.POSITIVE:
+            validation.check_real(getattr(self, name), name, low=0.0, strict_low=True)
+        if hasattr(self, "margin"):
+            validation.check_real(self.margin, "margin", *self.MARGIN_RANGE)
 
     def check_dtype(self, dtype) -> None:
         """Every logit within max/4 of `dtype`, so that the loss and its terms stay finite."""
@@ -39,10 +49,8 @@ class _SoftmaxSettings:
 class ProxyNCASettings(_SoftmaxSettings):
     """Proxy-NCA as PML: softmax of -softmax_scale·|x̂ - p̂|² = softmax_scale·(2s - 2) over the classes."""
 
+    POSITIVE: ClassVar[tuple] = ("softmax_scale",)
     softmax_scale: float = 1.0
-
-    def __post_init__(self):
-        validation.check_real(self.softmax_scale, "softmax_scale", low=0.0, strict_low=True)
 
     @property
     def logit_map(self) -> LogitMap:
@@ -53,10 +61,8 @@ class ProxyNCASettings(_SoftmaxSettings):
 class NormalizedSoftmaxSettings(_SoftmaxSettings):
     """Normalized Softmax: cosines divided by the temperature."""
 
+    POSITIVE: ClassVar[tuple] = ("temperature",)
     temperature: float = 0.05
-
-    def __post_init__(self):
-        validation.check_real(self.temperature, "temperature", low=0.0, strict_low=True)
 
     @property
     def logit_map(self) -> LogitMap:
@@ -67,12 +73,9 @@ class NormalizedSoftmaxSettings(_SoftmaxSettings):
 class CosFaceSettings(_SoftmaxSettings):
     """CosFace: scale·(s - margin) for the target, scale·s for the others."""
 
+    POSITIVE: ClassVar[tuple] = ("scale",)
     margin: float = 0.35
     scale: float = 64.0
-
-    def __post_init__(self):
-        validation.check_real(self.margin, "margin")
-        validation.check_real(self.scale, "scale", low=0.0, strict_low=True)
 
     @property
     def logit_map(self) -> LogitMap:
@@ -83,13 +86,11 @@ class CosFaceSettings(_SoftmaxSettings):
 class ArcFaceSettings(_SoftmaxSettings):
     """ArcFace: scale·cos(θ + m) for the target, m = margin in degrees as in PML (28.6)."""
 
+    POSITIVE: ClassVar[tuple] = ("scale",)
+    # cos(θ + m) falls with θ up to π - m only for 0 <= m <= π (docs/method.md §7).
+    MARGIN_RANGE: ClassVar[tuple] = (0.0, 180.0)
     margin: float = 28.6
     scale: float = 64.0
-
-    def __post_init__(self):
-        # cos(θ + m) falls with θ up to π - m only for 0 <= m <= π (docs/method.md §7).
-        validation.check_real(self.margin, "margin", low=0.0, high=180.0)
-        validation.check_real(self.scale, "scale", low=0.0, strict_low=True)
 
     @property
     def logit_map(self) -> LogitMap:

@@ -1,4 +1,7 @@
-"""The loss modules, one per file, as pytorch-metric-learning's drop-ins (base.py: what they share)."""
+"""The loss modules, one per file, as pytorch-metric-learning's drop-ins.
+
+base.py: what they all share; weight_matrix.py: what those with PML's W share.
+"""
 from .arcface import ArcFaceLoss
 from .cosface import CosFaceLoss
 from .normalized_softmax import NormalizedSoftmaxLoss

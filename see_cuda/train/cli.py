@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from .config import AMP_DTYPES, BACKBONES, BASE_LOSSES, DATASETS, LOSSES, LR_SCHEDULES, FlagError, TrainConfig
+from .config import AMP_DTYPES, BACKBONES, BASE_LOSSES, DATASETS, LOSSES, LR_SCHEDULES, TrainConfig
 
 PROG = "see-train"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 from .. import modules
-from ..options import SphericalExpansion
 from ..losses import SEEProxyAnchorLoss
+from ..options import SphericalExpansion
 from ..sharded import ShardedSEEProxyAnchorLoss
 
 # Offsets of the seeds of the independent random streams, so that PA and SEE
