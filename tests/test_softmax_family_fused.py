@@ -148,7 +148,7 @@ def test_arcface_with_see_at_300k_classes_stays_within_a_third_of_one_n_by_c_mat
     classes, dim, batch = 300_000, 128, 180
     g = torch.Generator().manual_seed(0)
     loss_fn = see_cuda.ArcFaceLoss(classes, dim, expansion=see_cuda.SphericalExpansion(n_expansion=16, ratio=0.4),
-                                   implementation="fused", chunk_bytes=64 * 2**20)
+                                   implementation="fused")  # the default chunk budget
     x = torch.randn(batch, dim, generator=g).requires_grad_()
     y = torch.randint(0, classes, (batch,), generator=g)
 
