@@ -1,5 +1,6 @@
 """Two gloo processes take the first step of one process on the whole batch, with the CLI's
-network (BatchNorm included) and loss, proxies replicated or sharded.
+network (BatchNorm included) and loss, proxies replicated or sharded (Proxy-Anchor; and ArcFace,
+with and without SEE, its class vectors sharded).
 
 The convention under test (see_cuda/train/distributed.py): the network in
 DistributedDataParallel, the embeddings gathered through torch.distributed.nn, BatchNorm over
@@ -21,11 +22,18 @@ from see_cuda.train.loss import build_loss
 from see_cuda.train.model import build_model
 
 WORLD, LOCAL_BATCH, IMAGE, CLASSES = 2, 6, 16, 5
-CASES = [("pa", False), ("see", False), ("pa", True), ("see", True)]
+CASES = [("pa", False, "proxy-anchor"), ("see", False, "proxy-anchor"), ("pa", True, "proxy-anchor"),
+         ("see", True, "proxy-anchor"), ("pa", True, "arcface"), ("see", True, "arcface")]
 
 
-def config(loss, sharded):
-    return TrainConfig(loss=loss, shard_proxies=sharded, embedding_size=12, cnn_width=4, n_expansion=4, seed=3)
+def config(loss, sharded, base_loss):
+    return TrainConfig(loss=loss, shard_proxies=sharded, base_loss=base_loss, embedding_size=12, cnn_width=4,
+                       n_expansion=4, seed=3)
+
+
+def class_vector_grad(loss_fn):
+    """The C_r x D gradient of the module's class vectors, from either layout (PML's W is D x C_r)."""
+    return loss_fn.W.grad.t() if hasattr(loss_fn, "W") else loss_fn.proxies.grad
 
 
 def batch():
@@ -34,9 +42,9 @@ def batch():
     return images, torch.arange(WORLD * LOCAL_BATCH) % CLASSES
 
 
-def first_step(loss, sharded, rows):
+def first_step(loss, sharded, base_loss, rows):
     """The first step's loss, network gradients, BatchNorm buffers and proxies' gradient on `rows`."""
-    settings = config(loss, sharded)
+    settings = config(loss, sharded, base_loss)
     torch.manual_seed(settings.seed)
     model = build_model("small_cnn", settings.embedding_size, 1, settings.cnn_width).double()
     loss_fn = build_loss(settings, CLASSES).double()
@@ -47,7 +55,7 @@ def first_step(loss, sharded, rows):
     if not sharded:
         average_gradients(loss_fn.parameters())
     return {"loss": value.detach(), "grads": {name: p.grad for name, p in model.named_parameters()},
-            "buffers": {name: b.clone() for name, b in model.named_buffers()}, "proxies": loss_fn.proxies.grad}
+            "buffers": {name: b.clone() for name, b in model.named_buffers()}, "proxies": class_vector_grad(loss_fn)}
 
 
 def worker(rank, port, results):
@@ -74,7 +82,7 @@ def two_processes():
         return dict(results)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{loss}-{'sharded' if s else 'replicated'}" for loss, s in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[f"{b}-{loss}-{'sharded' if s else 'replicated'}" for loss, s, b in CASES])
 def test_first_step_of_two_processes_is_one_process(two_processes, case):
     one = first_step(*case, slice(None))
     assert any(name.endswith("running_mean") for name in one["buffers"])  # the network has BatchNorm

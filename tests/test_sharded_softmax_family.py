@@ -99,3 +99,15 @@ def test_sharded_softmax_family_equals_one_process(world, tmp_path):
     for rank in range(world):
         small, large = results[rank]["communication"]
         assert small == large  # the same collectives and payloads at 7 and 700 classes
+
+
+def test_the_module_refuses_a_state_of_another_layout_and_equals_the_function():
+    from see_cuda.sharded import ShardedSoftmaxFamilyLoss
+
+    loss_fn = ShardedSoftmaxFamilyLoss(5, 4, see_cuda.CosFaceSettings(), init_seed=1).double()
+    other = ShardedSoftmaxFamilyLoss(6, 4, see_cuda.CosFaceSettings(), init_seed=1).double()
+    with pytest.raises(ValueError, match=r"classes \[0, 5\) of 5"):
+        other.load_state_dict(loss_fn.state_dict())
+    embeddings, labels = torch.randn(6, 4, dtype=torch.float64), torch.arange(6) % 5
+    expected = sharded_softmax_family_loss(embeddings, labels, loss_fn.W.t(), 5, see_cuda.CosFaceSettings())
+    torch.testing.assert_close(loss_fn(embeddings, labels), expected, rtol=0, atol=0)

@@ -12,7 +12,6 @@ import torch
 from see_cuda.data.glyphs import INSTALL_HINT, installed_faces
 from see_cuda.train import TrainConfig, checkpoint, train
 from see_cuda.train.cli import parse_config
-from see_cuda.train.config import FlagError
 from see_cuda.train.model import BackboneUnavailableError, SmallCNN, build_model
 from see_cuda.train.optim import schedule_factor
 from see_cuda.train.run_record import ConfigMismatchError
@@ -387,6 +386,15 @@ def test_each_base_loss_trains_plain_and_with_see(tmp_path, base_loss):
     assert list(saved) == (["proxies"] if base_loss == "proxy-nca" else ["W"])
 
 
-def test_base_loss_is_checked_with_the_shards():
-    with pytest.raises(FlagError, match="--base-loss"):
-        parse_config(["--base-loss", "arcface", "--shard-proxies"] + TINY).check()
+@pytest.mark.parametrize("base_loss, name, shape", [("arcface", "W", (32, 40)), ("proxy-nca", "proxies", (40, 32))])
+def test_sharded_softmax_family_holds_its_shard_in_the_modules_layout(base_loss, name, shape):
+    """--shard-proxies with a softmax loss: the sharded module, one process holding every class here."""
+    from see_cuda.sharded import ShardedSoftmaxFamilyLoss
+    from see_cuda.train.loss import build_loss
+
+    config = parse_config(["--base-loss", base_loss, "--shard-proxies"] + TINY)
+    config.check()
+    loss_fn = build_loss(config, 40)
+    assert isinstance(loss_fn, ShardedSoftmaxFamilyLoss) and loss_fn.ddp_gradients
+    assert [(n, tuple(p.shape)) for n, p in loss_fn.named_parameters()] == [(name, shape)]
+    assert loss_fn.class_vectors().shape == (40, 32)

@@ -53,13 +53,19 @@ def assert_same(expected, got, where):
         assert expected == got, where
 
 
+def class_vectors(loss_state):
+    """A saved shard's C_r x D class vectors, from either layout (PML's W is D x C_r)."""
+    return loss_state["W"].t() if "W" in loss_state else loss_state["proxies"]
+
+
 @needs_fonts
-def test_sharded_training_resumes_exactly_and_refuses_another_world_size(tmp_path):
+@pytest.mark.parametrize("base_loss", ["proxy-anchor", "arcface"])
+def test_sharded_training_resumes_exactly_and_refuses_another_world_size(tmp_path, base_loss):
     whole, split = tmp_path / "whole", tmp_path / "split"
-    torchrun(whole)
-    torchrun(split, "--stop-after", "1")
+    torchrun(whole, "--base-loss", base_loss)
+    torchrun(split, "--base-loss", base_loss, "--stop-after", "1")
     assert sorted(p.name for p in split.glob("proxies-*")) == ["proxies-0-of-2.epoch-1.pt", "proxies-1-of-2.epoch-1.pt"]
-    torchrun(split, "--resume")
+    torchrun(split, "--base-loss", base_loss, "--resume")
     # The earlier epoch's files go once checkpoint.pt names the new one.
     assert sorted(p.name for p in split.glob("proxies-*")) == ["proxies-0-of-2.epoch-2.pt", "proxies-1-of-2.epoch-2.pt"]
 
@@ -76,11 +82,11 @@ def test_sharded_training_resumes_exactly_and_refuses_another_world_size(tmp_pat
         name = f"proxies-{rank}-of-2.epoch-2.pt"
         expected_shard, got_shard = load(whole / name), load(split / name)
         assert_same(expected_shard, got_shard, name)
-        shards.append(got_shard["loss"]["proxies"])
+        shards.append(class_vectors(got_shard["loss"]))
         assert list(got_shard["optimizer"]["state"]) == [proxy_id]  # the Adam moments of its proxies only
     assert [s.shape[0] for s in shards] == [20, 20] and not torch.equal(shards[0], shards[1])
 
-    one_process = parse_config(["--out-dir", str(split), *TINY, "--resume"])
+    one_process = parse_config(["--out-dir", str(split), *TINY, "--base-loss", base_loss, "--resume"])
     with pytest.raises(ConfigMismatchError, match="sharded over 2 processes.*--nproc_per_node 2"):
         train(one_process)
 

@@ -10,18 +10,22 @@ that of one process holding every proxy.
     loss_fn = see_cuda.sharded.ShardedSEEProxyAnchorLoss(num_classes, embedding_size)
     loss = loss_fn(embeddings, labels)
 
-or functionally `sharded_see_loss(embeddings, labels, proxy_shard, num_classes)`.
+or functionally `sharded_see_loss(embeddings, labels, proxy_shard, num_classes)`. The softmax
+family (Proxy-NCA, Normalized Softmax, CosFace, ArcFace): ShardedSoftmaxFamilyLoss, or
+functionally sharded_softmax_family_loss.
 """
 from .collectives import CommunicationLog, record_communication
 from .functional import sharded_see_loss
 from .loss import ShardedSEEProxyAnchorLoss
 from .partition import ClassShard, class_partition, class_shard
 from .softmax_family import sharded_softmax_family_loss
+from .softmax_loss import ShardedSoftmaxFamilyLoss
 
 __all__ = [
     "ClassShard",
     "CommunicationLog",
     "ShardedSEEProxyAnchorLoss",
+    "ShardedSoftmaxFamilyLoss",
     "class_partition",
     "class_shard",
     "record_communication",

@@ -63,7 +63,7 @@ class ShardedSEEProxyAnchorLoss(SEEProxyAnchorLoss):
         self.chunk_bytes = chunk_budget(chunk_bytes)
         self.init_seed = common_seed(group) if init_seed is None else init_seed
         super().__init__(num_classes, embedding_size, **options)
-        self.register_load_state_dict_pre_hook(_refuse_other_layouts)
+        self.register_load_state_dict_pre_hook(refuse_other_layouts)
 
     def initial_proxies(self) -> torch.Tensor:
         return initial_proxies(self.shard, self.embedding_size, self.init_seed)
@@ -84,7 +84,7 @@ class ShardedSEEProxyAnchorLoss(SEEProxyAnchorLoss):
         return torch.cat([layout, super().get_extra_state()])
 
     def set_extra_state(self, state: torch.Tensor) -> None:
-        _check_layout(self, state)
+        check_layout(self, state)
         super().set_extra_state(state.cpu()[_LAYOUT_BYTES:])
 
     def extra_repr(self) -> str:
@@ -92,7 +92,7 @@ class ShardedSEEProxyAnchorLoss(SEEProxyAnchorLoss):
                 f"world_size={self.world_size}")
 
 
-def _check_layout(module: ShardedSEEProxyAnchorLoss, state: torch.Tensor) -> None:
+def check_layout(module: ShardedSEEProxyAnchorLoss, state: torch.Tensor) -> None:
     saved = tuple(state.cpu()[:_LAYOUT_BYTES].clone().view(torch.int64).tolist())
     if saved != module.layout():
         described = dict(zip(_LAYOUT_FIELDS, saved))
@@ -105,8 +105,8 @@ def _check_layout(module: ShardedSEEProxyAnchorLoss, state: torch.Tensor) -> Non
             "its own rank's state")
 
 
-def _refuse_other_layouts(module, state_dict, prefix, *_):
+def refuse_other_layouts(module, state_dict, prefix, *_):
     # Before anything is copied: a refused state leaves the module as it was.
     state = state_dict.get(prefix + "_extra_state")
     if isinstance(state, torch.Tensor):
-        _check_layout(module, state)
+        check_layout(module, state)

@@ -117,14 +117,16 @@ def sharded_scoring_primitive(logit_map: LogitMap, shard: ClassShard, group, fus
 def sharded_softmax_family_loss(embeddings, labels, classes, num_classes: int, settings, *, group=None,
                                 expansion: SphericalExpansion | None = None, generator=None, noise=None,
                                 implementation: str = "auto", check_values: bool = True,
-                                chunk_bytes: int | None = None, return_stats: bool = False):
+                                chunk_bytes: int | None = None, ddp_gradients: bool = False,
+                                return_stats: bool = False):
     """The softmax-family loss (plain or with SEE) of the rows of every process, each holding its classes.
 
     Called on every process of `group` with the same settings: embeddings B x D (the same B everywhere),
     global labels in [0, num_classes), and `classes` the C_r x D vectors of this process's classes,
     class_shard(num_classes, rank, world) (any strides: a shard of PML's W as W_r.t()). Returns the loss of one
     process holding every class vector on all processes' rows in rank order, the same value everywhere;
-    backward on every process gives each the full gradient of its rows and of its class vectors. The other
+    backward on every process gives each the full gradient of its rows and of its class vectors (the rows'
+    multiplied by the world size with ddp_gradients=True, for DistributedDataParallel's average). The other
     arguments are softmax_family_see_loss's and see_cuda.sharded.sharded_see_loss's.
     """
     expansion = checked_family_arguments(settings, expansion)
@@ -133,13 +135,13 @@ def sharded_softmax_family_loss(embeddings, labels, classes, num_classes: int, s
     try:
         shard = class_shard(num_classes, rank, world)
         labels = _check_local_inputs(embeddings, labels, classes, shard, world, expansion, settings, generator, noise,
-                                     implementation, check_values, False)
+                                     implementation, check_values, ddp_gradients)
         chunk_bytes = chunk_budget(chunk_bytes)
     except (TypeError, ValueError) as refused:
         error = refused
     if world > 1:  # every process raises together, or none does (see agreement.py)
         agreed = loss_settings(embeddings, classes, num_classes, expansion, implementation, check_values,
-                               chunk_bytes, False, generator, noise)
+                               chunk_bytes, ddp_gradients, generator, noise)
         agreed.update({"the loss": type(settings).__name__,
                        **{field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)}})
         require_agreement(agreed, error, group)
@@ -148,7 +150,7 @@ def sharded_softmax_family_loss(embeddings, labels, classes, num_classes: int, s
     plan = dispatch.plan(implementation, embeddings.device, settings, None, chunk_bytes)
     primitives = sharded_primitives(plan, shard, group, chunk_bytes)._replace(
         loss=sharded_scoring_primitive(settings.logit_map, shard, group, not plan.is_reference, chunk_bytes))
-    rows = gather_rows(embeddings, group)
+    rows = gather_rows(embeddings, group, scale=world if ddp_gradients else 1)
     all_labels = collectives.all_gather_rows(labels, group)
     loss, stats = composition.see_loss(rows, all_labels, classes, expansion, settings, primitives, generator, noise)
     return (loss, stats) if return_stats else loss

@@ -22,6 +22,15 @@ change training (or a backbone pretrained with other settings) is refused before
 is trained, naming the run and the flags; use another --out for other flags.
 Writes summary.md / summary.json and plots under --out (and per cell, for a grid), and each
 run's metrics under <cell>/runs/<loss>-seed<k>/; reports are rewritten after every pair.
+
+`--base-losses L1 L2 ...` (the names of see-train's --base-loss) compares plain against SEE
+of every listed loss on the same seeds (so the same initial weights and batches), each in its
+own folder <out>/<loss>/ laid out as above (its cells under <out>/<loss>/cells/<cell>/), and
+writes a summary under --out with a row per loss (and cell). Without it, see-train's
+--base-loss (default proxy-anchor) is the one loss compared, in the layout above; a folder
+written with --base-losses is refused without it, and the other way round.
+
+    python -m see_cuda.train.compare --regime pretrained --base-losses proxy-anchor normalized-softmax arcface
 """
 from __future__ import annotations
 
@@ -38,7 +47,7 @@ import torch
 from ..data.files import damaged, reading, write_text_atomically
 from . import checkpoint
 from .cli import DEBUG_HELP, OneLineParser, parse_config
-from .config import FlagError
+from .config import BASE_LOSSES, FlagError
 from .data import glyphs_protocol, searchable_items_of
 from .failures import run_command
 from .grid_report import write_grid_report
@@ -74,6 +83,7 @@ class Cell:
     embedding_size: int
     train_classes: int | None  # None: the data set's (or the flags') class count
     epochs: int | None = None  # None: the flags' --epochs
+    base_loss: str | None = None  # None: the flags' --base-loss
 
 
 def at_least(minimum: int):
@@ -89,7 +99,8 @@ def at_least(minimum: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog=PROG, description=__doc__.split("\n")[0],
+    # No abbreviations: see-train's --base-loss and --seed would be taken for --base-losses and --seeds.
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n")[0], allow_abbrev=False,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                            epilog="Any further flag is a see-train flag (see-train --help), applied to every run "
                                   "after the regime's.")
@@ -107,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain-characters", type=at_least(1), default=None,
                         help="characters drawn for pretraining before the retrieval ones are removed; "
                              "None: the regime's")
+    parser.add_argument("--base-losses", choices=BASE_LOSSES, nargs="+", default=None,
+                        help="compare plain against SEE of each loss listed, each in <out>/<loss>/; None: the one "
+                             "loss the training flags name, in <out>")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return parser
 
@@ -116,11 +130,22 @@ def parse(argv=None):
     return build_parser().parse_known_args(argv)
 
 
-def gives_epochs(train_flags) -> bool:
-    return any(flag == "--epochs" or flag.startswith("--epochs=") for flag in train_flags)
+def gives_flag(train_flags, flag: str) -> bool:
+    return any(given == flag or given.startswith(flag + "=") for given in train_flags)
 
 
 def build_cells(options, regime, base, train_flags=()) -> list[Cell]:
+    """The cells of one loss, or with --base-losses those of each loss, in <out>/<loss>/."""
+    if not options.base_losses:
+        return loss_cells(options.out, options, regime, base, train_flags)
+    if gives_flag(train_flags, "--base-loss"):
+        raise FlagError("--base-loss: give the losses to compare by --base-losses alone")
+    return [dataclasses.replace(cell, name=f"{loss}/{cell.name}" if cell.name else loss, base_loss=loss)
+            for loss in dict.fromkeys(options.base_losses)
+            for cell in loss_cells(os.path.join(options.out, loss), options, regime, base, train_flags)]
+
+
+def loss_cells(out: str, options, regime, base, train_flags) -> list[Cell]:
     # A value given twice is one cell (dict.fromkeys keeps the order given).
     dims = tuple(dict.fromkeys(options.dims or regime.dims))
     classes = tuple(dict.fromkeys(options.train_classes or regime.train_classes))
@@ -129,16 +154,16 @@ def build_cells(options, regime, base, train_flags=()) -> list[Cell]:
             raise FlagError(f"--train-classes is a Glyphs axis; {base.dataset} has its own classes")
         classes = ()  # a preset's class axis: the data set's classes instead
     if not dims and not classes:
-        return [Cell("", options.out, base.embedding_size, base.glyphs_train_classes)]
+        return [Cell("", out, base.embedding_size, base.glyphs_train_classes)]
     cells = []
     for count in classes or (None,):
         for dim in dims or (base.embedding_size,):
             name = f"d{dim}" + (f"-c{count}" if count else "")
             try:
-                epochs = None if gives_epochs(train_flags) else regime.epochs_for(count)
+                epochs = None if gives_flag(train_flags, "--epochs") else regime.epochs_for(count)
             except ValueError as error:
                 raise FlagError(f"--train-classes {count}: {error}") from None
-            cells.append(Cell(name, os.path.join(options.out, "cells", name), dim, count, epochs))
+            cells.append(Cell(name, os.path.join(out, "cells", name), dim, count, epochs))
     return cells
 
 
@@ -161,6 +186,8 @@ def run_config(base, cell: Cell, seed: int, loss: str):
         config.glyphs_train_classes = cell.train_classes
     if cell.epochs:
         config.epochs = cell.epochs
+    if cell.base_loss:
+        config.base_loss = cell.base_loss
     config.out_dir = os.path.join(cell.directory, "runs", f"{loss}-seed{seed}")
     return config
 
@@ -200,6 +227,18 @@ def prepare_backbone(options, regime, base) -> tuple[list[str], dict]:
             f"{pretraining['history'][-1]['train_accuracy']:.0%}, {pretraining['wall_seconds'] / 60:.1f} min; "
             "pretrain/backbone.json), then fine-tuned by every run.")
     return [note], {"pretraining": pretraining}
+
+
+def check_layout(options) -> None:
+    """Refuses a folder written with --base-losses when it is not given, and the other way round."""
+    single = [name for name in ("runs", "cells") if os.path.isdir(os.path.join(options.out, name))]
+    per_loss = [name for name in BASE_LOSSES if os.path.isdir(os.path.join(options.out, name))]
+    if options.base_losses and single:
+        raise ConfigMismatchError(f"{options.out} holds a comparison of one --base-loss ({single[0]}/), not one per "
+                                  "loss of --base-losses; use another --out, or the recorded flags")
+    if not options.base_losses and per_loss:
+        raise ConfigMismatchError(f"{options.out} holds a comparison per loss of --base-losses ({per_loss[0]}/); "
+                                  "use another --out, or the recorded flags")
 
 
 def check_folders(plan) -> dict:
@@ -260,6 +299,7 @@ def check_before_training(options, base, cells, seeds) -> None:
                 raise FlagError(f"{error} (the {loss} runs of grid cell {cell.name})") from None
     check_ks_fit(base.ks, searchable_items_of(base), f"the {base.dataset} evaluation set")
     prepare_out_dir(options.out, "--out")
+    check_layout(options)
 
 
 def budget_note(base, cells, wall: float) -> str:

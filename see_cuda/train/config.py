@@ -151,8 +151,6 @@ class TrainConfig:
             raise ValueError(f"--ks must hold integers >= 1, got {list(self.ks)}")
         if self.dataset != "glyphs" and not self.data_root:
             raise ValueError(f"--data-root is required for --dataset {self.dataset}")
-        if self.shard_proxies and self.base_loss != "proxy-anchor":
-            raise ValueError(f"--shard-proxies trains --base-loss proxy-anchor only, got {self.base_loss!r}")
         if self.amp == "fp16" and self.shard_proxies:
             # Each process would test only its own proxies' gradients for overflow, and the
             # processes' scales (the loss's incoming gradient) could then differ.

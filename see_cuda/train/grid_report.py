@@ -1,5 +1,7 @@
 """The report of a grid of PA vs SEE cells: one table per metric (a row per cell), SEE − PA R@1
-against the embedding size (a line per class count), and the R@1 curves of every cell."""
+against the embedding size (a line per class count), and the R@1 curves of every cell. Cells of
+several base losses (see-compare --base-losses) add a loss column, and a line per loss and
+class count."""
 from __future__ import annotations
 
 import json
@@ -43,7 +45,8 @@ def seconds_per_run(runs: dict) -> float:
 
 def cell_row(result: dict) -> dict:
     cell, summary = result["cell"], result["summary"]
-    return {"cell": cell.name, "embedding_size": cell.embedding_size, "train_classes": cell.train_classes,
+    return {"cell": cell.name, "base_loss": cell.base_loss, "embedding_size": cell.embedding_size,
+            "train_classes": cell.train_classes,
             "seeds": summary["seeds"], "epochs": len(next(iter(result["histories"]["pa"].values()))),
             "pa_late_gain_r1": late_gain(result["histories"]["pa"]),
             "see_late_gain_r1": late_gain(result["histories"]["see"]),
@@ -52,33 +55,52 @@ def cell_row(result: dict) -> dict:
             "metrics": summary["metrics"]}
 
 
+def line_key(row: dict) -> tuple:
+    """What a line of the difference plot (and a row of the curves) holds fixed."""
+    return row.get("base_loss") or "", row["train_classes"] or 0
+
+
+def line_label(key: tuple) -> str:
+    loss, count = key
+    return (f"{loss}, " if loss else "") + (f"{count} classes" if count else "the data set's classes")
+
+
 def markdown(rows: list[dict], title: str, notes: list[str]) -> str:
+    per_loss = any(row.get("base_loss") for row in rows)
+    # With several losses, "PA" is each row's loss trained plain.
+    plain = "plain" if per_loss else "PA"
+    details = "<loss>/summary.md (<loss>/cells/<cell>/summary.md in a grid)" if per_loss else "cells/<cell>/summary.md"
+
+    def head(*columns: str) -> list[str]:
+        names = (("loss",) if per_loss else ()) + ("embedding", "classes") + columns
+        return ["| " + " | ".join(names) + " |", "|" + " --- |" * len(names)]
+
+    def row_start(row: dict) -> str:
+        return (f"| {row['base_loss']} " if per_loss else "") + \
+            f"| {row['embedding_size']} | {row['train_classes'] or '—'} |"
+
     lines = [f"# {title}", "", *notes, "",
-             "Each cell: the last epoch of PA and PA + SEE runs on the same seeds (same initial weights, batches "
-             "and augmentations); %, mean ± std over seeds; SEE − PA is the mean paired difference with its 95% t "
-             "interval. 'late gain' is the mean R@1 gain over the last quarter of the epochs (≈ 0 at a plateau). "
-             "Per-cell details: cells/<cell>/summary.md; curves: recall_at_1_curves.png, and the last half of the "
-             "epochs on each cell's own scale: recall_at_1_late_curves.png.", ""]
+             f"Each cell: the last epoch of {plain} and {plain} + SEE runs on the same seeds (same initial weights, "
+             f"batches and augmentations); %, mean ± std over seeds; SEE − {plain} is the mean paired difference with "
+             "its 95% t interval. 'late gain' is the mean R@1 gain over the last quarter of the epochs (≈ 0 at a "
+             f"plateau). Per-cell details: {details}; curves: recall_at_1_curves.png, and the last half "
+             "of the epochs on each cell's own scale: recall_at_1_late_curves.png.", ""]
     for metric in TABLE_METRICS:
-        name = NAMES[metric]
         late = metric == "recall@1"
-        lines += [f"## {name}", "",
-                  "| embedding | classes | seeds | PA | PA + SEE | SEE − PA [95% CI] |"
-                  + (" PA late gain | SEE late gain |" if late else ""),
-                  "| --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if late else "")]
+        lines += [f"## {NAMES[metric]}", "",
+                  *head("seeds", plain, f"{plain} + SEE", f"SEE − {plain} [95% CI]",
+                        *((f"{plain} late gain", "SEE late gain") if late else ()))]
         for row in rows:
             m = row["metrics"][metric]
-            line = (f"| {row['embedding_size']} | {row['train_classes'] or '—'} | {len(row['seeds'])} | "
-                    f"{mean_and_spread(m['pa'])} | {mean_and_spread(m['see'])} | "
-                    f"{difference_and_interval(m['see_minus_pa'])} |")
+            line = (f"{row_start(row)} {len(row['seeds'])} | {mean_and_spread(m['pa'])} | "
+                    f"{mean_and_spread(m['see'])} | {difference_and_interval(m['see_minus_pa'])} |")
             if late:
                 line += f" {row['pa_late_gain_r1']:+.2f} | {row['see_late_gain_r1']:+.2f} |"
             lines.append(line)
         lines.append("")
     lines += ["## Time", "", "Seconds per run, training and evaluation (mean over seeds).", "",
-              "| embedding | classes | PA s | PA + SEE s |", "| --- | --- | --- | --- |"]
-    lines += [f"| {row['embedding_size']} | {row['train_classes'] or '—'} | {row['pa_seconds_per_run']:.0f} | "
-              f"{row['see_seconds_per_run']:.0f} |" for row in rows]
+              *head(f"{plain} s", f"{plain} + SEE s")]
+    lines += [f"{row_start(row)} {row['pa_seconds_per_run']:.0f} | {row['see_seconds_per_run']:.0f} |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -86,17 +108,16 @@ def plot_difference(rows: list[dict], path: str, title: str) -> None:
     """SEE − PA R@1 with its 95% interval against the embedding size, a line per class count."""
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(6, 4))
-    counts = sorted({row["train_classes"] or 0 for row in rows})
-    for index, count in enumerate(counts):
-        mine = sorted((row for row in rows if (row["train_classes"] or 0) == count), key=lambda r: r["embedding_size"])
-        # A small horizontal offset per class count keeps the intervals apart.
-        xs = [row["embedding_size"] * 2 ** (0.06 * (index - (len(counts) - 1) / 2)) for row in mine]
+    keys = sorted({line_key(row) for row in rows})
+    for index, key in enumerate(keys):
+        mine = sorted((row for row in rows if line_key(row) == key), key=lambda r: r["embedding_size"])
+        # A small horizontal offset per line keeps the intervals apart.
+        xs = [row["embedding_size"] * 2 ** (0.06 * (index - (len(keys) - 1) / 2)) for row in mine]
         diffs = [row["metrics"]["recall@1"]["see_minus_pa"] for row in mine]
         means = [d["mean"] for d in diffs]
         errors = [[d["mean"] - d["low"] if not math.isnan(d["low"]) else 0 for d in diffs],
                   [d["high"] - d["mean"] if not math.isnan(d["high"]) else 0 for d in diffs]]
-        axes.errorbar(xs, means, yerr=errors, marker="o", capsize=4,
-                      label=f"{count} classes" if count else "the data set's classes")
+        axes.errorbar(xs, means, yerr=errors, marker="o", capsize=4, label=line_label(key))
     axes.axhline(0, color="grey", linewidth=1)
     axes.set_xscale("log", base=2)
     dims = sorted({row["embedding_size"] for row in rows})
@@ -126,19 +147,19 @@ def plot_curves(results: list[dict], path: str, title: str, late: bool = False) 
     """R@1 per epoch of PA and SEE in every cell: seeds thin, means thick; `late`: only the
     last LATE_FRACTION of the epochs, each cell on its own scale."""
     plt = pyplot()
-    counts = sorted({r["cell"].train_classes or 0 for r in results})
+    keys = sorted({(r["cell"].base_loss or "", r["cell"].train_classes or 0) for r in results})
     dims = sorted({r["cell"].embedding_size for r in results})
     # At least 6.4 inches wide: a single cell's figure must still hold the title.
-    figure, grid = plt.subplots(len(counts), len(dims), figsize=(max(6.4, 3.2 * len(dims)), 2.6 * len(counts)),
+    figure, grid = plt.subplots(len(keys), len(dims), figsize=(max(6.4, 3.2 * len(dims)), 2.6 * len(keys)),
                                 squeeze=False, sharey=not late)
     for result in results:
         cell = result["cell"]
-        axes = grid[counts.index(cell.train_classes or 0)][dims.index(cell.embedding_size)]
+        axes = grid[keys.index((cell.base_loss or "", cell.train_classes or 0))][dims.index(cell.embedding_size)]
         draw_recall_at_1(axes, result["histories"], seed_alpha=0.25, seed_width=0.8, mean_width=2, label_seeds=False)
         if late:
             zoom_to_late_epochs(axes, result["histories"])
-        axes.set_title(f"{cell.embedding_size}-d" + (f", {cell.train_classes} classes" if cell.train_classes else ""),
-                       fontsize=9)
+        axes.set_title((f"{cell.base_loss}, " if cell.base_loss else "") + f"{cell.embedding_size}-d"
+                       + (f", {cell.train_classes} classes" if cell.train_classes else ""), fontsize=9)
     for axes in grid[-1]:
         axes.set_xlabel("epoch")
     for row in grid:

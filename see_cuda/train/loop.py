@@ -11,10 +11,12 @@ import contextlib
 import torch
 from tqdm import tqdm
 
-from ..sharded import ShardedSEEProxyAnchorLoss
+from ..sharded import ShardedSEEProxyAnchorLoss, ShardedSoftmaxFamilyLoss
 from .distributed import average_gradients, gather, gather_with_grad
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# The loss modules that gather the rows themselves, each process holding its classes.
+SHARDED_LOSSES = (ShardedSEEProxyAnchorLoss, ShardedSoftmaxFamilyLoss)
 
 
 def autocast(amp: str, device: torch.device):
@@ -28,7 +30,7 @@ def step_loss(network, loss_fn, images, labels, amp: str, device) -> torch.Tenso
     with autocast(amp, device):
         local_embeddings = network(images)
     # The loss runs outside autocast: the kernels take half embeddings with float32 proxies.
-    if isinstance(loss_fn, ShardedSEEProxyAnchorLoss):  # the module gathers the rows itself
+    if isinstance(loss_fn, SHARDED_LOSSES):  # the module gathers the rows itself
         return loss_fn(local_embeddings, labels)
     return loss_fn(gather_with_grad(local_embeddings), gather(labels))
 
@@ -36,7 +38,7 @@ def step_loss(network, loss_fn, images, labels, amp: str, device) -> torch.Tenso
 def train_one_epoch(network, loss_fn, optimizer, scaler, batches, epoch: int, config, device,
                     show_progress: bool) -> dict:
     network.train()
-    sharded = isinstance(loss_fn, ShardedSEEProxyAnchorLoss)
+    sharded = isinstance(loss_fn, SHARDED_LOSSES)
     loss_sum, expanded_sum, steps = 0.0, 0, 0
     progress = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_progress,
                     leave=False, dynamic_ncols=True)
