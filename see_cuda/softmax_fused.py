@@ -63,21 +63,26 @@ class SoftmaxFamilyLoss(torch.autograd.Function):
                 grad_classes * grad_loss if ctx.needs_input_grad[2] else None, None, None, None)
 
 
+def weighted_rows(x, y, synthetic, synthetic_labels, lam, dtype):
+    """(rows, int64 labels, float64 weights) of L(X) + λ·L(Z) as one weighted sum over rows, rows in `dtype`:
+    the batch's weights 1/B, the M synthetic rows' λ/M (docs/method.md §7)."""
+    B = x.shape[0]
+    weight = torch.full((B,), 1.0 / B, dtype=torch.float64, device=x.device)
+    rows, labels = x.to(dtype), y
+    if synthetic is not None and synthetic.shape[0] > 0:
+        M = synthetic.shape[0]
+        rows, labels = torch.cat([rows, synthetic.to(dtype)]), torch.cat([y, synthetic_labels])
+        weight = torch.cat([weight, torch.full((M,), lam / M, dtype=torch.float64, device=x.device)])
+    return rows.contiguous(), labels.to(torch.int64).contiguous(), weight
+
+
 def fused_softmax_family(x, y, classes, synthetic, synthetic_labels, lam, logit_map: LogitMap, chunk_bytes=None):
     """L(X) + λ·L(Z) by the kernels, in the promoted dtype of x and classes (float32 or float64 inside)."""
     transforms.refuse_fused_op("softmax_family_rows")
     dtype = torch.promote_types(x.dtype, classes.dtype)
     kd = kernel_dtype(dtype)
-    B = x.shape[0]
-    weight = torch.full((B,), 1.0 / B, dtype=torch.float64, device=x.device)
-    rows, labels = x.to(kd), y
-    if synthetic is not None and synthetic.shape[0] > 0:
-        M = synthetic.shape[0]
-        rows = torch.cat([rows, synthetic.to(kd)])
-        labels = torch.cat([y, synthetic_labels])
-        weight = torch.cat([weight, torch.full((M,), lam / M, dtype=torch.float64, device=x.device)])
-    loss = SoftmaxFamilyLoss.apply(rows.contiguous(), labels.to(torch.int64).contiguous(), classes.to(kd), weight,
-                                   logit_map, chunk_bytes)
+    rows, labels, weight = weighted_rows(x, y, synthetic, synthetic_labels, lam, kd)
+    loss = SoftmaxFamilyLoss.apply(rows, labels, classes.to(kd), weight, logit_map, chunk_bytes)
     return loss.to(dtype)
 
 

@@ -17,9 +17,10 @@ import dataclasses
 import torch
 
 from .. import composition, dispatch, softmax_fused
+from ..fused import kernel_dtype
 from ..loss_settings import LogitMap
 from ..options import SphericalExpansion
-from ..reference import draw_dtype, l2_normalize
+from ..reference import l2_normalize
 from ..share import chunk_budget
 from ..softmax_functional import checked_family_arguments
 from ..softmax_reference import target_margin
@@ -99,16 +100,10 @@ def sharded_scoring_primitive(logit_map: LogitMap, shard: ClassShard, group, fus
 
     def score(x, y, classes, synthetic, synthetic_labels, settings, lam, synthetic_grad=False):
         dtype = torch.promote_types(x.dtype, classes.dtype)
-        kd = draw_dtype(dtype) if fused else dtype  # the kernels' dtype: half precision widened to float32
-        B = x.shape[0]
-        rows, labels = x.to(kd), y
-        weight = torch.full((B,), 1.0 / B, dtype=torch.float64, device=x.device)
-        if synthetic is not None and synthetic.shape[0] > 0:
-            M = synthetic.shape[0]
-            rows, labels = torch.cat([rows, synthetic.to(kd)]), torch.cat([y, synthetic_labels])
-            weight = torch.cat([weight, torch.full((M,), lam / M, dtype=torch.float64, device=x.device)])
-        loss = _ShardedSoftmaxLoss.apply(rows.contiguous(), labels.to(torch.int64).contiguous(), classes.to(kd),
-                                         weight, logit_map, shard, group, passes, chunk_bytes)
+        kd = kernel_dtype(dtype) if fused else dtype
+        rows, labels, weight = softmax_fused.weighted_rows(x, y, synthetic, synthetic_labels, lam, kd)
+        loss = _ShardedSoftmaxLoss.apply(rows, labels, classes.to(kd), weight, logit_map, shard, group, passes,
+                                         chunk_bytes)
         return loss.to(dtype)
 
     return score
