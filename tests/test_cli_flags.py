@@ -100,6 +100,10 @@ TRAIN_CASES = [
     (["--amp", "bf16"], "--amp"),
     (["--data-root", ""], "--data-root"),
     (["--glyphs-train-classes", "0"], "--glyphs-train-classes"),
+    (["--glyphs-train-faces", "Sans-Thin-JP"], "--glyphs-train-faces"),  # a test face
+    (["--glyphs-train-faces", "Sans-Regular-JP,Sans-Regular-JP"], "--glyphs-train-faces"),
+    (["--glyphs-train-faces", "Sans Regular"], "--glyphs-train-faces"),
+    (["--glyphs-train-faces", ""], "--glyphs-train-faces"),
     (["--loss", "arcface"], "--loss"),
 ]
 if not torch.cuda.is_available():

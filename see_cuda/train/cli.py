@@ -22,6 +22,8 @@ HELP = {
     "glyphs_test_classes": "Glyphs: test on this many characters (None: the protocol's 1,000)",
     "glyphs_class_pool": "Glyphs: set aside this many training characters and train on --glyphs-train-classes of "
                          "them, so that runs with different class counts share one test set",
+    "glyphs_train_faces": "Glyphs: the training faces, comma-separated, e.g. Sans-Regular-JP,Serif-Regular-JP "
+                          "(None: the protocol's Sans and Serif, Regular and Bold); never a test face",
     "glyphs_image_size": "Glyphs: image side in pixels (None: the protocol's 64)",
     "image_size": "image data sets: side of the square crop the network sees",
     "loss": "pa: Proxy-Anchor; see: Proxy-Anchor with Spherical Embedding Expansion",
@@ -99,7 +101,7 @@ def flag_type(name: str, default) -> type:
     """The type of a flag's value: its default's, and for flags without a default, str or int."""
     if default is not None:
         return type(default)
-    return str if name in ("data_root", "backbone_weights") else int
+    return str if name in ("data_root", "backbone_weights", "glyphs_train_faces") else int
 
 
 def parse_config(argv=None) -> TrainConfig:

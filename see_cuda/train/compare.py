@@ -119,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="characters drawn for pretraining before the retrieval ones are removed; "
                              "None: the regime's")
     parser.add_argument("--base-losses", choices=BASE_LOSSES, nargs="+", default=None,
-                        help="compare plain against SEE of each loss listed, each in <out>/<loss>/; None: the one "
-                             "loss the training flags name, in <out>")
+                        help="compare plain against SEE of each loss listed, each in <out>/<loss>/; None: the "
+                             "regime's losses, or for a regime without any, the one loss the training flags name, "
+                             "in <out>")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return parser
 
@@ -128,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(argv=None):
     """(compare's options, the see-train flags for every run)."""
     return build_parser().parse_known_args(argv)
+
+
+def losses_to_compare(options, regime) -> list[str] | None:
+    """--base-losses, else the regime's; None: the one loss of the training flags' --base-loss."""
+    return options.base_losses or list(regime.base_losses) or None
 
 
 def gives_flag(train_flags, flag: str) -> bool:
@@ -324,6 +330,7 @@ def main(argv=None) -> None:
 
 def compare(options, train_flags) -> None:
     regime = REGIMES[options.regime]
+    options.base_losses = losses_to_compare(options, regime)
     base = base_config(regime, train_flags, tuple(options.train_classes or regime.train_classes))
     options.out = options.out or os.path.join("results", base.dataset, options.regime)
     cells = build_cells(options, regime, base, train_flags)

@@ -31,6 +31,27 @@ MAX_SEED = 2**32 - 1
 GLYPHS_DEFAULT_TRAIN_CLASSES = 1000
 
 
+FACE_NAME = re.compile(r"(Sans|Serif)-[A-Za-z]+-(JP|KR|SC|TC|HK)")
+
+
+def glyphs_train_faces(text: str) -> tuple[str, ...]:
+    """The faces of --glyphs-train-faces: distinct names like Sans-Regular-JP, none a test face."""
+    from ..data.glyphs import DEFAULT_PROTOCOL
+
+    faces = tuple(face.strip() for face in text.split(","))
+    malformed = [face for face in faces if not FACE_NAME.fullmatch(face)]
+    if malformed:
+        raise ValueError(f"--glyphs-train-faces takes comma-separated faces like Sans-Regular-JP,Serif-Bold-JP; "
+                         f"got {malformed[0]!r}")
+    if len(set(faces)) != len(faces):
+        raise ValueError(f"--glyphs-train-faces names a face twice: {text!r}")
+    tested = sorted(set(faces) & set(DEFAULT_PROTOCOL.test_faces))
+    if tested:
+        raise ValueError(f"--glyphs-train-faces must not include a test face ({', '.join(tested)}): the test "
+                         "measures faces never trained on")
+    return faces
+
+
 class FlagError(ValueError):
     """A flag's value cannot be trained with; the message names the flag."""
 
@@ -56,6 +77,8 @@ class TrainConfig:
     # of them, so that runs with different class counts are tested on the same characters.
     glyphs_class_pool: int | None = None
     glyphs_image_size: int | None = None  # Glyphs only: None keeps the protocol's 64 px
+    # Glyphs only: the training faces, comma-separated (None: the protocol's four base faces).
+    glyphs_train_faces: str | None = None
     image_size: int = 224  # image datasets only
     loss: str = "see"
     base_loss: str = "proxy-anchor"
@@ -163,6 +186,8 @@ class TrainConfig:
         if self.glyphs_class_pool and (self.glyphs_train_classes or 0) > self.glyphs_class_pool:
             raise ValueError(f"--glyphs-train-classes ({self.glyphs_train_classes}) exceeds "
                              f"--glyphs-class-pool ({self.glyphs_class_pool})")
+        if self.glyphs_train_faces is not None:
+            glyphs_train_faces(self.glyphs_train_faces)
         if self.dataset == "glyphs":
             classes = self.glyphs_train_classes or self.glyphs_class_pool or GLYPHS_DEFAULT_TRAIN_CLASSES
             if self.batch_size // self.m_per_class > classes:

@@ -23,7 +23,7 @@ from ..data import (
 )
 from ..data.augmentation import dml_transforms
 from ..data.glyphs import DEFAULT_PROTOCOL, Glyphs
-from .config import FlagError
+from .config import FlagError, glyphs_train_faces
 from .glyph_classes import GlyphClasses, classes_from_pool
 
 IMAGE_DATASETS = {"cub": CUB200, "cars": Cars196, "sop": StanfordOnlineProducts, "inshop": InShop}
@@ -42,7 +42,7 @@ POOL_SEED_OFFSET = 17
 
 
 def glyphs_protocol(config):
-    """The default protocol with the config's class counts and image size.
+    """The default protocol with the config's class counts, image size and training faces.
 
     With `glyphs_class_pool` the split sets aside that many training characters (the
     test characters follow them), so runs of every class count up to the pool share
@@ -55,6 +55,8 @@ def glyphs_protocol(config):
         changes["num_test_classes"] = config.glyphs_test_classes
     if config.glyphs_image_size:
         changes["image_size"] = config.glyphs_image_size
+    if config.glyphs_train_faces:
+        changes["train_faces"] = glyphs_train_faces(config.glyphs_train_faces)
     return dataclasses.replace(DEFAULT_PROTOCOL, **changes) if changes else DEFAULT_PROTOCOL
 
 

@@ -2,7 +2,7 @@
 
 The offline stand-in for the paper's ImageNet-pretrained backbones: cross-entropy
 over characters disjoint from the Glyphs train and test classes, drawn in the
-retrieval training faces and two middle weights (never a test face), then the backbone's
+retrieval protocol's training faces and two middle weights (never a test face), then the backbone's
 weights are saved for `--backbone-weights`.
 """
 from __future__ import annotations
@@ -21,9 +21,15 @@ from ..data.glyphs import DEFAULT_PROTOCOL, Glyphs, GlyphsProtocol
 from .glyph_classes import GlyphClasses
 from .model import SmallCNN
 
-# The retrieval training faces plus two middle weights; never a retrieval test face.
-PRETRAIN_FACES = DEFAULT_PROTOCOL.train_faces + ("Sans-Medium-JP", "Serif-SemiBold-JP")
-assert not set(PRETRAIN_FACES) & set(DEFAULT_PROTOCOL.test_faces)
+# Added to the retrieval training faces for pretraining; never a retrieval test face.
+MIDDLE_WEIGHTS = ("Sans-Medium-JP", "Serif-SemiBold-JP")
+assert not set(MIDDLE_WEIGHTS) & set(DEFAULT_PROTOCOL.test_faces)
+
+
+def pretrain_faces(retrieval: GlyphsProtocol) -> tuple[str, ...]:
+    """The retrieval protocol's training faces and the two middle weights (the default protocol's: its
+    four base faces, Sans Medium and Serif SemiBold)."""
+    return retrieval.train_faces + tuple(face for face in MIDDLE_WEIGHTS if face not in retrieval.train_faces)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +63,8 @@ def pretrain_backbone(out_path: str, settings: PretrainSettings = PretrainSettin
     began = time.perf_counter()
     s = settings
     torch.manual_seed(s.seed)
-    protocol = GlyphsProtocol(train_faces=PRETRAIN_FACES, test_faces=PRETRAIN_FACES[:1],
+    faces = pretrain_faces(retrieval)
+    protocol = GlyphsProtocol(train_faces=faces, test_faces=faces[:1],
                               num_train_classes=s.characters_drawn, num_test_classes=1, image_size=s.image_size,
                               split_seed=s.seed + 101)
     data = disjoint_glyphs(protocol, retrieval_characters(retrieval))
@@ -86,7 +93,7 @@ def pretrain_backbone(out_path: str, settings: PretrainSettings = PretrainSettin
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     write_atomically(out_path, lambda handle: torch.save({"backbone": backbone.state_dict()}, handle))
     summary = {"settings": dataclasses.asdict(s), "retrieval_protocol": repr(retrieval),
-               "characters": data.num_classes, "images": len(data), "faces": list(PRETRAIN_FACES),
+               "characters": data.num_classes, "images": len(data), "faces": list(faces),
                "excluded_retrieval_characters": True, "epochs": s.epochs, "width": s.width, "history": history,
                "wall_seconds": time.perf_counter() - began}
     write_text_atomically(os.path.splitext(out_path)[0] + ".json", json.dumps(summary, indent=1))

@@ -16,7 +16,7 @@ RUN_ONLY_FIELDS = ("out_dir", "resume", "stop_after", "progress", "threads", "wo
 # --epochs may also grow on --resume (an extension): see keep_the_recorded_schedule.
 WEIGHTS_DIGEST = "backbone_weights_sha256"
 # Flags added after runs were recorded without them: such a run was trained with this value.
-VALUES_BEFORE_THE_FLAG = {"shard_proxies": False}
+VALUES_BEFORE_THE_FLAG = {"shard_proxies": False, "glyphs_train_faces": None}
 
 
 class ConfigMismatchError(ValueError):
