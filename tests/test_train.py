@@ -398,3 +398,20 @@ def test_sharded_softmax_family_holds_its_shard_in_the_modules_layout(base_loss,
     assert isinstance(loss_fn, ShardedSoftmaxFamilyLoss) and loss_fn.ddp_gradients
     assert [(n, tuple(p.shape)) for n, p in loss_fn.named_parameters()] == [(name, shape)]
     assert loss_fn.class_vectors().shape == (40, 32)
+
+
+@needs_fonts
+def test_a_plain_run_trains_the_same_whatever_the_expansion_flags_so_it_serves_every_lambda(tmp_path):
+    expansion = dict(lam=0.5, n_expansion=4, rho_min=0.1, rho_max=0.9)
+    first = train(tiny_config(tmp_path / "a", epochs=2, loss="pa"))
+    second = train(tiny_config(tmp_path / "b", epochs=2, loss="pa", **expansion))
+    assert [row["loss"] for row in first] == [row["loss"] for row in second]
+    assert torch.equal(final_state(tmp_path / "a")["model"]["embedding.weight"],
+                       final_state(tmp_path / "b")["model"]["embedding.weight"])
+    # So a plain run recorded at one λ is reused at another; a SEE run is not.
+    assert checkpoint.check_resumable(str(tmp_path / "a"), tiny_config(tmp_path / "a", epochs=2, loss="pa",
+                                                                        resume=True, **expansion))[0] == 2
+    train(tiny_config(tmp_path / "see", epochs=1, loss="see"))
+    with pytest.raises(ConfigMismatchError, match="--lam: 0.2 -> 0.5"):
+        checkpoint.check_resumable(str(tmp_path / "see"), tiny_config(tmp_path / "see", epochs=1, resume=True,
+                                                                        **expansion))

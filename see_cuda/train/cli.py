@@ -63,7 +63,8 @@ HELP = {
     "ks": "K of Recall@K",
     "resume": "continue from OUT_DIR/checkpoint.pt (same result as an uninterrupted run); refused, naming the "
               "flags, when a flag that changes training differs from the checkpoint's (only --out-dir, "
-              "--stop-after, --progress, --threads, --workers and --eval-batch-size may change)",
+              "--stop-after, --progress, --threads, --workers and --eval-batch-size may change; a plain run's "
+              "--n-expansion, --lam, --rho-min and --rho-max change nothing trained)",
     "stop_after": "stop after this epoch; --resume continues",
     "progress": "a progress bar per epoch and a line per epoch",
 }

@@ -51,9 +51,10 @@ from .config import BASE_LOSSES, FlagError
 from .data import glyphs_protocol, searchable_items_of
 from .failures import run_command
 from .grid_report import write_grid_report
+from .loss import BASE_SETTINGS
 from .optim import schedule_note
 from .paired_stats import difference_and_interval
-from .plots import can_plot
+from .plots import LOSS_NAMES, can_plot
 from .preflight import check_ks_fit, prepare_out_dir
 from .pretrain import PretrainSettings, pretrain_backbone
 from .regimes import REGIMES
@@ -308,8 +309,20 @@ def check_before_training(options, base, cells, seeds) -> None:
     check_layout(options)
 
 
+def losses_note(base, cells) -> str:
+    """Each compared loss with the settings its runs train with (see-train's: Proxy-Anchor's flags,
+    PML's defaults for the others)."""
+    losses = dict.fromkeys(cell.base_loss or base.base_loss for cell in cells)
+    return "; ".join(LOSS_NAMES[loss] + " " + (f"α={base.alpha}, δ={base.margin}" if loss == "proxy-anchor" else
+                                               ", ".join(f"{field.name}={getattr(BASE_SETTINGS[loss](), field.name)}"
+                                                         for field in dataclasses.fields(BASE_SETTINGS[loss])))
+                     for loss in losses)
+
+
 def budget_note(base, cells, wall: float) -> str:
     data = f"{base.dataset}" + (f" at {glyphs_protocol(base).image_size} px" if base.dataset == "glyphs" else "")
+    if base.dataset == "glyphs" and base.glyphs_train_faces:
+        data += f" trained on the faces {', '.join(glyphs_protocol(base).train_faces)}"
     by_classes = sorted({(cell.train_classes, cell.epochs) for cell in cells if cell.epochs})
     epochs = (", ".join(f"{e} epochs at {c} classes" for c, e in by_classes) if by_classes else f"{base.epochs} epochs")
     schedule = schedule_note(base.lr_schedule, [e for _, e in by_classes] or [base.epochs])
@@ -317,7 +330,7 @@ def budget_note(base, cells, wall: float) -> str:
                else base.backbone)
     return (f"Budget per run: {epochs} of {data}, each a pass's worth of class-balanced batches of "
             f"{base.batch_size} images ({base.m_per_class} per class); {network}, lr {base.lr}, "
-            f"proxy lr {base.proxy_lr}, {schedule}; PA α={base.alpha}, δ={base.margin}; SEE n={base.n_expansion}, "
+            f"proxy lr {base.proxy_lr}, {schedule}; {losses_note(base, cells)}; SEE n={base.n_expansion}, "
             f"λ={base.lam}, ρ {base.rho_min}→{base.rho_max}. Wall time of the whole comparison so far: "
             f"{wall / 60:.1f} min ({base.threads} thread(s) per run).")
 
@@ -354,7 +367,8 @@ def compare(options, train_flags) -> None:
             runs = histories[cell.name]
             if set(runs["pa"]) & set(runs["see"]):
                 title = regime.title + (f" ({cell.name})" if cell.name else "")
-                summary = write_report(cell.directory, runs, title, all_notes, {**extra, "wall_seconds": wall})
+                summary = write_report(cell.directory, runs, title, all_notes, {**extra, "wall_seconds": wall},
+                                       cell.base_loss or base.base_loss)
                 results.append({"cell": cell, "summary": summary, "histories": runs})
         if cells[0].name:  # a grid, even of one cell
             write_grid_report(options.out, results, regime.title, all_notes, {**extra, "wall_seconds": wall})

@@ -105,7 +105,7 @@ def markdown(rows: list[dict], title: str, notes: list[str]) -> str:
 
 
 def plot_difference(rows: list[dict], path: str, title: str) -> None:
-    """SEE − PA R@1 with its 95% interval against the embedding size, a line per class count."""
+    """SEE − plain R@1 with its 95% interval against the embedding size, a line per (loss and) class count."""
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(6, 4))
     keys = sorted({line_key(row) for row in rows})
@@ -123,7 +123,8 @@ def plot_difference(rows: list[dict], path: str, title: str) -> None:
     dims = sorted({row["embedding_size"] for row in rows})
     axes.set_xticks(dims, [str(d) for d in dims])
     axes.set_xlabel("embedding size")
-    axes.set_ylabel("SEE − PA R@1 (points, 95% CI)")
+    plain = "plain" if any(row.get("base_loss") for row in rows) else "PA"
+    axes.set_ylabel(f"SEE − {plain} R@1 (points, 95% CI)")
     axes.set_title(fitted_title(title, figure, 9), fontsize=9)
     axes.grid(alpha=0.3)
     axes.legend()
@@ -155,7 +156,8 @@ def plot_curves(results: list[dict], path: str, title: str, late: bool = False) 
     for result in results:
         cell = result["cell"]
         axes = grid[keys.index((cell.base_loss or "", cell.train_classes or 0))][dims.index(cell.embedding_size)]
-        draw_recall_at_1(axes, result["histories"], seed_alpha=0.25, seed_width=0.8, mean_width=2, label_seeds=False)
+        draw_recall_at_1(axes, result["histories"], seed_alpha=0.25, seed_width=0.8, mean_width=2, label_seeds=False,
+                         base_loss=cell.base_loss)
         if late:
             zoom_to_late_epochs(axes, result["histories"])
         axes.set_title((f"{cell.base_loss}, " if cell.base_loss else "") + f"{cell.embedding_size}-d"
@@ -164,7 +166,9 @@ def plot_curves(results: list[dict], path: str, title: str, late: bool = False) 
         axes.set_xlabel("epoch")
     for row in grid:
         row[0].set_ylabel("R@1 (%)")
-    grid[0][0].legend(fontsize=8)
+    # A legend per row: each row is one base loss, its curves named after it.
+    for row in grid if any(r["cell"].base_loss for r in results) else grid[:1]:
+        row[0].legend(fontsize=8)
     title += f" (last {LATE_FRACTION:.0%} of the epochs)" if late else ""
     figure.suptitle(fitted_title(title, figure, 10), fontsize=10)
     figure.tight_layout()

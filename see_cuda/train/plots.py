@@ -6,7 +6,17 @@ import textwrap
 
 from ..data.files import write_atomically
 
-LOSSES = (("pa", "tab:blue", "PA"), ("see", "tab:red", "PA + SEE"))
+# The colour of each condition's curves: the base loss trained plain, and with SEE.
+COLOURS = (("pa", "tab:blue"), ("see", "tab:red"))
+# How the reports name each base loss (see-train's --base-loss); None: Proxy-Anchor.
+LOSS_NAMES = {None: "PA", "proxy-anchor": "PA", "proxy-nca": "Proxy-NCA", "normalized-softmax": "NSoftmax",
+              "cosface": "CosFace", "arcface": "ArcFace"}
+
+
+def condition_labels(base_loss: str | None) -> dict[str, str]:
+    """{"pa": the loss's name, "see": its name + SEE}: the two conditions of a comparison."""
+    name = LOSS_NAMES[base_loss]
+    return {"pa": name, "see": f"{name} + SEE"}
 
 
 _SKIPPED_SAID = []  # the skip is said once per process
@@ -53,12 +63,14 @@ def save_figure(figure, path: str) -> None:
 
 
 def draw_recall_at_1(axes, histories: dict, seed_alpha: float, seed_width: float, mean_width: float,
-                     label_seeds: bool) -> None:
-    """R@1 per epoch of PA and PA + SEE on `axes`: each seed thin, their mean thick.
+                     label_seeds: bool, base_loss: str | None = None) -> None:
+    """R@1 per epoch of the base loss plain and with SEE on `axes`: each seed thin, their mean thick.
 
     histories[loss][seed] = per-epoch rows; the mean runs over the epochs every seed has.
     """
-    for loss, colour, label in LOSSES:
+    labels = condition_labels(base_loss)
+    for loss, colour in COLOURS:
+        label = labels[loss]
         runs = [rows for _, rows in sorted(histories[loss].items())]
         for index, rows in enumerate(runs):
             seed_label = f"{label} (each seed)" if label_seeds and index == 0 else None

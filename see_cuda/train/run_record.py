@@ -15,6 +15,9 @@ import os
 RUN_ONLY_FIELDS = ("out_dir", "resume", "stop_after", "progress", "threads", "workers", "eval_batch_size")
 # --epochs may also grow on --resume (an extension): see keep_the_recorded_schedule.
 WEIGHTS_DIGEST = "backbone_weights_sha256"
+# The expansion's flags: a plain run (--loss pa) trains the same whatever their values, so that
+# one plain run serves comparisons with SEE at several λ (a follow-up reuses the grid's plain runs).
+EXPANSION_ONLY_FIELDS = ("n_expansion", "lam", "rho_min", "rho_max")
 # Flags added after runs were recorded without them: such a run was trained with this value.
 VALUES_BEFORE_THE_FLAG = {"shard_proxies": False, "glyphs_train_faces": None}
 
@@ -42,7 +45,8 @@ def training_fields(record: dict) -> dict:
     """The part of a recorded config that training depends on (the schedules' span spelled out)."""
     record = {**VALUES_BEFORE_THE_FLAG, **record}
     record["schedule_epochs"] = record.get("schedule_epochs") or record.get("epochs")
-    return {key: value for key, value in record.items() if key not in RUN_ONLY_FIELDS + ("backbone_weights",)}
+    ignored = RUN_ONLY_FIELDS + ("backbone_weights",) + (EXPANSION_ONLY_FIELDS if record.get("loss") == "pa" else ())
+    return {key: value for key, value in record.items() if key not in ignored}
 
 
 def keep_the_recorded_schedule(config, recorded: dict | None) -> None:
