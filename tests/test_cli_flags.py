@@ -182,6 +182,18 @@ def test_glyphs_grid_refuses_a_bad_flag_before_pretraining(tmp_path, no_training
     assert not (tmp_path / "grid" / "pretrain").exists()
 
 
+def test_the_family_regime_runs_unchanged_on_an_image_data_set(cub_root, tmp_path, no_training):
+    # Its Glyphs flags (faces, pool, pixels) do not reach CUB; its losses and embedding sizes do.
+    out = tmp_path / "family"
+    flags = compare_flags(cub_root, out)
+    flags[flags.index("scratch")] = "family"
+    flags[flags.index("--epochs") + 1] = "3"  # its step schedule needs 3
+    with pytest.raises(TrainingStepReached):
+        compare.main(flags)
+    assert (out / "proxy-anchor" / "cells" / "d32" / "runs" / "pa-seed0").is_dir()
+    assert not (out / "pretrain").exists()
+
+
 def test_compare_refuses_an_unwritable_output_folder_before_training(cub_root, tmp_path, no_training, capsys):
     flags = compare_flags(cub_root, tmp_path / "unused") + ["--out", blocked_path(tmp_path)]
     assert "--out" in failure_text(lambda: compare.main(flags), capsys)
