@@ -16,8 +16,9 @@ HELP = {
     "base_loss": "the loss --loss pa (plain) or see (with the expansion) applies to, with its defaults (PML's); "
                  "--alpha and --margin are Proxy-Anchor's",
     "out_dir": "folder of the checkpoint and the metrics; one that holds a run is refused without --resume",
-    "dataset": "glyphs renders CJK characters from the Noto fonts; the others read --data-root",
-    "data_root": "dataset folder (CUB/Cars/SOP/In-Shop); Glyphs renders into ~/.cache/see_cuda/glyphs",
+    "dataset": "glyphs renders CJK characters from the Noto fonts; the others read --data-root; folders: your own "
+               "images as DATA_ROOT/train/<class>/* and DATA_ROOT/test/<class>/* (other classes than train's)",
+    "data_root": "dataset folder (CUB/Cars/SOP/In-Shop/folders); Glyphs renders into ~/.cache/see_cuda/glyphs",
     "glyphs_train_classes": "Glyphs: train on this many characters (None: the protocol's 1,000)",
     "glyphs_test_classes": "Glyphs: test on this many characters (None: the protocol's 1,000)",
     "glyphs_class_pool": "Glyphs: set aside this many training characters and train on --glyphs-train-classes of "

@@ -11,7 +11,7 @@ from .. import validation
 from ..constants import IMPLEMENTATIONS
 from ..options import ProxyAnchorSettings, SphericalExpansion
 
-DATASETS = ("glyphs", "cub", "cars", "sop", "inshop")
+DATASETS = ("glyphs", "cub", "cars", "sop", "inshop", "folders")
 LOSSES = ("pa", "see")
 # The base loss that --loss pa (plain) or see (with the expansion) applies to (see_cuda.modules).
 BASE_LOSSES = ("proxy-anchor", "proxy-nca", "normalized-softmax", "cosface", "arcface")

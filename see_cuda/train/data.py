@@ -18,6 +18,7 @@ from ..data import (
     IMAGENET_STD,
     Cars196,
     ClassBalancedBatchSampler,
+    ClassFolders,
     InShop,
     StanfordOnlineProducts,
 )
@@ -26,7 +27,8 @@ from ..data.glyphs import DEFAULT_PROTOCOL, Glyphs
 from .config import FlagError, glyphs_train_faces
 from .glyph_classes import GlyphClasses, classes_from_pool
 
-IMAGE_DATASETS = {"cub": CUB200, "cars": Cars196, "sop": StanfordOnlineProducts, "inshop": InShop}
+IMAGE_DATASETS = {"cub": CUB200, "cars": Cars196, "sop": StanfordOnlineProducts, "inshop": InShop,
+                  "folders": ClassFolders}
 
 
 @dataclasses.dataclass
