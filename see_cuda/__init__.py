@@ -10,6 +10,7 @@ holds the loss with its proxies sharded over processes, for many classes.
 from . import sharded  # noqa: F401  (see_cuda.sharded: the proxies over several processes)
 from ._extension import backends
 from ._version import __version__
+from .deferred_checks import wait_for_value_checks
 from .functional import (
     fraction_schedule,
     fused_see_loss,
@@ -65,4 +66,5 @@ __all__ = [
     "slerp",
     "spherical_expansion",
     "threshold_schedule",
+    "wait_for_value_checks",
 ]

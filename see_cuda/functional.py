@@ -5,17 +5,20 @@ input's device, and the reference path (same results, slower) otherwise;
 `implementation="reference"` or `"fused"` forces one.
 
 Value checks (label range, finiteness, usable draws) follow one policy
-(see_cuda/validation.py): CPU tensors are always checked; CUDA tensors are
-checked with one host synchronisation per call unless `check_values=False`,
-and then an out-of-range label makes the loss NaN instead of an error; the
-reference always checks; meta tensors hold no values and are not checked.
+(see_cuda/validation.py): CPU tensors are always checked; the losses on CUDA
+tensors queue their checks on the device unless `check_values=False` and read
+them later (see_cuda/deferred_checks.py: a failed call's loss is NaN, and its
+error is raised by the backward or a later call), the other functions read
+them with one host synchronisation; with `check_values=False` an out-of-range
+label makes the loss NaN instead of an error; the reference always checks;
+meta tensors hold no values and are not checked.
 Labels may have any integer dtype.
 """
 from __future__ import annotations
 
 import torch
 
-from . import dispatch, selection, validation
+from . import deferred_checks, dispatch, selection, validation
 from .options import DEFAULTS, PROXY_ANCHOR, ProxyAnchorSettings, SEEOptions, resolve_options
 
 
@@ -86,8 +89,11 @@ def proxy_anchor_loss(
     """Proxy-Anchor loss (Kim et al., 2020; docs/method.md §1) of B x D embeddings, labels in [0, C), C x D proxies.
 
     check_values: on CUDA tensors, whether label range and finiteness are
-    checked (one host synchronisation); False skips that, and an out-of-range
-    label then makes the loss NaN. CPU tensors are always checked.
+    checked, on the device without waiting: a failed check makes the loss NaN
+    and raises its ValueError at the backward, or at the next see_cuda call
+    that finds the check done (see_cuda.wait_for_value_checks() waits). False
+    skips that, and an out-of-range label then makes the loss NaN. CPU tensors
+    are always checked at once.
     alpha: up to validation.max_alpha(dtype, margin) (7.7e37 in float32 and
     bfloat16, 4e307 in float64, 1.5e4 in float16 with margin 0.1); larger is a
     ValueError.
@@ -102,10 +108,10 @@ def proxy_anchor_loss(
     validation.check_chunk_bytes(chunk_bytes)
     labels = validation.index_labels(labels)
     plan = dispatch.plan(implementation, embeddings.device, settings, None, chunk_bytes)
-    validation.check_call_values(embeddings.device, check_values, plan.is_reference, dtype,
-                                 rows={"embeddings": embeddings, "proxies": proxies},
-                                 labels={"labels": (labels, proxies.shape[0])})
-    return plan.primitives.loss(embeddings, labels, proxies, None, None, settings, 0.0, False)
+    pending = validation.check_call_values(embeddings.device, check_values, plan.is_reference, dtype, deferrable=True,
+                                           rows={"embeddings": embeddings, "proxies": proxies},
+                                           labels={"labels": (labels, proxies.shape[0])})
+    return with_checks(plan.primitives.loss(embeddings, labels, proxies, None, None, settings, 0.0, False), pending)
 
 
 def proxy_anchor_loss_with_synthetic(
@@ -137,10 +143,12 @@ def proxy_anchor_loss_with_synthetic(
     labels, synthetic_labels = validation.index_labels(labels), validation.index_labels(synthetic_labels)
     plan = dispatch.plan(implementation, embeddings.device, settings, None, chunk_bytes)
     C = proxies.shape[0]
-    validation.check_call_values(embeddings.device, check_values, plan.is_reference, dtype,
-                                 rows={"embeddings": embeddings, "proxies": proxies, "synthetic": synthetic},
-                                 labels={"labels": (labels, C), "synthetic_labels": (synthetic_labels, C)})
-    return plan.primitives.loss(embeddings, labels, proxies, synthetic, synthetic_labels, settings, lam, True)
+    pending = validation.check_call_values(
+        embeddings.device, check_values, plan.is_reference, dtype, deferrable=True,
+        rows={"embeddings": embeddings, "proxies": proxies, "synthetic": synthetic},
+        labels={"labels": (labels, C), "synthetic_labels": (synthetic_labels, C)})
+    return with_checks(plan.primitives.loss(embeddings, labels, proxies, synthetic, synthetic_labels, settings, lam,
+                                            True), pending)
 
 
 def fused_see_loss(
@@ -179,9 +187,12 @@ def fused_see_loss(
         return_stats: also return a `SEEStats`.
         implementation: "auto", "fused" or "reference".
         check_values: on CUDA tensors, whether label range and finiteness
-            (and given noise) are checked, with one host synchronisation;
-            False skips that, and an out-of-range label then makes the loss
-            NaN. CPU tensors are always checked.
+            (and given noise) are checked, on the device without waiting: a
+            failed check makes the loss NaN and raises its ValueError at the
+            backward, or at the next see_cuda call that finds the check done
+            (see_cuda.wait_for_value_checks() waits). False skips that, and an
+            out-of-range label then makes the loss NaN. CPU tensors are always
+            checked at once.
         chunk_bytes: the memory budget of the fused loss's chunks of classes,
             as in proxy_anchor_loss (None: the default, 256 MiB).
     alpha is bounded as in proxy_anchor_loss. Under torch.compile a
@@ -218,8 +229,15 @@ def see_loss(embeddings, labels, proxies, expansion, settings, generator=None, n
     values = plan.unchecked_values(dtype, rows={"embeddings": embeddings, "proxies": proxies},
                                    labels={"labels": (labels, proxies.shape[0])},
                                    noise={} if noise is None else {"noise": noise})
-    validation.check_call_values(embeddings.device, check_values, plan.is_reference, dtype, **values)
-    return plan.run(embeddings, labels, proxies, expansion, settings, generator, noise)
+    pending = validation.check_call_values(embeddings.device, check_values, plan.is_reference, dtype,
+                                           deferrable=True, **values)
+    loss, stats = plan.run(embeddings, labels, proxies, expansion, settings, generator, noise)
+    return with_checks(loss, pending), stats
+
+
+def with_checks(loss: torch.Tensor, pending) -> torch.Tensor:
+    """The loss as returned: on CUDA with check_values, NaN if its queued checks fail (deferred_checks)."""
+    return loss if pending is None else deferred_checks.checked(loss, pending)
 
 
 # ---------------------------------------------------------------- selection and schedules (docs/method.md §2)

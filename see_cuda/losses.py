@@ -36,9 +36,11 @@ class SEEProxyAnchorLoss(nn.Module):
         generator: a torch.Generator for the random frames (optional; without
             one, torch's default generator of the device is drawn from).
         implementation: "auto", "fused" or "reference".
-        check_values: on CUDA, whether label range and finiteness are checked
-            (one host synchronisation per call); False makes an out-of-range
-            label give a NaN loss instead. CPU tensors are always checked.
+        check_values: on CUDA, whether label range and finiteness are checked,
+            on the device without waiting (as fused_see_loss: a failed check's
+            loss is NaN, its error raised at the backward or a later call);
+            False makes an out-of-range label give a NaN loss instead. CPU
+            tensors are always checked at once.
         chunk_bytes: the memory budget of the fused loss's chunks of classes
             (None: the default, 256 MiB): how it computes, not what, so it is
             not part of `options` (see_cuda.proxy_anchor_loss).

@@ -6,9 +6,13 @@ dtypes and devices read no tensor data. The checks that must read values
 (label range, finiteness, `check_values`) follow one policy:
 
 - CPU tensors are always checked.
-- CUDA tensors are checked unless `check_values=False`, by one reduction over
-  all the arguments and one host synchronisation per call; only when that
-  fails are the arguments checked one by one, to name the culprit.
+- The losses on CUDA tensors queue their checks on the device unless
+  `check_values=False`, and nothing is read before the loss is queued: a
+  failed check makes the loss NaN and its error is raised later, by the
+  backward or the next call (deferred_checks.py says exactly when).
+- The other functions check CUDA tensors unless `check_values=False`, by one
+  reduction over all the arguments and one host synchronisation per call; only
+  when that fails are the arguments checked one by one, to name the culprit.
 - With `check_values=False` on CUDA nothing is read; the kernels stay
   memory-safe and an out-of-range label makes the loss NaN.
 - The reference implementation always checks: it is the specification.
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _outside_graph, transforms
+from . import _outside_graph, deferred_checks, transforms
 from .constants import IMPLEMENTATIONS, INT64_MAX, NORM_EPS
 from .selection import MODES
 
@@ -346,13 +350,67 @@ def values_are_read(device: torch.device, check_values: bool) -> bool:
     return device.type == "cpu" or check_values
 
 
-def check_call_values(device: torch.device, flag, read_always: bool = False, dtype=None, **groups) -> None:
+def values_are_deferred(device: torch.device, check_values: bool) -> bool:
+    """Whether a loss call's checks are queued on the device and read later (deferred_checks): on CUDA
+    when asked for, outside torch.compile (which reads them as before)."""
+    return device.type == "cuda" and check_values and not torch.compiler.is_compiling()
+
+
+def check_call_values(device: torch.device, flag, read_always: bool = False, dtype=None, deferrable: bool = False,
+                      **groups) -> deferred_checks.PendingCheck | None:
     """check_values as a call's `check_values=flag` asks (a bool): the values are read where
-    values_are_read says, or always with read_always (the reference); groups: those of check_values."""
+    values_are_read says, or always with read_always (the reference); groups: those of check_values.
+
+    Earlier calls' deferred checks that have arrived raise first. deferrable (a loss call): where
+    values_are_deferred says, the checks are queued instead, and the PendingCheck returned, for
+    deferred_checks.checked to apply to the loss."""
     transforms.refuse_vmap()
     check_bool(flag, "check_values")
-    if any(groups.values()) and values_are_read(device, flag or read_always):
+    if not torch.compiler.is_compiling():  # a compiled graph holds no pending checks of its own
+        deferred_checks.raise_arrived()
+    if not any(groups.values()):
+        return None
+    if deferrable and not read_always and values_are_deferred(device, flag):
+        return queue_value_checks(dtype=dtype, **groups)
+    if values_are_read(device, flag or read_always):
         check_values(dtype=dtype, **groups)
+    return None
+
+
+def queue_value_checks(finite: dict | None = None, labels: dict | None = None, noise: dict | None = None,
+                       rows: dict | None = None, dtype: torch.dtype | None = None) -> deferred_checks.PendingCheck:
+    """check_values' checks as flags on the device, nothing read: each exact (no conservative flag,
+    since a failed flag makes the loss NaN), with its message, in the order check_values reports them."""
+    finite, labels, noise, rows = finite or {}, labels or {}, noise or {}, rows or {}
+    flags, messages, ranges = [], [], []
+
+    def add(flag: torch.Tensor, message) -> None:
+        flags.append(flag)
+        messages.append(message)
+
+    for name, t in list(finite.items()) + list(rows.items()) + list(noise.items()):
+        if t.numel():
+            add(torch.isfinite(t).all(), lambda _, name=name: f"{name} contains NaN or infinite values")
+    for name, (t, num_classes) in labels.items():
+        if t.numel():
+            lo_hi = torch.stack(torch.aminmax(t))
+            index = len(ranges)
+            ranges.append(lo_hi)
+            add((lo_hi[0] >= 0) & (lo_hi[1] < num_classes),
+                lambda r, name=name, n=num_classes, i=index: (
+                    f"{name} must lie in [0, {n}) (the number of proxies), got values in "
+                    f"[{int(r[i, 0])}, {int(r[i, 1])}]"))
+    for name, t in rows.items():
+        if t.numel():
+            add(_rows_are_normalisable(t, dtype).all(), lambda _, name=name, d=dtype or t.dtype: _rows_message(name, d))
+    for name, t in noise.items():
+        if t.numel():
+            add(_draws_are_normalisable(t, dtype).all(), lambda _, name=name, d=dtype or t.dtype: _noise_message(name, d))
+    device = next(iter(list(finite.values()) + list(rows.values()) + list(noise.values())
+                       + [t for t, _ in labels.values()])).device
+    stacked = torch.stack(flags) if flags else torch.ones(1, dtype=torch.bool, device=device)
+    return deferred_checks.PendingCheck(stacked, torch.stack(ranges) if ranges else None,
+                                        messages or [lambda _: ""])
 
 
 def check_values(finite: dict | None = None, labels: dict | None = None, noise: dict | None = None,

@@ -141,6 +141,7 @@ def run(fn, args, grad_of=()):
         grads = []
         if leaves and out.requires_grad:
             grads = torch.autograd.grad(out, leaves, allow_unused=True)
+        see_cuda.wait_for_value_checks()  # a CUDA loss's deferred check (see_cuda/deferred_checks.py)
         return ("value", out, grads)
     except (ValueError, TypeError) as error:
         return ("error", error)

@@ -671,20 +671,26 @@ def test_fraction_mode_see_loss_does_not_synchronize_without_value_checks(device
 
 
 @pytest.mark.parametrize("device", [pytest.param("cuda", marks=requires_cuda_kernels)])
-def test_value_checks_on_cuda_synchronize_once(device, monkeypatch):
-    from see_cuda import validation
-
+def test_value_checks_on_cuda_read_nothing_before_the_loss_is_queued(device):
     x, y, proxies, noise = see_problem_on_cuda()
-    calls = []
-    real = validation.check_values
-    monkeypatch.setattr(validation, "check_values", lambda **kw: calls.append(1) or real(**kw))
-    see_cuda.fused_see_loss(x, y, proxies, n_expansion=4, noise=noise, implementation="fused")
-    assert len(calls) == 1
+
+    def forward(labels):
+        return see_cuda.fused_see_loss(x, labels, proxies, n_expansion=4, noise=noise, implementation="fused")
+
+    run_without_sync(lambda: forward(y)).backward()  # checked (the default), passing
+    see_cuda.wait_for_value_checks()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        bad = forward(y + 10)  # queued without a synchronisation: no error yet
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.isnan(bad.detach().cpu())
     with pytest.raises(ValueError, match="labels must lie"):
-        see_cuda.fused_see_loss(x, y + 10, proxies, n_expansion=4, noise=noise, implementation="fused")
+        bad.backward()
     loss = see_cuda.fused_see_loss(x, y + 10, proxies, n_expansion=4, noise=noise, implementation="fused",
                                    check_values=False)
-    assert torch.isnan(loss.cpu())
+    assert torch.isnan(loss.detach().cpu())
+    see_cuda.wait_for_value_checks()  # nothing left pending
 
 
 @pytest.mark.parametrize("device", [pytest.param("cuda", marks=requires_cuda_kernels)])
