@@ -402,10 +402,12 @@ def queue_value_checks(finite: dict | None = None, labels: dict | None = None, n
                     f"[{int(r[i, 0])}, {int(r[i, 1])}]"))
     for name, t in rows.items():
         if t.numel():
-            add(_rows_are_normalisable(t, dtype).all(), lambda _, name=name, d=dtype or t.dtype: _rows_message(name, d))
+            add(_rows_are_normalisable(t, dtype).all(),
+                lambda _, name=name, d=dtype or t.dtype: _rows_message(name, d))
     for name, t in noise.items():
         if t.numel():
-            add(_draws_are_normalisable(t, dtype).all(), lambda _, name=name, d=dtype or t.dtype: _noise_message(name, d))
+            add(_draws_are_normalisable(t, dtype).all(),
+                lambda _, name=name, d=dtype or t.dtype: _noise_message(name, d))
     device = next(iter(list(finite.values()) + list(rows.values()) + list(noise.values())
                        + [t for t, _ in labels.values()])).device
     stacked = torch.stack(flags) if flags else torch.ones(1, dtype=torch.bool, device=device)

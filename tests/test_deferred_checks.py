@@ -9,8 +9,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import see_cuda
-from conftest import requires_cpu_kernels, requires_cuda_kernels
 from see_cuda import deferred_checks, validation
+
+from conftest import requires_cpu_kernels, requires_cuda_kernels
 
 READ_BACK = "aten._local_scalar_dense.default"  # what .item(), bool() and int() of a tensor run
 
