@@ -64,8 +64,8 @@ HELP = {
     "ks": "K of Recall@K",
     "resume": "continue from OUT_DIR/checkpoint.pt (same result as an uninterrupted run); refused, naming the "
               "flags, when a flag that changes training differs from the checkpoint's (only --out-dir, "
-              "--stop-after, --progress, --threads, --workers and --eval-batch-size may change; a plain run's "
-              "--n-expansion, --lam, --rho-min and --rho-max change nothing trained)",
+              "--stop-after, --progress, --threads, --workers and --eval-batch-size may change; the expansion's "
+              "settings, n, λ and ρ, change nothing a plain run trains)",
     "stop_after": "stop after this epoch; --resume continues",
     "progress": "a progress bar per epoch and a line per epoch",
 }

@@ -109,6 +109,9 @@ def plot_difference(rows: list[dict], path: str, title: str) -> None:
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(6, 4))
     keys = sorted({line_key(row) for row in rows})
+    # A colour per loss and a line style per class count, so that either is read at a glance.
+    losses = sorted({loss for loss, _ in keys})
+    counts = sorted({count for _, count in keys})
     for index, key in enumerate(keys):
         mine = sorted((row for row in rows if line_key(row) == key), key=lambda r: r["embedding_size"])
         # A small horizontal offset per line keeps the intervals apart.
@@ -117,7 +120,9 @@ def plot_difference(rows: list[dict], path: str, title: str) -> None:
         means = [d["mean"] for d in diffs]
         errors = [[d["mean"] - d["low"] if not math.isnan(d["low"]) else 0 for d in diffs],
                   [d["high"] - d["mean"] if not math.isnan(d["high"]) else 0 for d in diffs]]
-        axes.errorbar(xs, means, yerr=errors, marker="o", capsize=4, label=line_label(key))
+        axes.errorbar(xs, means, yerr=errors, marker="o", capsize=4, label=line_label(key),
+                      color=f"C{losses.index(key[0]) if len(losses) > 1 else index}",
+                      linestyle=("-", "--", ":", "-.")[counts.index(key[1]) % 4] if len(losses) > 1 else "-")
     axes.axhline(0, color="grey", linewidth=1)
     axes.set_xscale("log", base=2)
     dims = sorted({row["embedding_size"] for row in rows})
