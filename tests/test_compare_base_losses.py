@@ -70,3 +70,29 @@ def test_base_losses_share_the_seeds_report_a_row_each_resume_and_refuse(tmp_pat
     with pytest.raises(SystemExit, match=r"see-compare: error: .*per loss of --base-losses"):
         compare.main(["--regime", "scratch", "--seeds", "2", "--out", str(out), "--base-loss", "arcface"] + TINY)
     assert (out / "arcface" / "runs" / "pa-seed0" / "checkpoint.pt").stat().st_mtime_ns == finished
+
+
+@needs_fonts
+def test_a_grid_of_losses_reports_each_loss_and_a_follow_up_at_another_lambda_reuses_the_plain_runs(tmp_path):
+    import shutil
+
+    out = tmp_path / "grid"
+    command = ["--regime", "scratch", "--seeds", "1", "--base-losses", "proxy-anchor", "arcface", "--dims", "16",
+               "24"] + TINY
+    compare.main(command + ["--out", str(out)])
+    for loss in ("proxy-anchor", "arcface"):
+        rows = json.loads((out / loss / "summary.json").read_text())["cells"]
+        assert [(row["base_loss"], row["embedding_size"]) for row in rows] == [(loss, 16), (loss, 24)]
+        assert (out / loss / "summary.md").exists()
+    assert len(json.loads((out / "summary.json").read_text())["cells"]) == 4
+
+    # The follow-up of one cell at λ = 0.5: its plain runs are the grid's, copied and read back.
+    follow = tmp_path / "follow-up"
+    plain = follow / "arcface" / "cells" / "d16" / "runs" / "pa-seed0"
+    shutil.copytree(out / "arcface" / "cells" / "d16" / "runs" / "pa-seed0", plain)
+    finished = (plain / "checkpoint.pt").stat().st_mtime_ns
+    compare.main(["--regime", "scratch", "--seeds", "1", "--base-losses", "arcface", "--dims", "16", "--lam", "0.5",
+                  "--out", str(follow)] + TINY)
+    assert (plain / "checkpoint.pt").stat().st_mtime_ns == finished
+    see = json.loads((follow / "arcface" / "cells" / "d16" / "runs" / "see-seed0" / "metrics.json").read_text())
+    assert see["config"]["lam"] == 0.5

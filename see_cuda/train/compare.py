@@ -25,8 +25,9 @@ run's metrics under <cell>/runs/<loss>-seed<k>/; reports are rewritten after eve
 
 `--base-losses L1 L2 ...` (the names of see-train's --base-loss) compares plain against SEE
 of every listed loss on the same seeds (so the same initial weights and batches), each in its
-own folder <out>/<loss>/ laid out as above (its cells under <out>/<loss>/cells/<cell>/), and
-writes a summary under --out with a row per loss (and cell). Without it, see-train's
+own folder <out>/<loss>/ laid out as above (its cells under <out>/<loss>/cells/<cell>/, and
+there the grid's reports of that loss), and writes a summary under --out with a row per loss
+(and cell). Without it, see-train's
 --base-loss (default proxy-anchor) is the one loss compared, in the layout above; a folder
 written with --base-losses is refused without it, and the other way round.
 
@@ -372,6 +373,9 @@ def compare(options, train_flags) -> None:
                 results.append({"cell": cell, "summary": summary, "histories": runs})
         if cells[0].name:  # a grid, even of one cell
             write_grid_report(options.out, results, regime.title, all_notes, {**extra, "wall_seconds": wall})
+        for loss in dict.fromkeys(cell.base_loss for cell in cells if "/" in cell.name):  # a grid per loss
+            write_grid_report(os.path.join(options.out, loss), [r for r in results if r["cell"].base_loss == loss],
+                              f"{regime.title}: {LOSS_NAMES[loss]}", all_notes, {**extra, "wall_seconds": wall})
         return results
 
     # Seed by seed over every cell, so that an interrupted grid has every cell at about the
