@@ -366,6 +366,10 @@ def check_call_values(device: torch.device, flag, read_always: bool = False, dty
     deferred_checks.checked to apply to the loss."""
     transforms.refuse_vmap()
     check_bool(flag, "check_values")
+    if flag and device.type == "cuda" and not read_always and torch.cuda.is_current_stream_capturing():
+        # A captured check would be queued once and never read on the graph's replays.
+        raise ValueError("check_values=True cannot be captured in a CUDA graph (its checks would run on every "
+                         "replay and be read on none): pass check_values=False inside the capture")
     if not torch.compiler.is_compiling():  # a compiled graph holds no pending checks of its own
         deferred_checks.raise_arrived()
     if not any(groups.values()):

@@ -161,3 +161,14 @@ def test_on_a_gpu_a_bad_label_is_nan_at_once_and_an_error_at_backward(device):
         loss.backward()
     assert x.grad is None and proxies.grad is None
     see_cuda.wait_for_value_checks()  # nothing left pending
+
+
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=requires_cuda_kernels)])
+def test_on_a_gpu_checked_values_are_refused_inside_a_cuda_graph_capture(device):
+    x, y, proxies = (t.detach().to(device) for t in batch(dtype=torch.float32))
+    see_cuda.fused_see_loss(x, y, proxies, check_values=False)  # warm up outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(ValueError, match="check_values=False inside the capture"):
+        with torch.cuda.graph(graph):
+            see_cuda.fused_see_loss(x, y, proxies)
