@@ -51,6 +51,7 @@ def test_base_losses_share_the_seeds_report_a_row_each_resume_and_refuse(tmp_pat
         assert r1["see_minus_pa"]["low"] <= r1["see_minus_pa"]["mean"] <= r1["see_minus_pa"]["high"]
     text = (out / "summary.md").read_text()
     assert "| loss | embedding |" in text and "| arcface | 32 |" in text and "SEE − plain" in text
+    assert text.startswith("# Glyphs, small CNN from scratch: plain vs SEE per loss") and "PA + SEE" not in text
     for loss in ("normalized-softmax", "arcface"):
         per_loss = json.loads((out / loss / "summary.json").read_text())
         assert per_loss["seeds"] == [0, 1]

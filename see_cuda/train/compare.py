@@ -361,21 +361,23 @@ def compare(options, train_flags) -> None:
     extra.update({"config": base.as_dict(), "regime": options.regime,
                   "glyphs_protocol": repr(glyphs_protocol(base)) if base.dataset == "glyphs" else None})
 
+    regime_title = regime.title_for(options.base_losses)
+
     def report(wall):
         all_notes = notes + [budget_note(base, cells, wall)]
         results = []
         for cell in cells:
             runs = histories[cell.name]
             if set(runs["pa"]) & set(runs["see"]):
-                title = regime.title + (f" ({cell.name})" if cell.name else "")
+                title = regime_title + (f" ({cell.name})" if cell.name else "")
                 summary = write_report(cell.directory, runs, title, all_notes, {**extra, "wall_seconds": wall},
                                        cell.base_loss or base.base_loss)
                 results.append({"cell": cell, "summary": summary, "histories": runs})
         if cells[0].name:  # a grid, even of one cell
-            write_grid_report(options.out, results, regime.title, all_notes, {**extra, "wall_seconds": wall})
+            write_grid_report(options.out, results, regime_title, all_notes, {**extra, "wall_seconds": wall})
         for loss in dict.fromkeys(cell.base_loss for cell in cells if "/" in cell.name):  # a grid per loss
             write_grid_report(os.path.join(options.out, loss), [r for r in results if r["cell"].base_loss == loss],
-                              f"{regime.title}: {LOSS_NAMES[loss]}", all_notes, {**extra, "wall_seconds": wall})
+                              f"{regime_title}: {LOSS_NAMES[loss]}", all_notes, {**extra, "wall_seconds": wall})
         return results
 
     # Seed by seed over every cell, so that an interrupted grid has every cell at about the

@@ -30,6 +30,10 @@ class Regime:
     # says otherwise; empty: the one loss of the flags' --base-loss.
     base_losses: tuple[str, ...] = ()
 
+    def title_for(self, base_losses) -> str:
+        """The reports' title: with several base losses each is compared with itself plus SEE, not with PA."""
+        return self.title.replace("PA vs PA + SEE", "plain vs SEE per loss") if base_losses else self.title
+
     def epochs_for(self, train_classes: int | None) -> int | None:
         """The regime's epochs for a class count; None: the flags' --epochs."""
         if not self.epochs_by_classes or train_classes is None:
