@@ -172,3 +172,16 @@ def test_on_a_gpu_checked_values_are_refused_inside_a_cuda_graph_capture(device)
     with pytest.raises(ValueError, match="check_values=False inside the capture"):
         with torch.cuda.graph(graph):
             see_cuda.fused_see_loss(x, y, proxies)
+
+
+def test_the_deferred_check_of_a_see_loss_costs_under_50_operations_and_reads_nothing():
+    # What README states: the device operations the checks of fused_see_loss's arguments (rows,
+    # labels, no noise) and the loss's scaling add, each a launch on a GPU.
+    x, y, proxies = batch(B=180, D=128, C=1000, dtype=torch.float32)
+    recorder = RecordOps()
+    with recorder:
+        pending = validation.queue_value_checks(rows={"embeddings": x.detach(), "proxies": proxies.detach()},
+                                                labels={"labels": (y, 1000)}, dtype=torch.float32)
+        deferred_checks.checked(torch.zeros((), requires_grad=True), pending)
+    assert len(recorder.ops) < 50, recorder.ops
+    assert READ_BACK not in recorder.ops
