@@ -74,16 +74,20 @@ def _take(check: PendingCheck) -> bool:
         return False
 
 
+def _raise_first_failure(checks: list[PendingCheck], wait: bool) -> None:
+    for check in checks:
+        if _take(check):
+            error = check.error(wait)
+            if error is not None:
+                raise ValueError(f"an earlier call's value check failed: {error}")
+
+
 def raise_arrived() -> None:
     """Raises the error of the first earlier call whose checks have arrived and failed; drops those that passed.
     Never waits."""
     with _LOCK:
         arrived = [check for check in _PENDING if check.arrived()]
-    for check in arrived:
-        if _take(check):
-            error = check.error(wait=False)
-            if error is not None:
-                raise ValueError(f"an earlier call's value check failed: {error}")
+    _raise_first_failure(arrived, wait=False)
 
 
 def wait_for_value_checks() -> None:
@@ -91,11 +95,7 @@ def wait_for_value_checks() -> None:
     check_values=True, the default) and raises the first failure's ValueError; returns when all passed."""
     with _LOCK:
         pending = list(_PENDING)
-    for check in pending:
-        if _take(check):
-            error = check.error(wait=True)
-            if error is not None:
-                raise ValueError(f"an earlier call's value check failed: {error}")
+    _raise_first_failure(pending, wait=True)
 
 
 class _CheckedLoss(torch.autograd.Function):

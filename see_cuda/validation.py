@@ -394,16 +394,14 @@ def queue_value_checks(finite: dict | None = None, labels: dict | None = None, n
 
     for name, t in list(finite.items()) + list(rows.items()) + list(noise.items()):
         if t.numel():
-            add(torch.isfinite(t).all(), lambda _, name=name: f"{name} contains NaN or infinite values")
+            add(torch.isfinite(t).all(), lambda _, name=name: _nonfinite_message(name))
     for name, (t, num_classes) in labels.items():
         if t.numel():
             lo_hi = torch.stack(torch.aminmax(t))
             index = len(ranges)
             ranges.append(lo_hi)
             add((lo_hi[0] >= 0) & (lo_hi[1] < num_classes),
-                lambda r, name=name, n=num_classes, i=index: (
-                    f"{name} must lie in [0, {n}) (the number of proxies), got values in "
-                    f"[{int(r[i, 0])}, {int(r[i, 1])}]"))
+                lambda r, name=name, n=num_classes, i=index: _labels_message(name, n, int(r[i, 0]), int(r[i, 1])))
     for name, t in rows.items():
         if t.numel():
             add(_rows_are_normalisable(t, dtype).all(),
@@ -474,6 +472,14 @@ def _rows_flag(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     return flag
 
 
+def _nonfinite_message(name: str) -> str:
+    return f"{name} contains NaN or infinite values"
+
+
+def _labels_message(name: str, num_classes: int, lo: int, hi: int) -> str:
+    return f"{name} must lie in [0, {num_classes}) (the number of proxies), got values in [{lo}, {hi}]"
+
+
 def _noise_message(name: str, dtype: torch.dtype) -> str:
     return (f"{name} has a draw that cannot be normalised in {dtype}: its squared norm is 0 or under- or "
             "overflows (an all-zero row, or a scale far from 1). Each row of D numbers is used by its direction "
@@ -506,14 +512,12 @@ def _read_values(finite: dict, labels: dict, noise: dict, rows: dict, dtype) -> 
     # Something failed (or a flag was conservative): find it, one argument at a time.
     for name, t in list(finite.items()) + list(rows.items()) + list(noise.items()):
         if t.numel() and not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} contains NaN or infinite values")
+            raise ValueError(_nonfinite_message(name))
     for name, (t, num_classes) in labels.items():
         if t.numel():
             lo, hi = (int(v) for v in torch.aminmax(t))
             if lo < 0 or hi >= num_classes:
-                raise ValueError(
-                    f"{name} must lie in [0, {num_classes}) (the number of proxies), got values in [{lo}, {hi}]"
-                )
+                raise ValueError(_labels_message(name, num_classes, lo, hi))
     for name, t in rows.items():
         if t.numel() and not bool(_rows_are_normalisable(t, dtype).all()):
             raise ValueError(_rows_message(name, dtype or t.dtype))
@@ -532,7 +536,7 @@ _outside_graph.register(
 def _assert_values_in_graph(finite: dict, labels: dict, noise: dict, rows: dict, dtype) -> None:
     """The checks of _read_values as asserts that torch.compile keeps in the graph (CPU tensors)."""
     for name, t in list(finite.items()) + list(rows.items()) + list(noise.items()):
-        torch._assert_async(torch.isfinite(t).all(), f"{name} contains NaN or infinite values")
+        torch._assert_async(torch.isfinite(t).all(), _nonfinite_message(name))
     for name, (t, num_classes) in labels.items():
         torch._assert_async(((t >= 0) & (t < num_classes)).all(),
                             f"{name} must lie in [0, {num_classes}) (the number of proxies)")
