@@ -32,12 +32,18 @@ struct ProxyAnchorParams {
   bool synthetic_grad;  // ... the synthetic rows' too
 };
 
+// The float32 products a caller allows (see_cuda's `products=`): kFloat32, float32's
+// accuracy; kTf32, operands rounded to tf32 (11 significant bits) where the device has
+// tensor cores. The CPU kernels form float32 products either way; float64 is float64.
+enum class Products : int { kFloat32 = 0, kTf32 = 1 };
+
 // One call of see_loss_fused (see_cuda.SphericalExpansion with detached synthetic points).
 struct SeeLossParams {
   ProxyAnchorParams loss;               // over all the classes, without the synthetic rows' gradient
   int64_t n_expansion;                  // synthetic points per expanded row
   std::optional<int64_t> num_selected;  // the best-fitted rows expanded; none: by threshold
   double threshold;                     // the cosine a row needs when selected by threshold
+  Products products;                    // the float32 products allowed
 };
 
 // One call of softmax_family_rows or softmax_family_grad: the logit map, and the

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <limits>
 #include <optional>
+#include <string>
 
 #include "loss_params.h"
 #include "proxy_anchor.h"
@@ -72,14 +73,21 @@ inline ProxyAnchorParams proxy_anchor_params(int64_t C, double alpha, double mar
           synthetic_grad};
 }
 
+// The products' name as see_cuda takes it ("float32" or "tf32").
+inline Products products_named(const std::string& name) {
+  if (name == "float32") return Products::kFloat32;
+  TORCH_CHECK_VALUE(name == "tf32", "products must be 'float32' or 'tf32', got '", name, "'");
+  return Products::kTf32;
+}
+
 // The params of one see_loss_fused call of C proxies, checked and filled once.
 inline SeeLossParams see_loss_params(int64_t C, int64_t n_expansion, const std::optional<int64_t>& num_selected,
                                      double threshold, double lam, double alpha, double margin, bool compute_grad,
-                                     const std::optional<int64_t>& chunk_bytes) {
+                                     const std::optional<int64_t>& chunk_bytes, const std::string& products) {
   TORCH_CHECK(!num_selected.has_value() || *num_selected >= 0,
               "num_selected must be >= 0 (None: select by threshold), got ", num_selected.value_or(0));
   return {proxy_anchor_params(C, alpha, margin, lam, compute_grad, false, 0, std::nullopt, chunk_bytes), n_expansion,
-          num_selected, threshold};
+          num_selected, threshold, products_named(products)};
 }
 
 // The softmax-family operators (softmax_family_schema.cpp): rows x, their int64 labels, class

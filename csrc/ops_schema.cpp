@@ -30,9 +30,12 @@ TORCH_LIBRARY(see_cuda, m) {
       "float alpha, float margin, float lam, bool compute_grad, bool synthetic_grad, int class_offset=0, "
       "int? total_classes=None, int? chunk_bytes=None) -> (Tensor, Tensor, Tensor, Tensor)");
   // The whole SEE loss with detached synthetic points: (loss, dL/dx, dL/dproxies,
-  // number expanded, mean positive cosine); num_selected None selects by threshold.
+  // number expanded, mean positive cosine, value flags); num_selected None selects by
+  // threshold; products "float32" or "tf32" (loss_params.h). The value flags (0-d int64)
+  // are the CUDA kernels' checks of the values (cuda/see_loss_launch.h: 0 when all
+  // passed); the CPU kernel raises instead and returns 0.
   m.def(
       "see_loss_fused(Tensor x, Tensor labels, Tensor proxies, Tensor? noise, Tensor seed, int n_expansion, "
       "int? num_selected, float threshold, float lam, float alpha, float margin, bool compute_grad, "
-      "int? chunk_bytes=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "int? chunk_bytes=None, str products=\"float32\") -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

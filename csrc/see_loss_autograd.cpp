@@ -1,11 +1,15 @@
 // Autograd of the fused SEE loss, in C++ so that a training step spends no
 // Python on it. The kernels form dL/dx and dL/dproxies in the forward pass
-// (compute_grad), so the backward only scales them by the incoming gradient.
+// (compute_grad), so the backward only scales them by the incoming gradient:
+// in place unless the graph is kept for another backward (retain_graph, and
+// gradcheck's repeated backward), so that no second C x D copy of dL/dproxies
+// is made.
 // As for the operators whose autograd see_cuda/ops.py registers: x and the
 // proxies are saved so that autograd's version counter refuses a backward
 // after either changed in place, and a second derivative is an error.
 // The formulas: docs/method.md §4.
 #include <torch/autograd.h>
+#include <torch/csrc/autograd/graph_task.h>
 #include <torch/library.h>
 
 #include <optional>
@@ -20,14 +24,14 @@ using at::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-using SeeLossOutputs = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>;
+using SeeLossOutputs = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
 // The op's arguments, the one place their types are listed (ops_schema.cpp has
 // the schema): x, labels, proxies, noise, seed, n_expansion, num_selected,
-// threshold, lam, alpha, margin, compute_grad, chunk_bytes.
+// threshold, lam, alpha, margin, compute_grad, chunk_bytes, products.
 using SeeLossSignature = SeeLossOutputs(const Tensor&, const Tensor&, const Tensor&, const std::optional<Tensor>&,
                                         const Tensor&, int64_t, std::optional<int64_t>, double, double, double, double,
-                                        bool, std::optional<int64_t>);
+                                        bool, std::optional<int64_t>, c10::string_view);
 
 template <typename... Args>
 SeeLossOutputs call_kernel(Args&&... args) {
@@ -81,19 +85,29 @@ Tensor no_second_derivative(const Tensor& grad, std::initializer_list<Tensor> in
   return SecondDerivativeError::apply(grad.detach(), at::TensorList(linked));
 }
 
+// A tensor of values, not a wrapper that traces or transforms (functionalization,
+// a Python subclass such as FakeTensor, functorch): those see the out-of-place
+// product, which a traced graph can hold.
+bool holds_values(const Tensor& t) {
+  static const c10::DispatchKeySet wrappers({c10::DispatchKey::Functionalize, c10::DispatchKey::Python,
+                                             c10::DispatchKey::FuncTorchGradWrapper,
+                                             c10::DispatchKey::FuncTorchBatched});
+  return !t.key_set().has_any(wrappers);
+}
+
 class SeeLossFunction : public torch::autograd::Function<SeeLossFunction> {
  public:
   template <typename... Rest>
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& labels, const Tensor& proxies,
                                Rest&&... rest) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [loss, grad_x, grad_proxies, num_expanded, mean_cosine] =
+    auto [loss, grad_x, grad_proxies, num_expanded, mean_cosine, value_flags] =
         call_kernel(x, labels, proxies, std::forward<Rest>(rest)...);
     // x and the proxies only for the version check: the gradients are formed from their values now.
     ctx->save_for_backward({grad_x, grad_proxies, x, proxies});
-    ctx->mark_non_differentiable({grad_x, grad_proxies, num_expanded, mean_cosine});
+    ctx->mark_non_differentiable({grad_x, grad_proxies, num_expanded, mean_cosine, value_flags});
     ctx->set_materialize_grads(false);  // only the loss has an incoming gradient: skip zeros for the rest
-    return {loss, grad_x, grad_proxies, num_expanded, mean_cosine};
+    return {loss, grad_x, grad_proxies, num_expanded, mean_cosine, value_flags};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -105,9 +119,20 @@ class SeeLossFunction : public torch::autograd::Function<SeeLossFunction> {
     const Tensor &grad_x = saved[0], &grad_proxies = saved[1], &x = saved[2], &proxies = saved[3];
     // Called with compute_grad = false, the saved gradients are empty and
     // autograd rejects their shape: the op's caller decides, see ops.py.
-    if (ctx->needs_input_grad(0)) grads[0] = no_second_derivative(grad_x.mul(grad_loss), {grad_loss, x, proxies});
-    if (ctx->needs_input_grad(2))
-      grads[2] = no_second_derivative(grad_proxies.mul(grad_loss), {grad_loss, x, proxies});
+    // In place only when this backward is the graph's last: the saved
+    // gradients are then released after it, and autograd takes the result
+    // as the inputs' .grad without a copy.
+    const bool last_use = !torch::autograd::get_current_graph_task_keep_graph() && holds_values(grad_loss);
+    auto scaled = [&](const Tensor& grad) {
+      Tensor product;
+      {
+        const at::NoGradGuard no_grad;  // the scaling is part of no graph
+        product = last_use && holds_values(grad) ? grad.mul_(grad_loss) : grad.mul(grad_loss);
+      }
+      return no_second_derivative(product, {grad_loss, x, proxies});
+    };
+    if (ctx->needs_input_grad(0)) grads[0] = scaled(grad_x);
+    if (ctx->needs_input_grad(2)) grads[2] = scaled(grad_proxies);
     return grads;
   }
 };
@@ -120,7 +145,7 @@ template <typename... Args>
 struct AutogradKernel<SeeLossOutputs(Args...)> {
   static SeeLossOutputs call(Args... args) {
     const variable_list out = SeeLossFunction::apply(std::forward<Args>(args)...);
-    return {out[0], out[1], out[2], out[3], out[4]};
+    return {out[0], out[1], out[2], out[3], out[4], out[5]};
   }
 };
 

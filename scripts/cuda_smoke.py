@@ -215,7 +215,7 @@ def see_loss_fused_case(device, dtype, given_noise, num_selected):
     labels = labels_for(B, C, device, seed=16)
     draws = randn(B, n - 1, D, dtype=dtype, device=device, seed=17) if given_noise else None
     seed = torch.tensor(7, dtype=torch.int64, device=device)
-    loss, k, _ = ops.see_loss_fused(x, labels, proxies, draws, seed, n, num_selected, 0.0, LAM, ALPHA, MARGIN)
+    loss, k, _, _ = ops.see_loss_fused(x, labels, proxies, draws, seed, n, num_selected, 0.0, LAM, ALPHA, MARGIN)
     loss.backward()
     expect(all_finite(loss, x.grad, proxies.grad), "non-finite loss or gradient")
     expect(num_selected is None or int(k) == num_selected, f"{int(k)} rows expanded, expected {num_selected}")

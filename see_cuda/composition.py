@@ -60,10 +60,13 @@ class BaseLoss(NamedTuple):
     one_call_op: the op that computes the whole SEE loss with this base loss
         in one call (detached synthetic points), or None.
     one_call: (x, y, proxies, expansion, settings, generator, noise,
-        chunk_bytes) -> (loss, SEEStats) by that op.
+        chunk_bytes, products) -> (loss, SEEStats, value flags) by that op.
     one_call_checks: per device type, the value checks that op makes itself
         (it raises), of the groups of validation.check_values (rows: in the
         kernel's dtype); a device type not named checks none of them itself.
+    one_call_flags: per device type, the value checks that op's kernels make
+        on the device without raising: they flag the call (its value flags)
+        and make its loss NaN; the deferred check reads the flags.
     """
 
     reference: Callable
@@ -73,6 +76,7 @@ class BaseLoss(NamedTuple):
     one_call_op: str | None = None
     one_call: Callable | None = None
     one_call_checks: dict = {}
+    one_call_flags: dict = {}
 
 
 def see_loss(x, y, proxies, expansion, settings, primitives: SEEPrimitives, generator=None, noise=None):

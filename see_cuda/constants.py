@@ -13,3 +13,6 @@ DEFAULT_CHUNK_BYTES = 256 * 2**20
 
 # The largest value of an op argument of schema type `int` (a C++ int64_t).
 INT64_MAX = 2**63 - 1
+
+# The values of `products=`: the float32 products a loss may use (csrc/loss_params.h, Products).
+PRODUCTS = ("float32", "tf32")

@@ -1,19 +1,20 @@
 """check_values=True on CUDA tensors without reading the device before the loss is queued.
 
-A loss call on CUDA tensors does not wait for its value checks. They are queued on the
-device with the loss: one flag per check, and each label tensor's (min, max), copied to
-host memory without waiting (an event marks their arrival). The loss is multiplied by 1
-where every check passed and by NaN where one failed, so a failed call's loss and every
-gradient through it are NaN. The ValueError the CPU raises at once (naming the argument)
-is raised, for a failed call, by whichever comes first:
+A loss call on CUDA tensors does not wait for its value checks. They travel to the host
+behind the loss: the one-call op's kernels flag a bad label or row on their way (its last
+output, no extra launch); elsewhere the checks are queued as a few reductions. Either
+way the flags are copied to host memory without waiting, and an event marks their
+arrival. A failed call's loss is NaN (the kernels make it so, or it is multiplied by
+NaN), so every gradient through it is NaN. The ValueError the CPU raises at once (naming
+the argument) is raised, for a failed call, by whichever comes first:
 
-- the loss's backward, which waits for the checks before it computes any gradient (so a
-  failed call's backward raises and no gradient is accumulated);
-- the next see_cuda call that finds the checks arrived (it never waits for them);
+- the next see_cuda call that finds the flags arrived (it never waits for them);
 - `see_cuda.wait_for_value_checks()`, which waits for every check still pending.
 
-A call whose checks passed leaves no trace. Under torch.compile the checks are read as
-before (validation.check_values).
+Nothing waits in between: the backward of a failed call gives NaN gradients, and an
+optimizer step after it applies them (a GradScaler skips such a step). Call
+wait_for_value_checks() before the step to be told first. A call whose checks passed
+leaves no trace. Under torch.compile the checks are read as before (validation.check_values).
 """
 from __future__ import annotations
 
@@ -22,25 +23,26 @@ from typing import Callable
 
 import torch
 
-# A check's message from the labels' host (min, max) rows (m x 2, or None).
-Message = Callable[[torch.Tensor | None], str]
+# The failure's message from the host copies of the flags (None: every check passed).
+Failure = Callable[..., "str | None"]
 
 
 class PendingCheck:
-    """One call's checks on their way to the host: flags (k,) bool, ranges (m, 2) int64 or None, and
-    per flag the message of its failure, in the order the CPU checks report them."""
+    """One call's checks on their way to the host: `values`, device tensors (copied without
+    waiting), and `failure(*host_values)`, the message of the first failure in the order the
+    CPU checks report them, or None. passed: a 0-d bool on the device for the loss's NaN where
+    the checks are reductions; None where the kernel made a failed call's loss NaN itself."""
 
-    def __init__(self, flags: torch.Tensor, ranges: torch.Tensor | None, messages: list[Message]):
-        self.passed = flags.all()
-        if flags.is_cuda:
+    def __init__(self, values: tuple[torch.Tensor, ...], failure: Failure, passed: torch.Tensor | None = None):
+        self.passed = passed
+        if values[0].is_cuda:
             # non_blocking copies to page-locked host memory; the event marks their arrival.
-            self._flags = flags.to("cpu", non_blocking=True)
-            self._ranges = None if ranges is None else ranges.to("cpu", non_blocking=True)
+            self._values = tuple(v.to("cpu", non_blocking=True) for v in values)
             self._event = torch.cuda.Event()
             self._event.record()
         else:
-            self._flags, self._ranges, self._event = flags, ranges, None
-        self._messages = messages
+            self._values, self._event = values, None
+        self._failure = failure
 
     def arrived(self) -> bool:
         return self._event is None or self._event.query()
@@ -50,10 +52,8 @@ class PendingCheck:
         the caller knows they have)."""
         if wait and self._event is not None:
             self._event.synchronize()
-        for flag, message in zip(self._flags.tolist(), self._messages):
-            if not flag:
-                return ValueError(message(self._ranges))
-        return None
+        message = self._failure(*self._values)
+        return None if message is None else ValueError(message)
 
 
 _PENDING: list[PendingCheck] = []
@@ -98,28 +98,10 @@ def wait_for_value_checks() -> None:
     _raise_first_failure(pending, wait=True)
 
 
-class _CheckedLoss(torch.autograd.Function):
-    """loss × (1 if the checks passed else NaN); the backward waits for the checks and raises a failure."""
-
-    @staticmethod
-    def forward(ctx, loss, scale, check):
-        ctx.check = check
-        ctx.save_for_backward(scale)
-        return loss * scale
-
-    @staticmethod
-    def backward(ctx, grad):
-        check = ctx.check
-        if _take(check):
-            error = check.error(wait=True)
-            if error is not None:
-                raise error
-        (scale,) = ctx.saved_tensors
-        return grad * scale, None, None
-
-
 def checked(loss: torch.Tensor, check: PendingCheck) -> torch.Tensor:
-    """The loss a call returns: NaN if its checks failed, its errors raised as the module says."""
+    """The loss a call returns, its check queued: NaN if the check's reductions fail (a kernel's
+    flagged loss is NaN already)."""
     queue(check)
-    scale = torch.where(check.passed, 1.0, float("nan")).to(loss.dtype)
-    return _CheckedLoss.apply(loss, scale, check)
+    if check.passed is None:
+        return loss
+    return loss * torch.where(check.passed, 1.0, float("nan")).to(loss.dtype)

@@ -39,8 +39,9 @@ BASE_LOSSES: dict[type, BaseLoss] = {
         reference=reference.proxy_anchor_primitive, fused=fused.proxy_anchor, reference_share=reference_share,
         one_call_op=WHOLE_LOSS_OP, one_call=fused.see_loss_in_one_call,
         # The CPU kernel raises on a label out of range, a non-finite row or one that overflows; the CUDA
-        # kernel cannot without a host synchronisation: it makes the loss NaN, so the values are read here.
+        # kernels cannot without a host synchronisation: they flag the call and make its loss NaN.
         one_call_checks={"cpu": frozenset({"labels", "rows"})},
+        one_call_flags={"cuda": frozenset({"labels", "rows"})},
     ),
     # Proxy-NCA, Normalized Softmax, CosFace, ArcFace: one pair of primitives, the loss read from the settings.
     **{settings: BaseLoss(reference=softmax_reference.loss, fused=softmax_fused.loss, reference_share=None,
@@ -70,7 +71,10 @@ class Plan(NamedTuple):
     one_call: the one-call function (BaseLoss.one_call) when path is ONE_CALL.
     kernel_checks: the value checks the kernel makes itself, of the groups
         of validation.check_values ("labels", "rows"), rows in the kernel's dtype.
+    kernel_flags: those its kernels flag on the device instead (the call's
+        value flags, which a deferred check reads).
     chunk_bytes: the similarities' memory budget (None: the default).
+    products: the float32 products the one-call op may use ("float32", "tf32").
     """
 
     path: str
@@ -78,28 +82,35 @@ class Plan(NamedTuple):
     share: Callable
     one_call: Callable | None = None
     kernel_checks: frozenset = frozenset()
+    kernel_flags: frozenset = frozenset()
     chunk_bytes: int | None = None
+    products: str = "float32"
 
     @property
     def is_reference(self) -> bool:
         """The reference always reads the values it is given (it is the specification)."""
         return self.path == REFERENCE
 
-    def unchecked_values(self, dtype: torch.dtype, **groups) -> dict:
+    def unchecked_values(self, dtype: torch.dtype, flags_read: bool, **groups) -> dict:
         """The value groups (as validation.check_values takes them) the kernel does not check itself.
 
-        The kernel checks rows in its dtype: rows of a loss in half precision are checked here, in theirs.
+        flags_read: whether the kernel's flags will be read (a deferred check), so that the groups it
+        flags count as checked. The kernel checks rows in its dtype: rows of a loss in half precision
+        are checked here, in theirs.
         """
-        checked_by_kernel = set(self.kernel_checks)
+        checked_by_kernel = set(self.kernel_checks) | (set(self.kernel_flags) if flags_read else set())
         if fused.kernel_dtype(dtype) != dtype:
             checked_by_kernel.discard("rows")
         return {name: values for name, values in groups.items() if name not in checked_by_kernel}
 
     def run(self, x, y, proxies, expansion, settings, generator=None, noise=None):
-        """(loss, SEEStats) of the SEE loss (composition.see_loss's arguments) by this plan."""
+        """(loss, SEEStats, value flags) of the SEE loss (composition.see_loss's arguments) by this plan;
+        the value flags are the kernel's where it flags values (kernel_flags), else None."""
         if self.path == ONE_CALL:
-            return self.one_call(x, y, proxies, expansion, settings, generator, noise, self.chunk_bytes)
-        return composition.see_loss(x, y, proxies, expansion, settings, self.primitives, generator, noise)
+            loss, stats, flags = self.one_call(x, y, proxies, expansion, settings, generator, noise, self.chunk_bytes,
+                                               self.products)
+            return loss, stats, flags if self.kernel_flags else None
+        return (*composition.see_loss(x, y, proxies, expansion, settings, self.primitives, generator, noise), None)
 
 
 def base_loss(settings) -> BaseLoss:
@@ -112,13 +123,24 @@ def base_loss(settings) -> BaseLoss:
             from None
 
 
-def plan(implementation: str, device: torch.device, settings, expansion=None, chunk_bytes: int | None = None) -> Plan:
+def plan(implementation: str, device: torch.device, settings, expansion=None, chunk_bytes: int | None = None,
+         products: str = "float32") -> Plan:
     """The plan of a loss with base-loss `settings` (e.g. a ProxyAnchorSettings) on `device`.
 
     expansion: the SphericalExpansion of a SEE loss, or None for the base
     loss alone (with or without given synthetic rows). The whole SEE loss
     runs in one op where the base loss has one, the dispatcher has its
     kernel for the device, and the synthetic points are detached.
+
+    This is also the one place that chooses between the flash-style CUDA
+    op and the cuBLAS composition, and it does not look at the shape: the
+    composition costs a host synchronisation and about 70 launches per call
+    (~0.33 ms of host time predicted; the one-call op: 8 launches, none
+    waited for), and its products are cuBLAS's fp32 ones, where the op's
+    are split-tf32 on tensor cores. No measurement yet shows a shape,
+    small C included, where the composition is faster.
+    benchmarks/gpu_paths.py times both at CUB-like, SOP-like and 10^6
+    classes; a crossover it measures belongs here.
     """
     loss = base_loss(settings)
     if not use_fused(implementation, device, loss.fused_op or PROBE_OP):
@@ -127,7 +149,8 @@ def plan(implementation: str, device: torch.device, settings, expansion=None, ch
     if (expansion is not None and expansion.expands and expansion.detach_synthetic and loss.one_call_op is not None
             and has_kernel(device.type, loss.one_call_op)):
         return Plan(ONE_CALL, _fused_primitives(loss.fused, chunk_bytes, device.type), loss.fused, loss.one_call,
-                    loss.one_call_checks.get(device.type, frozenset()), chunk_bytes)
+                    loss.one_call_checks.get(device.type, frozenset()), loss.one_call_flags.get(device.type, frozenset()),
+                    chunk_bytes, products)
     return Plan(COMPOSED, _fused_primitives(loss.fused, chunk_bytes, device.type), loss.fused,
                 chunk_bytes=chunk_bytes)
 

@@ -6,9 +6,9 @@ input's device, and the reference path (same results, slower) otherwise;
 
 Value checks (label range, finiteness, usable draws) follow one policy
 (see_cuda/validation.py): CPU tensors are always checked; the losses on CUDA
-tensors queue their checks on the device unless `check_values=False` and read
-them later (see_cuda/deferred_checks.py: a failed call's loss is NaN, and its
-error is raised by the backward or a later call), the other functions read
+tensors check on the device unless `check_values=False` and read the result
+later (see_cuda/deferred_checks.py: a failed call's loss is NaN, and its
+error is raised by a later call), the other functions read
 them with one host synchronisation; with `check_values=False` an out-of-range
 label makes the loss NaN instead of an error; the reference always checks;
 meta tensors hold no values and are not checked.
@@ -90,8 +90,8 @@ def proxy_anchor_loss(
 
     check_values: on CUDA tensors, whether label range and finiteness are
     checked, on the device without waiting: a failed check makes the loss NaN
-    and raises its ValueError at the backward, or at the next see_cuda call
-    that finds the check done (see_cuda.wait_for_value_checks() waits). False
+    and raises its ValueError at the next see_cuda call that finds the check
+    done (see_cuda.wait_for_value_checks() waits). False
     skips that, and an out-of-range label then makes the loss NaN. CPU tensors
     are always checked at once.
     alpha: up to validation.max_alpha(dtype, margin) (7.7e37 in float32 and
@@ -170,6 +170,7 @@ def fused_see_loss(
     options: SEEOptions | None = None,
     check_values: bool = True,
     chunk_bytes: int | None = None,
+    products: str = "float32",
 ):
     """SEE loss: Proxy-Anchor on the batch plus lam x Proxy-Anchor on synthetic points (docs/method.md §4).
 
@@ -188,13 +189,19 @@ def fused_see_loss(
         implementation: "auto", "fused" or "reference".
         check_values: on CUDA tensors, whether label range and finiteness
             (and given noise) are checked, on the device without waiting: a
-            failed check makes the loss NaN and raises its ValueError at the
-            backward, or at the next see_cuda call that finds the check done
+            failed check makes the loss and its gradients NaN and raises its
+            ValueError at the next see_cuda call that finds the check done
             (see_cuda.wait_for_value_checks() waits). False skips that, and an
             out-of-range label then makes the loss NaN. CPU tensors are always
             checked at once.
         chunk_bytes: the memory budget of the fused loss's chunks of classes,
             as in proxy_anchor_loss (None: the default, 256 MiB).
+        products: the float32 products the one-call CUDA op may use:
+            "float32" (float32's accuracy, split tf32 on tensor cores; the
+            default) or "tf32" (operands rounded to tf32's 11 significant
+            bits: about 3x fewer tensor-core products, each cosine within
+            about 2^-10 instead of float32's accuracy; README "Products"). The CPU kernels,
+            float64 and the other paths form float32 products either way.
     alpha is bounded as in proxy_anchor_loss. Under torch.compile a
     `generator` other than the default one cannot be traced (a graph
     break; an error that says so under fullgraph=True): pass `noise` there.
@@ -207,31 +214,40 @@ def fused_see_loss(
         margin=margin, detach_synthetic=detach_synthetic,
     )
     loss, stats = see_loss_with_options(embeddings, labels, proxies, options, generator, noise, implementation,
-                                        check_values, chunk_bytes)
+                                        check_values, chunk_bytes, products)
     return (loss, stats) if return_stats else loss
 
 
 def see_loss_with_options(embeddings, labels, proxies, options: SEEOptions, generator=None, noise=None,
-                          implementation: str = "auto", check_values: bool = True, chunk_bytes: int | None = None):
+                          implementation: str = "auto", check_values: bool = True, chunk_bytes: int | None = None,
+                          products: str = "float32"):
     """(loss, SEEStats) of fused_see_loss for settings already built as a SEEOptions."""
     return see_loss(embeddings, labels, proxies, options.expansion, options.loss, generator, noise, implementation,
-                    check_values, chunk_bytes)
+                    check_values, chunk_bytes, products)
 
 
 def see_loss(embeddings, labels, proxies, expansion, settings, generator=None, noise=None,
-             implementation: str = "auto", check_values: bool = True, chunk_bytes: int | None = None):
+             implementation: str = "auto", check_values: bool = True, chunk_bytes: int | None = None,
+             products: str = "float32"):
     """(loss, SEEStats) of the base loss whose settings are `settings` (ProxyAnchorSettings, or a softmax-family
     loss's) with the SphericalExpansion `expansion` (mode "none": the base loss alone); the other arguments are
     fused_see_loss's. Checked once, then run by dispatch's plan."""
-    dtype = validation.check_see_call(embeddings, labels, proxies, expansion, settings, noise, generator, chunk_bytes)
+    dtype = validation.check_see_call(embeddings, labels, proxies, expansion, settings, noise, generator, chunk_bytes,
+                                      products=products)
     labels = validation.index_labels(labels)
-    plan = dispatch.plan(implementation, embeddings.device, settings, expansion, chunk_bytes)
-    values = plan.unchecked_values(dtype, rows={"embeddings": embeddings, "proxies": proxies},
-                                   labels={"labels": (labels, proxies.shape[0])},
+    device = embeddings.device
+    plan = dispatch.plan(implementation, device, settings, expansion, chunk_bytes, products)
+    # The kernels' flags are read where the checks are deferred (never by the reference, which reads at once).
+    flags_read = bool(plan.kernel_flags) and validation.values_are_deferred(device, check_values)
+    rows, labels_group = {"embeddings": embeddings, "proxies": proxies}, {"labels": (labels, proxies.shape[0])}
+    values = plan.unchecked_values(dtype, flags_read, rows=rows, labels=labels_group,
                                    noise={} if noise is None else {"noise": noise})
-    pending = validation.check_call_values(embeddings.device, check_values, plan.is_reference, dtype,
-                                           deferrable=True, **values)
-    loss, stats = plan.run(embeddings, labels, proxies, expansion, settings, generator, noise)
+    pending = validation.check_call_values(device, check_values, plan.is_reference, dtype, deferrable=True, **values)
+    loss, stats, value_flags = plan.run(embeddings, labels, proxies, expansion, settings, generator, noise)
+    if flags_read:
+        flagged = {name: rows[name] for name in rows if "rows" in plan.kernel_flags and "rows" not in values}
+        deferred_checks.queue(validation.flagged_values_check(
+            value_flags, flagged, labels_group if "labels" in plan.kernel_flags else {}, dtype))
     return with_checks(loss, pending), stats
 
 

@@ -84,10 +84,13 @@ PRIMITIVES = SEEPrimitives(
 
 
 # ---------------------------------------------------------------- the whole loss in one call
-def see_loss_in_one_call(x, y, proxies, expansion, settings, generator=None, noise=None, chunk_bytes=None):
-    """(loss, SEEStats) by ops.see_loss_fused, which checks label range, finiteness and rows that overflow itself.
+def see_loss_in_one_call(x, y, proxies, expansion, settings, generator=None, noise=None, chunk_bytes=None,
+                         products="float32"):
+    """(loss, SEEStats, value flags) by ops.see_loss_fused (see it for what its kernels check and flag).
 
-    The synthetic points are detached (expansion.detach_synthetic).
+    The synthetic points are detached (expansion.detach_synthetic). In the
+    threshold mode the number expanded is known only on the device: on CUDA
+    SEEStats holds it as a 0-d tensor there (reading it is a synchronisation).
     """
     dtype = torch.promote_types(x.dtype, proxies.dtype)
     kd = kernel_dtype(dtype)
@@ -95,14 +98,17 @@ def see_loss_in_one_call(x, y, proxies, expansion, settings, generator=None, noi
     num_selected = num_selected_by_fraction(x.shape[0], expansion.ratio) if expansion.mode == "fraction" else None
     # Given noise makes the seed unused: a zero seed on the device, not a draw of the generator.
     seed = draw_seed(generator, x.device) if noise is None else torch.zeros((), dtype=torch.int64, device=x.device)
-    loss, k, mean_cosine = ops.see_loss_fused(
+    loss, k, mean_cosine, flags = ops.see_loss_fused(
         _kernel_input(x, kd), _kernel_input(y, torch.int64), _kernel_input(proxies, kd),
         None if noise is None else _kernel_input(noise, kd), seed, n, num_selected, expansion.threshold,
-        expansion.lam, settings.alpha, settings.margin, chunk_bytes,
+        expansion.lam, settings.alpha, settings.margin, chunk_bytes, products,
     )
-    # The fraction is known before the call; reading the threshold's count is a host synchronisation.
-    k = num_selected if num_selected is not None else int(k)
-    return loss.to(dtype), SEEStats(num_expanded=k, num_synthetic=k * n, mean_positive_cosine=mean_cosine)
+    if num_selected is not None:
+        k = num_selected
+    elif not k.is_cuda:
+        k = int(k)  # on the CPU the op has finished: no wait
+    stats = SEEStats(num_expanded=k, num_synthetic=k * n, mean_positive_cosine=mean_cosine)
+    return loss.to(dtype), stats, flags
 
 
 # ---------------------------------------------------------------- the other operators

@@ -38,12 +38,15 @@ class SEEProxyAnchorLoss(nn.Module):
         implementation: "auto", "fused" or "reference".
         check_values: on CUDA, whether label range and finiteness are checked,
             on the device without waiting (as fused_see_loss: a failed check's
-            loss is NaN, its error raised at the backward or a later call);
+            loss is NaN, its error raised by a later call);
             False makes an out-of-range label give a NaN loss instead. CPU
             tensors are always checked at once.
         chunk_bytes: the memory budget of the fused loss's chunks of classes
             (None: the default, 256 MiB): how it computes, not what, so it is
             not part of `options` (see_cuda.proxy_anchor_loss).
+        products: the float32 products the one-call CUDA op may use,
+            "float32" (default) or "tf32" (as fused_see_loss; not part of
+            `options` either).
 
     The settings after (num_classes, embedding_size) are keyword-only (PML's
     positional (margin, alpha) is refused, never misread), PML's keywords are
@@ -78,6 +81,7 @@ class SEEProxyAnchorLoss(nn.Module):
         implementation: str = "auto",
         check_values: bool = True,
         chunk_bytes: int | None = None,
+        products: str = "float32",
         **pml_keywords,
     ):
         super().__init__()
@@ -93,6 +97,7 @@ class SEEProxyAnchorLoss(nn.Module):
         validation.check_implementation(implementation)
         validation.check_bool(check_values, "check_values")
         validation.check_chunk_bytes(chunk_bytes)
+        validation.check_products(products)
         validation.check_generator(generator)
         self.num_classes, self.embedding_size = num_classes, embedding_size
         self.num_epochs = num_epochs
@@ -100,6 +105,7 @@ class SEEProxyAnchorLoss(nn.Module):
         self.tau_min, self.tau_max, self.tau_lower_bound = tau_min, tau_max, tau_lower_bound
         self.generator = generator
         self.implementation, self.check_values, self.chunk_bytes = implementation, check_values, chunk_bytes
+        self.products = products
         self.epoch = 0
         self.schedule_warnings = ScheduleWarnings(type(self).__name__, num_classes)
         self.options = SEEOptions(n_expansion=n_expansion, lam=lam, mode=mode, ratio=self.ratio,
@@ -146,7 +152,7 @@ class SEEProxyAnchorLoss(nn.Module):
         refuse_forward_extras(indices_tuple, ref_emb, ref_labels)
         loss, self.last_stats = see_loss_with_options(
             embeddings, labels, self.proxies, self.options, self.generator, None, self.implementation,
-            self.check_values, self.chunk_bytes,
+            self.check_values, self.chunk_bytes, self.products,
         )
         if self.training and self.options.expands:
             self.schedule_warnings.training_step(embeddings.shape[0], self.options.ratio)

@@ -84,14 +84,18 @@ def proxy_anchor_fused(x, labels, proxies, synthetic, synthetic_labels, alpha, m
 
 
 def see_loss_fused(x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin,
-                   chunk_bytes=None):
-    """(loss, number expanded, mean positive cosine) of the SEE loss with detached synthetic points.
+                   chunk_bytes=None, products="float32"):
+    """(loss, number expanded, mean positive cosine, value flags) of the SEE loss with detached synthetic points.
 
     num_selected expands that many best-fitted rows; None expands those
     with cosine >= threshold. The draws come from `noise` (B x (n-1) x D)
     or, when it is None, from the Philox stream of `seed` (0-d int64). The
-    kernel checks label range, finiteness and rows whose squared norm
-    overflows itself (ValueError). chunk_bytes: as in proxy_anchor_fused.
+    CPU kernel checks label range, finiteness and rows whose squared norm
+    overflows itself (ValueError) and returns 0 flags; the CUDA kernels flag
+    them on the device instead (0-d int64: 1 a label out of range, 2 an
+    embedding, 4 a proxy whose norm is not finite) and the loss and gradients
+    are then NaN. chunk_bytes: as in proxy_anchor_fused. products: "float32"
+    or "tf32" (functional.fused_see_loss).
 
     This op is the one whose autograd is not registered here: its formula (a
     scaling of the gradients the forward pass formed, as for proxy_anchor_fused)
@@ -102,11 +106,11 @@ def see_loss_fused(x, labels, proxies, noise, seed, n_expansion, num_selected, t
     """
     transforms.refuse_fused_op("see_loss_fused")
     compute_grad = torch.is_grad_enabled() and (x.requires_grad or proxies.requires_grad)
-    loss, _, _, num_expanded, mean_cosine = _op("see_loss_fused")(
+    loss, _, _, num_expanded, mean_cosine, value_flags = _op("see_loss_fused")(
         x, labels, proxies, noise, seed, n_expansion, num_selected, float(threshold), float(lam), float(alpha),
-        float(margin), compute_grad, chunk_bytes,
+        float(margin), compute_grad, chunk_bytes, products,
     )
-    return loss, num_expanded, mean_cosine
+    return loss, num_expanded, mean_cosine, value_flags
 
 
 # ---------------------------------------------------------------- fake kernels and autograd
@@ -248,11 +252,12 @@ def _proxy_anchor_backward(ctx, grad_loss, *_unused):
 
 
 def _see_loss_fake(x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin,
-                   compute_grad, chunk_bytes=None):
+                   compute_grad, chunk_bytes=None, products="float32"):
     def grad_like(t):
         return torch.empty_like(t) if compute_grad else _empty_gradient(t)
 
-    return x.new_empty(()), grad_like(x), grad_like(proxies), x.new_empty((), dtype=torch.int64), x.new_empty(())
+    return (x.new_empty(()), grad_like(x), grad_like(proxies), x.new_empty((), dtype=torch.int64), x.new_empty(()),
+            x.new_empty((), dtype=torch.int64))
 
 
 if HAVE_EXTENSION:

@@ -6,10 +6,11 @@ dtypes and devices read no tensor data. The checks that must read values
 (label range, finiteness, `check_values`) follow one policy:
 
 - CPU tensors are always checked.
-- The losses on CUDA tensors queue their checks on the device unless
-  `check_values=False`, and nothing is read before the loss is queued: a
-  failed check makes the loss NaN and its error is raised later, by the
-  backward or the next call (deferred_checks.py says exactly when).
+- The losses on CUDA tensors check on the device unless `check_values=False`
+  (the one-call op's kernels flag bad values themselves; elsewhere a few
+  reductions are queued), and nothing is read before the loss is queued: a
+  failed check makes the loss NaN and its error is raised later, by the next
+  call or wait_for_value_checks (deferred_checks.py says exactly when).
 - The other functions check CUDA tensors unless `check_values=False`, by one
   reduction over all the arguments and one host synchronisation per call; only
   when that fails are the arguments checked one by one, to name the culprit.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from . import _outside_graph, deferred_checks, transforms
-from .constants import IMPLEMENTATIONS, INT64_MAX, NORM_EPS
+from .constants import IMPLEMENTATIONS, INT64_MAX, NORM_EPS, PRODUCTS
 from .selection import MODES
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -108,6 +109,14 @@ def check_logit_map_for_dtype(logit_map, dtype: torch.dtype) -> None:
     if not bound <= torch.finfo(dtype).max / 4:
         raise ValueError(f"the loss's scale {logit_map.scale:g} is too large for a loss computed in {dtype}: its "
                          f"logits reach {bound:.6g}, above max/4 of the dtype ({torch.finfo(dtype).max / 4:.6g})")
+
+
+def check_products(products) -> None:
+    """The float32 products a loss may use: "float32" (float32's accuracy) or "tf32"."""
+    if not isinstance(products, str):
+        raise TypeError(f"products must be a str, 'float32' or 'tf32', got {type(products).__name__}")
+    if products not in PRODUCTS:
+        raise ValueError(f"products must be 'float32' or 'tf32', got {products!r}")
 
 
 def check_chunk_bytes(chunk_bytes) -> None:
@@ -259,7 +268,7 @@ def check_generator(generator, device: torch.device | None = None) -> None:
 
 
 def check_see_call(embeddings, labels, proxies, expansion, settings, noise=None, generator=None, chunk_bytes=None,
-                   world_size: int = 1) -> torch.dtype:
+                   world_size: int = 1, products: str = "float32") -> torch.dtype:
     """The checks of a SEE loss call that read no values, in one sequence; returns the compute dtype.
 
     expansion: a SphericalExpansion; settings: the base loss's settings (their
@@ -269,6 +278,7 @@ def check_see_call(embeddings, labels, proxies, expansion, settings, noise=None,
     dtype = check_loss_inputs(embeddings, labels, proxies)
     settings.check_dtype(dtype)
     check_chunk_bytes(chunk_bytes)
+    check_products(products)
     B, D = embeddings.shape
     if expansion.expands:
         check_dim_for_expansion(D, expansion.n_expansion)
@@ -413,8 +423,54 @@ def queue_value_checks(finite: dict | None = None, labels: dict | None = None, n
     device = next(iter(list(finite.values()) + list(rows.values()) + list(noise.values())
                        + [t for t, _ in labels.values()])).device
     stacked = torch.stack(flags) if flags else torch.ones(1, dtype=torch.bool, device=device)
-    return deferred_checks.PendingCheck(stacked, torch.stack(ranges) if ranges else None,
-                                        messages or [lambda _: ""])
+
+    def failure(host_flags, host_ranges=None):
+        for flag, message in zip(host_flags.tolist(), messages):
+            if not flag:
+                return message(host_ranges)
+        return None
+
+    values = (stacked, torch.stack(ranges)) if ranges else (stacked,)
+    return deferred_checks.PendingCheck(values, failure, passed=stacked.all())
+
+
+# The one-call op's value flags (csrc/cuda/see_loss_launch.h): the bit of each argument it checks.
+KERNEL_FLAG_BITS = {"labels": 1, "embeddings": 2, "proxies": 4}
+
+
+def flagged_values_check(value_flags: torch.Tensor, rows: dict, labels: dict,
+                         dtype: torch.dtype | None = None) -> deferred_checks.PendingCheck:
+    """The deferred check of a call whose kernels flagged its values (value_flags: 0-d int64 on the
+    device, bits KERNEL_FLAG_BITS; rows and labels: check_values' groups of those arguments).
+
+    Nothing is added to the call. On a failure the arguments are checked again, for check_values'
+    own message, where none of them has changed in place since the call (autograd's version
+    counter); otherwise the message names the flagged argument without the values' range.
+    """
+    rows = {name: t.detach() for name, t in rows.items()}  # the version counter is shared, the graph is not kept
+    labels = {name: (t.detach(), num_classes) for name, (t, num_classes) in labels.items()}
+    tensors = list(rows.values()) + [t for t, _ in labels.values()]
+    versions = [t._version for t in tensors]
+
+    def failure(host_flags):
+        bits = int(host_flags)
+        if bits == 0:
+            return None
+        if [t._version for t in tensors] == versions:
+            try:
+                check_values(rows=rows, labels=labels, dtype=dtype)
+            except ValueError as error:
+                return str(error)
+        changed = " (changed in place since the call, so its values are not shown)"
+        for name, (_, num_classes) in labels.items():
+            if bits & KERNEL_FLAG_BITS[name]:
+                return f"{name} must lie in [0, {num_classes}) (the number of proxies){changed}"
+        for name in rows:
+            if bits & KERNEL_FLAG_BITS[name]:
+                return f"{name} contains NaN or infinite values or a row whose squared norm overflows{changed}"
+        return f"the kernels flagged the call's values (flags {bits})"
+
+    return deferred_checks.PendingCheck((value_flags,), failure)
 
 
 def check_values(finite: dict | None = None, labels: dict | None = None, noise: dict | None = None,

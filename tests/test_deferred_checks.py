@@ -1,8 +1,9 @@
 """check_values=True on CUDA without a host read before the loss is queued (see_cuda/deferred_checks.py).
 
 Without a GPU the CUDA policy is applied to CPU tensors (validation.values_are_deferred made
-to say yes), which runs the same code but for the asynchronous copy and its event; the GPU
-test at the end runs the real one where a GPU is present.
+to say yes), which runs the same code but for the asynchronous copy and its event; the
+kernels' flags (the one-call CUDA op's last output) are given by hand; the GPU tests at
+the end run the real ones where a GPU is present.
 """
 import pytest
 import torch
@@ -66,26 +67,28 @@ def test_a_passing_call_reads_nothing_and_returns_the_checked_loss_and_gradients
     assert READ_BACK not in recorder.ops
     assert deferred_checks._PENDING  # queued, not read
     loss.backward()
+    assert deferred_checks._PENDING  # nor does the backward wait for it
     deferred_grads = x.grad.clone(), proxies.grad.clone()
     x.grad = proxies.grad = None
     expected = CALLS[call](x, y, proxies, check_values=False)
+    assert not deferred_checks._PENDING  # the next call found it arrived and passed
     expected.backward()
     assert torch.equal(loss.detach(), expected.detach())  # × 1.0 is exact
     assert torch.equal(deferred_grads[0], x.grad) and torch.equal(deferred_grads[1], proxies.grad)
-    assert not deferred_checks._PENDING  # the backward took its check
 
 
 @requires_cpu_kernels
-def test_a_failing_call_gives_nan_and_its_backward_raises_before_any_gradient(deferred):
+def test_a_failing_call_gives_a_nan_loss_and_nan_gradients_and_its_error_later(deferred):
     x, y, proxies = batch()
     bad = x.detach().clone()
     bad[3, 2] = float("inf")
     bad.requires_grad_(True)
     loss = see_cuda.proxy_anchor_loss(bad, y, proxies, implementation="fused")  # no error yet
     assert torch.isnan(loss)
+    loss.backward()  # no wait, no error: the gradients are NaN
+    assert torch.isnan(bad.grad).all() and torch.isnan(proxies.grad).all()
     with pytest.raises(ValueError, match="embeddings contains NaN or infinite values"):
-        loss.backward()
-    assert bad.grad is None and proxies.grad is None
+        see_cuda.wait_for_value_checks()
     assert not deferred_checks._PENDING
 
 
@@ -150,17 +153,84 @@ def test_the_reference_and_check_values_false_are_not_deferred(deferred):
     assert not deferred_checks._PENDING
 
 
+# ---------------------------------------------------------------- the kernels' flags
+def flagged_check(bits, x, y, proxies, num_classes=6):
+    return validation.flagged_values_check(torch.tensor(bits), {"embeddings": x, "proxies": proxies},
+                                           {"labels": (y, num_classes)}, torch.float64)
+
+
+def test_unflagged_values_pass():
+    x, y, proxies = batch()
+    assert flagged_check(0, x, y, proxies).error(wait=True) is None
+
+
+@pytest.mark.parametrize("case", ["label high", "label low", "nan embedding", "row overflows", "inf proxy"])
+def test_a_flagged_call_says_what_the_immediate_check_says_while_its_arguments_are_unchanged(case):
+    x, y, proxies = (t.detach() for t in batch())
+    bit = validation.KERNEL_FLAG_BITS
+    if case == "label high":
+        y[5], bits = 6, bit["labels"]
+    elif case == "label low":
+        y[0], bits = -3, bit["labels"]
+    elif case == "nan embedding":
+        x[1, 1], bits = float("nan"), bit["embeddings"]
+    elif case == "row overflows":
+        x[2], bits = 1e160, bit["embeddings"]  # each square is finite in float64, their sum is not
+    else:
+        proxies[4, 0], bits = float("inf"), bit["proxies"]
+    with pytest.raises(ValueError) as immediate:
+        validation.check_values(rows={"embeddings": x, "proxies": proxies}, labels={"labels": (y, 6)},
+                                dtype=torch.float64)
+    assert str(flagged_check(bits, x, y, proxies).error(wait=True)) == str(immediate.value)
+
+
+def test_a_flagged_call_whose_arguments_changed_since_names_the_flagged_argument_without_its_values():
+    x, y, proxies = batch()
+    y[0] = 9
+    check = flagged_check(validation.KERNEL_FLAG_BITS["labels"], x, y, proxies)
+    y[0] = 1  # e.g. a reused buffer: the values the kernel saw are gone
+    message = str(check.error(wait=True))
+    assert message.startswith("labels must lie in [0, 6) (the number of proxies)") and "changed in place" in message
+    check = flagged_check(validation.KERNEL_FLAG_BITS["proxies"], x, y, proxies)
+    with torch.no_grad():
+        proxies.add_(1.0)  # an optimizer step
+    assert str(check.error(wait=True)).startswith("proxies contains NaN or infinite values or a row")
+
+
+@requires_cpu_kernels
+def test_a_flagged_call_raises_at_the_next_call_once(deferred):
+    x, y, proxies = batch()
+    y[2] = 6
+    deferred_checks.queue(flagged_check(validation.KERNEL_FLAG_BITS["labels"], x, y, proxies))
+    y_ok = y.clone()
+    y_ok[2] = 0
+    with pytest.raises(ValueError, match=r"an earlier call's value check failed: labels must lie in \[0, 6\)"):
+        see_cuda.fused_see_loss(x, y_ok, proxies)
+    assert torch.isfinite(see_cuda.fused_see_loss(x, y_ok, proxies))  # raised once, then gone
+
+
 @pytest.mark.parametrize("device", [pytest.param("cuda", marks=requires_cuda_kernels)])
-def test_on_a_gpu_a_bad_label_is_nan_at_once_and_an_error_at_backward(device):
+def test_on_a_gpu_a_bad_label_is_nan_at_once_with_nan_gradients_and_an_error_later(device):
     x, y, proxies = (t.detach().to(device).requires_grad_(t.is_floating_point()) for t in batch(dtype=torch.float32))
     y = y.detach()
     y[0] = 99
-    loss = see_cuda.fused_see_loss(x, y, proxies)
+    loss = see_cuda.fused_see_loss(x, y, proxies)  # the one-call op: its kernels flag the label
     assert torch.isnan(loss)
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, 6\)"):
-        loss.backward()
-    assert x.grad is None and proxies.grad is None
+    loss.backward()
+    assert torch.isnan(x.grad).all() and torch.isnan(proxies.grad).all()
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 6\) \(the number of proxies\), got values in "
+                                         r"\[0, 99\]"):
+        see_cuda.wait_for_value_checks()
     see_cuda.wait_for_value_checks()  # nothing left pending
+
+
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=requires_cuda_kernels)])
+def test_on_a_gpu_a_passing_call_queues_only_the_kernels_flags(device):
+    x, y, proxies = (t.detach().to(device).requires_grad_(t.is_floating_point()) for t in batch(dtype=torch.float32))
+    see_cuda.fused_see_loss(x, y.to(device), proxies).backward()
+    assert len(deferred_checks._PENDING) == 1
+    see_cuda.wait_for_value_checks()
+    assert not deferred_checks._PENDING
 
 
 @pytest.mark.parametrize("device", [pytest.param("cuda", marks=requires_cuda_kernels)])

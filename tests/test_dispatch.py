@@ -94,8 +94,8 @@ def test_a_new_base_loss_enters_by_its_settings_class_alone(monkeypatch):
     expansion = SphericalExpansion(n_expansion=3, lam=0.5)
     plan = dispatch.plan("reference", CPU, ScaleSettings(), expansion)
     noise = torch.randn(12, 2, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    loss, _ = plan.run(x, y, proxies, expansion, ScaleSettings(), noise=noise)
-    pa, _ = dispatch.plan("reference", CPU, ProxyAnchorSettings(), expansion).run(
+    loss, _, _ = plan.run(x, y, proxies, expansion, ScaleSettings(), noise=noise)
+    pa, _, _ = dispatch.plan("reference", CPU, ProxyAnchorSettings(), expansion).run(
         x, y, proxies, expansion, ProxyAnchorSettings(), noise=noise)
     plain = reference.proxy_anchor_loss(x, y, proxies)
     torch.testing.assert_close(loss, pa + plain, rtol=1e-12, atol=0)
@@ -105,9 +105,28 @@ def test_the_plan_leaves_the_checks_the_kernel_makes_to_it():
     plan = dispatch.Plan(dispatch.ONE_CALL, reference.PRIMITIVES, reference.proxy_anchor_primitive,
                          kernel_checks=frozenset({"labels", "rows"}))
     groups = dict(rows={"x": 1}, labels={"y": 2}, noise={"n": 3})
-    assert plan.unchecked_values(torch.float32, **groups) == {"noise": {"n": 3}}
+    assert plan.unchecked_values(torch.float32, False, **groups) == {"noise": {"n": 3}}
     # Rows in half precision are checked in their dtype, not the kernel's.
-    assert plan.unchecked_values(torch.float16, **groups) == {"rows": {"x": 1}, "noise": {"n": 3}}
+    assert plan.unchecked_values(torch.float16, False, **groups) == {"rows": {"x": 1}, "noise": {"n": 3}}
+
+
+def test_the_plan_counts_the_kernels_flags_as_checks_only_where_they_are_read():
+    plan = dispatch.Plan(dispatch.ONE_CALL, reference.PRIMITIVES, reference.proxy_anchor_primitive,
+                         kernel_flags=frozenset({"labels", "rows"}))
+    groups = dict(rows={"x": 1}, labels={"y": 2}, noise={"n": 3})
+    assert plan.unchecked_values(torch.float32, True, **groups) == {"noise": {"n": 3}}
+    assert plan.unchecked_values(torch.float32, False, **groups) == groups  # not deferred: read here
+
+
+def test_a_cuda_one_call_plan_reads_the_kernels_flags():
+    """Asked of the dispatcher's CUDA kernel: where this install has one, the plan says the kernels flag labels
+    and rows; the CPU's op raises instead."""
+    expansion = SphericalExpansion(n_expansion=3)
+    cpu_plan = dispatch.BASE_LOSSES[ProxyAnchorSettings]
+    assert cpu_plan.one_call_flags == {"cuda": frozenset({"labels", "rows"})}
+    assert cpu_plan.one_call_checks == {"cpu": frozenset({"labels", "rows"})}
+    if see_cuda.backends()["cpu"]:
+        assert dispatch.plan("fused", CPU, ProxyAnchorSettings(), expansion).kernel_flags == frozenset()
 
 
 # ---------------------------------------------------------------- the composition, once

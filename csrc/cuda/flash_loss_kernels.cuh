@@ -16,7 +16,8 @@
 //   classes sweeps its classes: dL/dx̂ = G P̂ from the tiles formed again with
 //   the columns' scales; finish_rows_kernel adds the splits and gives dL/dx.
 //   (The synthetic rows are detached: they need no gradient.)
-// finish_loss_kernel: the class tiles' shares added in a fixed order.
+// finish_loss_kernel (or finish_rows_kernel's last block): the class tiles' shares added in a
+// fixed order; the flags copied out.
 //
 // The exponentials and their sums follow proxy_anchor_kernels.cuh (sums in T
 // per thread, combined in double); results do not depend on timing. A flagged
@@ -250,10 +251,34 @@ __global__ void row_pass_kernel(SeeLossKernelParams<T> p) {
   }
 }
 
+// The whole block: the loss, the class tiles' shares added in a fixed order
+// (NaN for a flagged call), and the flags copied out.
+template <typename T>
+__device__ void finish_loss(const SeeLossKernelParams<T>& p) {
+  double sum = 0.0;
+  for (int64_t t = threadIdx.x; t < class_tiles(p.C); t += blockDim.x) sum += p.tile_loss[t];
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) {
+    *p.loss = p.state->flags != 0 ? T(NAN) : static_cast<T>(sum);
+    *p.value_flags = p.state->flags;
+  }
+}
+
+// One block: the loss alone (a call without gradients, or without rows).
+template <typename T>
+__global__ void finish_loss_kernel(SeeLossKernelParams<T> p) {
+  finish_loss(p);
+}
+
 // One warp per batch row: the splits' partial dL/dx̂ added in order, then
-// dL/dx by the normalisation's backward; NaN for a flagged call (also without classes).
+// dL/dx by the normalisation's backward; NaN for a flagged call (also without
+// classes). The last block finishes the loss instead: one launch for both.
 template <typename T>
 __global__ void finish_rows_kernel(SeeLossKernelParams<T> p) {
+  if (blockIdx.x == gridDim.x - 1) {
+    finish_loss(p);
+    return;
+  }
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kFinishRowsPerBlock + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   if (i >= p.B) return;  // whole warps: the shuffles below stay within one
@@ -273,14 +298,6 @@ __global__ void finish_rows_kernel(SeeLossKernelParams<T> p) {
   for (int64_t d = lane; d < D; d += kWarpSize) grad[d] = (grad[d] - u[d] * dot) / norm;
 }
 
-// One block: the loss, the class tiles' shares added in a fixed order (NaN for a flagged call).
-template <typename T>
-__global__ void finish_loss_kernel(SeeLossKernelParams<T> p) {
-  double sum = 0.0;
-  for (int64_t t = threadIdx.x; t < class_tiles(p.C); t += blockDim.x) sum += p.tile_loss[t];
-  sum = block_sum(sum);
-  if (threadIdx.x == 0) *p.loss = p.state->flags != 0 ? T(NAN) : static_cast<T>(sum);
-}
 
 }  // namespace cuda
 }  // namespace see

@@ -8,9 +8,9 @@
 // CUDA-graph capture. The CPU kernel raises on a label out of range or a
 // non-finite row; this one cannot without a host synchronisation, so the
 // kernels flag such a call on the device and its loss and gradients are NaN
-// (the number expanded and the mean cosine are still written). The flagged
-// loss is the signal that a deferred check reads (README, "Label range and
-// finiteness").
+// (the number expanded and the mean cosine are still written), and its flag
+// bits are the sixth output, which the deferred check copies to the host
+// without waiting (see_cuda/deferred_checks.py).
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
@@ -42,7 +42,7 @@ struct StreamLaunch {
 };
 
 template <typename T>
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, const Tensor& labels,
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, const Tensor& labels,
                                                             const Tensor& proxies, const c10::optional<Tensor>& noise,
                                                             const Tensor& seed, const SeeLossParams& params) {
   const int64_t B = x.size(0), C = proxies.size(0), D = x.size(1);
@@ -62,7 +62,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
     return workspace.back().template data_ptr<E>();
   });
   Tensor loss = at::empty({}, options), num_expanded = at::empty({}, options.dtype(at::kLong));
-  Tensor mean_cosine = at::empty({}, options);
+  Tensor mean_cosine = at::empty({}, options), value_flags = at::empty({}, options.dtype(at::kLong));
   // Without gradients both are 0-element, as on the CPU.
   Tensor grad_x = compute_grad ? at::empty({B, D}, options) : at::empty({0}, options);
   Tensor grad_proxies = compute_grad ? at::empty({C, D}, options) : at::empty({0}, options);
@@ -71,20 +71,21 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, con
   p.grad_proxies = grad_proxies.data_ptr<T>();
   p.num_expanded = num_expanded.data_ptr<int64_t>();
   p.mean_cosine = mean_cosine.data_ptr<T>();
+  p.value_flags = value_flags.data_ptr<int64_t>();
   enqueue_see_loss(p, sizes, StreamLaunch{at::cuda::getCurrentCUDAStream()});
-  return {loss, grad_x, grad_proxies, num_expanded, mean_cosine};
+  return {loss, grad_x, grad_proxies, num_expanded, mean_cosine, value_flags};
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> see_loss_fused_cuda(
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> see_loss_fused_cuda(
     const Tensor& x, const Tensor& labels, const Tensor& proxies, const c10::optional<Tensor>& noise,
     const Tensor& seed, int64_t n_expansion, c10::optional<int64_t> num_selected, double threshold, double lam,
-    double alpha, double margin, bool compute_grad, c10::optional<int64_t> chunk_bytes) {
+    double alpha, double margin, bool compute_grad, c10::optional<int64_t> chunk_bytes, c10::string_view products) {
   check_see_loss_args(x, labels, proxies, noise, seed, n_expansion);
   // chunk_bytes is checked with the rest; the flash-style loss needs no chunks.
   const SeeLossParams params = see_loss_params(proxies.size(0), n_expansion, num_selected, threshold, lam, alpha,
-                                               margin, compute_grad, chunk_bytes);
+                                               margin, compute_grad, chunk_bytes, std::string(products));
   const c10::cuda::CUDAGuard guard(x.device());
-  std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> result;
+  std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "see_loss_fused_cuda", [&] {
     result = see_loss<scalar_t>(x, labels, proxies, noise, seed, params);
   });

@@ -75,6 +75,7 @@ struct SeeLossKernelParams {
   T* grad_proxies;          // C x D
   int64_t* num_expanded;    // 0-d
   T* mean_cosine;           // 0-d
+  int64_t* value_flags;     // 0-d: SelectionState::flags, for the deferred check (see_cuda/deferred_checks.py)
 };
 
 constexpr int kRowThreads = 128;     // per-row kernels: one block per row
@@ -130,10 +131,11 @@ inline LaunchShape row_pass_launch(int64_t B, int64_t splits) {
                      0};
 }
 
-// The splits' partial gradients added and the normalisation's backward: one warp per batch row.
-constexpr int kFinishRowsPerBlock = 8;
+// The splits' partial gradients added and the normalisation's backward: one
+// warp per batch row; one block more finishes the loss (kSelectThreads threads, as its own launch).
+constexpr int kFinishRowsPerBlock = kSelectThreads / 32;
 inline LaunchShape finish_rows_launch(int64_t B) {
-  return LaunchShape{{static_cast<uint32_t>(ceil_div(B, kFinishRowsPerBlock)), 1, 1},
+  return LaunchShape{{static_cast<uint32_t>(ceil_div(B, kFinishRowsPerBlock) + 1), 1, 1},
                      {kFinishRowsPerBlock * 32, 1, 1},
                      0};
 }
@@ -152,7 +154,7 @@ SeeLossKernelParams<T> see_loss_kernel_params(const SeeLossParams& s, const T* x
   p.num_selected = s.num_selected.value_or(-1), p.threshold = s.threshold;
   p.alpha = s.loss.settings.alpha, p.margin = s.loss.settings.margin, p.lam = s.loss.lam;
   p.exact_refs = !fixed_ref_is_safe<T>(p.alpha);
-  p.split_products = true;  // float products to float's accuracy
+  p.split_products = s.products == Products::kFloat32;  // else one tf32 product
   p.compute_grad = s.loss.compute_grad;
   p.row_splits = row_pass_splits(B, p.C, multiprocessors);
   return p;

@@ -6,10 +6,11 @@
 // <<<>>> with a launch check in see_loss_cuda.cu, the host emulation in the
 // C++ tests, a recorder that counts the launches in the launch-count test.
 //
-// Forward (with the gradients, which the op forms in its forward): at most 8
+// Forward (with the gradients, which the op forms in its forward): at most 7
 // launches: unit rows, cosines and proxy norms; the selection; the draws
-// (unless noise is given); the expansion; the class pass; the row pass and its
-// finish; the loss. The autograd backward scales the two gradients: 2 more.
+// (unless noise is given); the expansion; the class pass; the row pass; its
+// finish with the loss. With the seed's draw (see_cuda.noise.draw_seed), 8 per
+// call. The autograd backward scales the two gradients: 2 more.
 #pragma once
 
 #include <cstdint>
@@ -78,9 +79,10 @@ void enqueue_see_loss(const SeeLossKernelParams<T>& p, const SeeLossSizes& sizes
   if (p.C > 0) launch(class_pass_launch(p.C), class_pass_kernel<T>, p);
   if (p.compute_grad && p.B > 0) {
     launch(row_pass_launch(p.B, p.row_splits), row_pass_kernel<T>, p);
-    launch(finish_rows_launch(p.B), finish_rows_kernel<T>, p);
+    launch(finish_rows_launch(p.B), finish_rows_kernel<T>, p);  // and the loss, in its last block
+  } else {
+    launch(finish_loss_launch(), finish_loss_kernel<T>, p);
   }
-  launch(finish_loss_launch(), finish_loss_kernel<T>, p);
 }
 
 }  // namespace cuda

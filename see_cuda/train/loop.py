@@ -55,7 +55,8 @@ def train_one_epoch(network, loss_fn, optimizer, scaler, batches, epoch: int, co
             scaler.update()
         else:
             optimizer.step()
-        loss_sum, expanded_sum, steps = loss_sum + float(loss.detach()), expanded_sum + expanded, steps + 1
+        # expanded: a device tensor in the threshold mode on CUDA, read with the loss.
+        loss_sum, expanded_sum, steps = loss_sum + float(loss.detach()), expanded_sum + int(expanded), steps + 1
         progress.update(1)
         progress.set_postfix(loss=f"{float(loss.detach()):.3f}")
     progress.close()
