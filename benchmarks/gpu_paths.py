@@ -2,8 +2,11 @@
 
 Per shape (B, D, C), with n = 16 and 40% of the batch expanded:
 
-- one-call fp32: `fused_see_loss` as a user calls it (check_values=False: no host
-  synchronisation), the one-call CUDA op (flash-style loss, split-tf32 tensor-core products);
+- one-call fp32: `fused_see_loss` with check_values=False, the one-call CUDA op
+  (flash-style loss, split-tf32 tensor-core products: float32's accuracy);
+- one-call fp32 checked: the same with its defaults (check_values=True: the kernels'
+  flags copied to the host without waiting);
+- one-call tf32: products="tf32" (one tf32 product instead of three);
 - one-call bf16: the same on bfloat16 embeddings and proxies (the op works in float32);
 - composed fp32: the composition of the expansion op and the Proxy-Anchor op
   (`see_cuda.composition`, cuBLAS products), the path CUDA took before the one-call op;
@@ -50,11 +53,19 @@ def inputs(B, D, C, dtype, device):
     return x, labels, proxies
 
 
-def one_call_step(B, D, C, dtype, device):
+def one_call_step(B, D, C, dtype, device, products="float32", check_values=False):
     x, labels, proxies = inputs(B, D, C, dtype, device)
     generator = torch.Generator(device=device).manual_seed(1)
     return lambda: see_cuda.fused_see_loss(x, labels, proxies, options=OPTIONS, generator=generator,
-                                           check_values=False).backward()
+                                           check_values=check_values, products=products).backward()
+
+
+def one_call_checked_step(B, D, C, dtype, device):
+    return one_call_step(B, D, C, dtype, device, check_values=True)
+
+
+def one_call_tf32_step(B, D, C, dtype, device):
+    return one_call_step(B, D, C, dtype, device, products="tf32")
 
 
 def composed_step(B, D, C, dtype, device):
@@ -76,6 +87,8 @@ def floor_step(B, D, C, dtype, device):
 def paths(device):
     """name -> (step factory, dtype, allow_tf32) of the rows this device runs."""
     rows = {"one-call fp32": (one_call_step, torch.float32, False),
+            "one-call fp32 checked": (one_call_checked_step, torch.float32, False),
+            "one-call tf32": (one_call_tf32_step, torch.float32, False),
             "composed fp32": (composed_step, torch.float32, False),
             "floor fp32": (floor_step, torch.float32, False)}
     if device == "cuda":

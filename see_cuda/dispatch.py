@@ -149,8 +149,8 @@ def plan(implementation: str, device: torch.device, settings, expansion=None, ch
     if (expansion is not None and expansion.expands and expansion.detach_synthetic and loss.one_call_op is not None
             and has_kernel(device.type, loss.one_call_op)):
         return Plan(ONE_CALL, _fused_primitives(loss.fused, chunk_bytes, device.type), loss.fused, loss.one_call,
-                    loss.one_call_checks.get(device.type, frozenset()), loss.one_call_flags.get(device.type, frozenset()),
-                    chunk_bytes, products)
+                    loss.one_call_checks.get(device.type, frozenset()),
+                    loss.one_call_flags.get(device.type, frozenset()), chunk_bytes, products)
     return Plan(COMPOSED, _fused_primitives(loss.fused, chunk_bytes, device.type), loss.fused,
                 chunk_bytes=chunk_bytes)
 

@@ -275,17 +275,26 @@ def proxy_anchor_share(
     x_hat = l2_normalize(x) * torch.where(invalid, float("nan"), 1.0).to(dtype).unsqueeze(-1)
     s = x_hat @ l2_normalize(proxies_local).t()  # B x C_local cosines s_ic
     local_class = torch.arange(class_offset, class_offset + C_local, device=y.device)
-    positive = y.unsqueeze(-1) == local_class
-    pos_term = _log1p_sum_exp(-alpha * (s - margin), positive)
-    neg_term = _log1p_sum_exp(alpha * (s + margin), ~positive)
-    num_positive_classes = num_distinct(y)
-    # Each term divided before the sum: the sum of C terms could overflow where their mean does not.
-    share = (pos_term / num_positive_classes.clamp(min=1)).sum() + (neg_term / total_classes).sum()
+    share = proxy_anchor_of_cosines(s, y.unsqueeze(-1) == local_class, num_distinct(y), total_classes, alpha, margin)
     if C_local == 0:
         # No term for a NaN row to enter: the rows enter a term of 0 that is NaN where a label is invalid,
         # so that the share and every gradient are NaN there too, as the op's.
         share = share + (x_hat * torch.where(invalid.any(), float("nan"), 0.0).to(dtype)).sum()
     return share
+
+
+def proxy_anchor_of_cosines(s: torch.Tensor, positive: torch.Tensor, num_positive_classes: torch.Tensor,
+                            total_classes: int, alpha: float, margin: float) -> torch.Tensor:
+    """The Proxy-Anchor terms of B x C cosines s (positive: B x C, row i of class c), weighted as the loss.
+
+    Each term is log(1 + Σ exp(±α(s ∓ δ))) over its column's rows: 1-Lipschitz in
+    the largest change of its logits, so that cosines moved by at most ε move
+    this by at most 2αε (README, "Products").
+    """
+    pos_term = _log1p_sum_exp(-alpha * (s - margin), positive)
+    neg_term = _log1p_sum_exp(alpha * (s + margin), ~positive)
+    # Each term divided before the sum: the sum of C terms could overflow where their mean does not.
+    return (pos_term / num_positive_classes.clamp(min=1)).sum() + (neg_term / total_classes).sum()
 
 
 def num_distinct(labels: torch.Tensor) -> torch.Tensor:
