@@ -125,8 +125,8 @@ CASES.update({
 
 
 def _see(x, labels, proxies, noise, seed=SEED, n=3, num_selected=2, threshold=0.0, lam=0.2, alpha=32.0, margin=0.1,
-         compute_grad=True):
-    return x, labels, proxies, noise, seed, n, num_selected, threshold, lam, alpha, margin, compute_grad
+         compute_grad=True, products="float32"):
+    return x, labels, proxies, noise, seed, n, num_selected, threshold, lam, alpha, margin, compute_grad, None, products
 
 
 CASES.update({
@@ -160,6 +160,10 @@ CASES.update({
                                                                     num_selected=None, threshold=float("nan"))),
     "see_loss_fused-float16": ("see_loss_fused", lambda: _see(t(5, 6).half(), t(5, dtype=I64), t(3, 6).half(), None)),
     "see_loss_fused-not-contiguous": ("see_loss_fused", lambda: _see(t(6, 5).t(), t(5, dtype=I64), t(3, 6), None)),
+    "see_loss_fused-products-bf16": ("see_loss_fused", lambda: _see(t(5, 6), t(5, dtype=I64), t(3, 6), None,
+                                                                    products="bf16")),
+    "see_loss_fused-products-tf32": ("see_loss_fused", lambda: _see(t(5, 6), t(5, dtype=I64), t(3, 6), None,
+                                                                    products="tf32")),
 })
 
 
