@@ -244,10 +244,9 @@ def see_loss(embeddings, labels, proxies, expansion, settings, generator=None, n
                                    noise={} if noise is None else {"noise": noise})
     pending = validation.check_call_values(device, check_values, plan.is_reference, dtype, deferrable=True, **values)
     loss, stats, value_flags = plan.run(embeddings, labels, proxies, expansion, settings, generator, noise)
-    if flags_read:
-        flagged = {name: rows[name] for name in rows if "rows" in plan.kernel_flags and "rows" not in values}
+    if flags_read:  # the groups checked here instead (rows in half precision) are not the flags' to name
         deferred_checks.queue(validation.flagged_values_check(
-            value_flags, flagged, labels_group if "labels" in plan.kernel_flags else {}, dtype))
+            value_flags, rows if "rows" not in values else {}, labels_group if "labels" not in values else {}, dtype))
     return with_checks(loss, pending), stats
 
 
