@@ -14,16 +14,17 @@
 //   (cpu/proxy_anchor_kernels.h) on the emulated rows.
 // Shapes reach partial tiles (B, C, D, N not multiples of 16 or 32), several
 // class and row tiles, both modes, given noise, no synthetic rows, a large
-// alpha (exact references), tf32 products (their own bound), and the flags: a label out of range, a non-finite
-// embedding, a non-finite proxy give a NaN loss and NaN gradients; a batch of
+// alpha (exact references), tf32 products (their own bound), and the flags:
+// a label out of range, a non-finite embedding, a non-finite proxy give a NaN
+// loss, NaN gradients and the flag bits in the value-flags output; a batch of
 // no rows and proxies of no classes stay within their buffers.
 //
 // Last, the launches of one call at the SOP-like shape (B = 180, D = 128,
 // C = 11318, n = 16, 40% expanded), recorded rather than run: 7 in the
 // forward, 8 with the seed's draw before the op (the autograd backward adds 2
-// scalings, tests/test_launch_counts.py),
-// and no read of device memory by the host, hence no synchronisation: every
-// device pointer of the call points into a page that the host may not read.
+// scalings, tests/test_launch_counts.py), and no read of device memory by the
+// host, hence no synchronisation: every device pointer of the call points
+// into a page that the host may not read.
 #include "cuda_emulation/emulation.h"
 
 #include <sys/mman.h>
