@@ -30,12 +30,20 @@ TORCH_LIBRARY(see_cuda, m) {
       "float alpha, float margin, float lam, bool compute_grad, bool synthetic_grad, int class_offset=0, "
       "int? total_classes=None, int? chunk_bytes=None) -> (Tensor, Tensor, Tensor, Tensor)");
   // The whole SEE loss with detached synthetic points: (loss, dL/dx, dL/dproxies,
-  // number expanded, mean positive cosine, value flags); num_selected None selects by
-  // threshold; products "float32" or "tf32" (loss_params.h). The value flags (0-d int64)
-  // are the CUDA kernels' checks of the values (cuda/see_loss_launch.h: 0 when all
-  // passed); the CPU kernel raises instead and returns 0.
+  // number expanded, mean positive cosine, value flags, saved values, saved indices);
+  // num_selected None selects by threshold; products "float32" or "tf32"
+  // (loss_params.h). The CPU kernel forms the gradients in the forward (with
+  // compute_grad) and raises on bad values: its flags are 0 and its saved state empty.
+  // The CUDA kernels flag bad values instead (cuda/see_loss_launch.h: 0 when all
+  // passed), leave the gradients empty, and with compute_grad return the state that
+  // see_loss_fused_backward reads.
   m.def(
       "see_loss_fused(Tensor x, Tensor labels, Tensor proxies, Tensor? noise, Tensor seed, int n_expansion, "
       "int? num_selected, float threshold, float lam, float alpha, float margin, bool compute_grad, "
-      "int? chunk_bytes=None, str products=\"float32\") -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "int? chunk_bytes=None, str products=\"float32\") -> "
+      "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // (dL/dx, dL/dproxies) times grad_loss, from a CUDA forward's saved state.
+  m.def(
+      "see_loss_fused_backward(Tensor grad_loss, Tensor labels, Tensor proxies, Tensor saved_values, "
+      "Tensor saved_indices, float alpha, str products=\"float32\") -> (Tensor, Tensor)");
 }

@@ -1,9 +1,13 @@
 // Autograd of the fused SEE loss, in C++ so that a training step spends no
-// Python on it. The kernels form dL/dx and dL/dproxies in the forward pass
-// (compute_grad), so the backward only scales them by the incoming gradient:
-// in place unless the graph is kept for another backward (retain_graph, and
-// gradcheck's repeated backward), so that no second C x D copy of dL/dproxies
-// is made.
+// Python on it. Two kinds of forward (ops_schema.cpp):
+// - the CPU kernel forms dL/dx and dL/dproxies in the forward pass
+//   (compute_grad), so the backward only scales them by the incoming gradient:
+//   in place unless the graph is kept for another backward (retain_graph, and
+//   gradcheck's repeated backward), so that no second C x D copy of
+//   dL/dproxies is made;
+// - the CUDA kernels return the state their backward reads instead, and the
+//   backward is see_loss_fused_backward: the gradients formed with the
+//   incoming gradient folded in, written once.
 // As for the operators whose autograd see_cuda/ops.py registers: x and the
 // proxies are saved so that autograd's version counter refuses a backward
 // after either changed in place, and a second derivative is an error.
@@ -24,7 +28,7 @@ using at::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-using SeeLossOutputs = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
+using SeeLossOutputs = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
 // The op's arguments, the one place their types are listed (ops_schema.cpp has
 // the schema): x, labels, proxies, noise, seed, n_expansion, num_selected,
@@ -39,6 +43,18 @@ SeeLossOutputs call_kernel(Args&&... args) {
                              .findSchemaOrThrow("see_cuda::see_loss_fused", "")
                              .typed<SeeLossSignature>();
   return op.call(std::forward<Args>(args)...);
+}
+
+// The CUDA backward: (dL/dx, dL/dproxies) from grad_loss, labels, proxies, the saved state, alpha, products.
+std::tuple<Tensor, Tensor> call_backward_kernel(const Tensor& grad_loss, const Tensor& labels, const Tensor& proxies,
+                                                const Tensor& saved_values, const Tensor& saved_indices, double alpha,
+                                                c10::string_view products) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("see_cuda::see_loss_fused_backward", "")
+          .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                            double, c10::string_view)>();
+  return op.call(grad_loss, labels, proxies, saved_values, saved_indices, alpha, products);
 }
 
 template <typename Signature>
@@ -97,17 +113,23 @@ bool holds_values(const Tensor& t) {
 
 class SeeLossFunction : public torch::autograd::Function<SeeLossFunction> {
  public:
-  template <typename... Rest>
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& labels, const Tensor& proxies,
-                               Rest&&... rest) {
+                               const std::optional<Tensor>& noise, const Tensor& seed, int64_t n_expansion,
+                               std::optional<int64_t> num_selected, double threshold, double lam, double alpha,
+                               double margin, bool compute_grad, std::optional<int64_t> chunk_bytes,
+                               c10::string_view products) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [loss, grad_x, grad_proxies, num_expanded, mean_cosine, value_flags] =
-        call_kernel(x, labels, proxies, std::forward<Rest>(rest)...);
-    // x and the proxies only for the version check: the gradients are formed from their values now.
-    ctx->save_for_backward({grad_x, grad_proxies, x, proxies});
-    ctx->mark_non_differentiable({grad_x, grad_proxies, num_expanded, mean_cosine, value_flags});
+    auto [loss, grad_x, grad_proxies, num_expanded, mean_cosine, value_flags, saved_values, saved_indices] =
+        call_kernel(x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin,
+                    compute_grad, chunk_bytes, products);
+    // x and the proxies for the version check too: the gradients come from their values now.
+    ctx->save_for_backward({grad_x, grad_proxies, x, proxies, labels, saved_values, saved_indices});
+    ctx->saved_data["alpha"] = alpha;
+    ctx->saved_data["products"] = std::string(products);
+    ctx->mark_non_differentiable(
+        {grad_x, grad_proxies, num_expanded, mean_cosine, value_flags, saved_values, saved_indices});
     ctx->set_materialize_grads(false);  // only the loss has an incoming gradient: skip zeros for the rest
-    return {loss, grad_x, grad_proxies, num_expanded, mean_cosine, value_flags};
+    return {loss, grad_x, grad_proxies, num_expanded, mean_cosine, value_flags, saved_values, saved_indices};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -117,6 +139,16 @@ class SeeLossFunction : public torch::autograd::Function<SeeLossFunction> {
     // Unpacking checks the versions: x or the proxies changed in place since the forward is an error here.
     const variable_list saved = ctx->get_saved_variables();
     const Tensor &grad_x = saved[0], &grad_proxies = saved[1], &x = saved[2], &proxies = saved[3];
+    const Tensor &labels = saved[4], &saved_values = saved[5], &saved_indices = saved[6];
+    if (saved_indices.numel() > 0) {  // a CUDA forward's state: the backward kernels form the scaled gradients
+      at::AutoDispatchBelowADInplaceOrView below_autograd;  // the op's result is a gradient, part of no graph
+      auto [dx, dproxies] =
+          call_backward_kernel(grad_loss, labels, proxies, saved_values, saved_indices,
+                               ctx->saved_data["alpha"].toDouble(), ctx->saved_data["products"].toStringRef());
+      if (ctx->needs_input_grad(0)) grads[0] = no_second_derivative(dx, {grad_loss, x, proxies});
+      if (ctx->needs_input_grad(2)) grads[2] = no_second_derivative(dproxies, {grad_loss, x, proxies});
+      return grads;
+    }
     // Called with compute_grad = false, the saved gradients are empty and
     // autograd rejects their shape: the op's caller decides, see ops.py.
     // In place only when this backward is the graph's last: the saved
@@ -145,7 +177,7 @@ template <typename... Args>
 struct AutogradKernel<SeeLossOutputs(Args...)> {
   static SeeLossOutputs call(Args... args) {
     const variable_list out = SeeLossFunction::apply(std::forward<Args>(args)...);
-    return {out[0], out[1], out[2], out[3], out[4], out[5]};
+    return {out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7]};
   }
 };
 

@@ -97,16 +97,18 @@ def see_loss_fused(x, labels, proxies, noise, seed, n_expansion, num_selected, t
     are then NaN. chunk_bytes: as in proxy_anchor_fused. products: "float32"
     or "tf32" (functional.fused_see_loss).
 
-    This op is the one whose autograd is not registered here: its formula (a
-    scaling of the gradients the forward pass formed, as for proxy_anchor_fused)
-    is registered in C++ (csrc/see_loss_autograd.cpp), so that a training step
+    This op is the one whose autograd is not registered here: its formula (on
+    the CPU a scaling of the gradients the forward pass formed, as for
+    proxy_anchor_fused; on CUDA see_loss_fused_backward, which forms them from
+    the forward's saved state with the incoming gradient folded in) is
+    registered in C++ (csrc/see_loss_autograd.cpp), so that a training step
     that makes this one call spends no Python time in its backward. Like the
     formulas below it refuses a second derivative (the message of
     no_second_derivative) and a backward after x or the proxies changed in place.
     """
     transforms.refuse_fused_op("see_loss_fused")
     compute_grad = torch.is_grad_enabled() and (x.requires_grad or proxies.requires_grad)
-    loss, _, _, num_expanded, mean_cosine, value_flags = _op("see_loss_fused")(
+    loss, _, _, num_expanded, mean_cosine, value_flags, _, _ = _op("see_loss_fused")(
         x, labels, proxies, noise, seed, n_expansion, num_selected, float(threshold), float(lam), float(alpha),
         float(margin), compute_grad, chunk_bytes, products,
     )
@@ -251,13 +253,30 @@ def _proxy_anchor_backward(ctx, grad_loss, *_unused):
     return no_second_derivative("proxy_anchor_fused", grads, (grad_loss, x, proxies, synthetic))
 
 
+# SelectionState's int64 words (csrc/cuda/see_loss_launch.h): k, N, |P+| of two parts, the flags.
+_SELECTION_STATE_WORDS = 5
+
+
 def _see_loss_fake(x, labels, proxies, noise, seed, n_expansion, num_selected, threshold, lam, alpha, margin,
                    compute_grad, chunk_bytes=None, products="float32"):
-    def grad_like(t):
-        return torch.empty_like(t) if compute_grad else _empty_gradient(t)
+    # As the kernels: the CPU forms the gradients in the forward; CUDA returns the state its backward
+    # reads (csrc/cuda/see_loss_launch.h, saved_state_size) and leaves the gradients to it.
+    B, D = x.shape
+    C = proxies.shape[0]
+    forms_gradients = compute_grad and x.device.type != "cuda"
+    keeps_state = compute_grad and x.device.type == "cuda"
+    most_expanded = B if num_selected is None else min(num_selected, B)
+    max_rows = B + most_expanded * n_expansion
+    return (x.new_empty(()),
+            torch.empty_like(x) if forms_gradients else _empty_gradient(x),
+            torch.empty_like(proxies) if forms_gradients else _empty_gradient(proxies),
+            x.new_empty((), dtype=torch.int64), x.new_empty(()), x.new_empty((), dtype=torch.int64),
+            x.new_empty(max_rows * D + B + 9 * C if keeps_state else 0),
+            x.new_empty(max_rows + _SELECTION_STATE_WORDS if keeps_state else 0, dtype=torch.int64))
 
-    return (x.new_empty(()), grad_like(x), grad_like(proxies), x.new_empty((), dtype=torch.int64), x.new_empty(()),
-            x.new_empty((), dtype=torch.int64))
+
+def _see_loss_backward_fake(grad_loss, labels, proxies, saved_values, saved_indices, alpha, products="float32"):
+    return proxies.new_empty(labels.shape[0], proxies.shape[1]), torch.empty_like(proxies)
 
 
 if HAVE_EXTENSION:
@@ -269,6 +288,7 @@ if HAVE_EXTENSION:
     torch.library.register_fake("see_cuda::slerp_backward", _slerp_backward_fake)
     torch.library.register_fake("see_cuda::proxy_anchor_fused", _proxy_anchor_fake)
     torch.library.register_fake("see_cuda::see_loss_fused", _see_loss_fake)
+    torch.library.register_fake("see_cuda::see_loss_fused_backward", _see_loss_backward_fake)
     torch.library.register_autograd("see_cuda::expansion", _expansion_backward, setup_context=_expansion_setup)
     torch.library.register_autograd("see_cuda::slerp", _slerp_backward, setup_context=_slerp_setup)
     torch.library.register_autograd(

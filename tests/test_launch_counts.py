@@ -1,13 +1,14 @@
-"""The one-call SEE loss on CUDA: 8 launches forward (the seed's draw and the op's 7), 2 backward, nothing read.
+"""The one-call SEE loss on CUDA: 7 launches forward (the seed's draw and the op's 6), 2 backward, nothing read.
 
-The op's forward launches are counted without a GPU by the launch recorder of
-csrc/tests/test_cuda_see_loss.cpp at the SOP-like shape (7). What runs around the op
-is the same Python on every device, so it is recorded here on the CPU, with the CUDA
-plan's value checks (the kernels' flags, read later) standing in for the CPU op's own:
-the seed's draw is the only other device operation, and nothing is read back. The
-op's autograd (csrc/see_loss_autograd.cpp) is the same on every device, so its
-backward, recorded here, is the CUDA backward: two elementwise products, in place
-(the op's gradients become the inputs' .grad without a copy) unless the graph is kept.
+The op's launches are counted without a GPU by the launch recorder of
+csrc/tests/test_cuda_see_loss.cpp at the SOP-like shape (6 forward; its backward op,
+see_loss_fused_backward, 2). What runs around the op is the same Python on every
+device, so it is recorded here on the CPU, with the CUDA plan's value checks (the
+kernels' flags, read later) standing in for the CPU op's own: the seed's draw is the
+only other device operation, and nothing is read back. The CPU op forms its gradients
+in the forward, and its backward (csrc/see_loss_autograd.cpp) is two elementwise
+products, in place (the op's gradients become the inputs' .grad without a copy)
+unless the graph is kept.
 """
 import pytest
 import torch
@@ -79,8 +80,9 @@ def test_with_its_defaults_a_call_is_the_seeds_draw_and_the_op_and_reads_nothing
 @requires_cpu_kernels
 def test_the_backward_scales_the_ops_gradients_in_place_and_keeps_no_second_copy():
     x, labels, proxies = sop_like(1)
-    loss, grad_x, grad_proxies, _, _, flags = raw_call(x, labels, proxies)
+    loss, grad_x, grad_proxies, _, _, flags, saved_values, saved_indices = raw_call(x, labels, proxies)
     assert int(flags) == 0  # the CPU op raises instead of flagging
+    assert saved_values.numel() == 0 and saved_indices.numel() == 0  # and forms the gradients now: nothing kept
     expected = grad_proxies.detach().clone() * 3.0, grad_x.detach().clone() * 3.0
     pointers = grad_proxies.data_ptr(), grad_x.data_ptr()
     del grad_x, grad_proxies  # held by the caller, they would be copied rather than aliased by .grad

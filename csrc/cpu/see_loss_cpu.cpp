@@ -46,7 +46,7 @@ void expand_rows(T* rows, int64_t B, const T* axis, const std::vector<int64_t>& 
 }
 
 template <typename T>
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, const Tensor& labels,
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor& x, const Tensor& labels,
                                                             const Tensor& proxies, const std::optional<Tensor>& noise,
                                                             const Tensor& seed, const SeeLossParams& p) {
   const int64_t B = x.size(0), C = proxies.size(0), D = x.size(1), n = p.n_expansion;
@@ -98,10 +98,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> see_loss(const Tensor
   return {at::scalar_tensor(result.loss, x.options()), grad_x, grad_proxies,
           at::scalar_tensor(k, x.options().dtype(at::kLong)),
           at::scalar_tensor(B > 0 ? cosine_sum / B : 0.0, x.options()),
-          at::zeros({}, x.options().dtype(at::kLong))};  // the values were checked above
+          at::zeros({}, x.options().dtype(at::kLong)),  // the values were checked above
+          at::empty({0}, x.options()), at::empty({0}, x.options().dtype(at::kLong))};  // nothing left for the backward
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> see_loss_fused_cpu(
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> see_loss_fused_cpu(
     const Tensor& x, const Tensor& labels, const Tensor& proxies, const std::optional<Tensor>& noise,
     const Tensor& seed, int64_t n_expansion, std::optional<int64_t> num_selected, double threshold, double lam,
     double alpha, double margin, bool compute_grad, std::optional<int64_t> chunk_bytes, c10::string_view products) {
@@ -109,7 +110,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> see_loss_fused_cpu(
   // products: the CPU's float32 products are float32's whatever the caller allows.
   const SeeLossParams params = see_loss_params(proxies.size(0), n_expansion, num_selected, threshold, lam, alpha,
                                                margin, compute_grad, chunk_bytes, std::string(products));
-  std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> result;
+  std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "see_loss_fused_cpu", [&] {
     result = see_loss<scalar_t>(x, labels, proxies, noise, seed, params);
   });

@@ -3,21 +3,23 @@
 // cosines are formed tile by tile on tensor cores (tile_product_kernels.cuh)
 // and used where they are made; no N x C matrix is ever written to memory.
 //
+// Forward:
 // class_pass_kernel: one block per tile of 32 classes sweeps all N rows.
 //   Sweep 0 (large alpha only): the columns' extreme cosines (the exact
 //   references of ../proxy_anchor.h). Sweep 1: the exponentials, reduced per
 //   column and part in registers, then across the block's row lanes in
 //   shared memory. Then the block finishes its own columns (terms, gradient
 //   scales, its share of the loss): every class tile in parallel, no
-//   single-block tail. Sweep 2 (gradients): the tile is formed again, turned
-//   into dL/dS in place, and dL/dP̂ = G^T [x̂; ẑ] accumulates in the block's
-//   own rows of the proxies' gradient, which end as dL/dP.
-// row_pass_kernel: one block per tile of 32 batch rows and split of the
-//   classes sweeps its classes: dL/dx̂ = G P̂ from the tiles formed again with
-//   the columns' scales; finish_rows_kernel adds the splits and gives dL/dx.
+//   single-block tail. The references and scales stay for the backward.
+// finish_loss_kernel: the class tiles' shares added in a fixed order; the
+//   flags copied out.
+// Backward, with the incoming gradient g of the loss folded into the scales:
+// gradient_pass_kernel: per class tile, the tile is formed again, turned
+//   into dL/dS, and dL/dP̂ = G^T [x̂; ẑ] accumulates in the tile's own rows of
+//   the proxies' gradient, which end as dL/dP; per tile of 32 batch rows and
+//   split of the classes, dL/dx̂ = G P̂ from the tiles formed again.
 //   (The synthetic rows are detached: they need no gradient.)
-// finish_loss_kernel (or finish_rows_kernel's last block): the class tiles' shares added in a
-// fixed order; the flags copied out.
+// finish_rows_kernel: the splits added in order, and dL/dx.
 //
 // The exponentials and their sums follow proxy_anchor_kernels.cuh (sums in T
 // per thread, combined in double); results do not depend on timing. A flagged
@@ -196,10 +198,30 @@ __global__ void class_pass_kernel(SeeLossKernelParams<T> p) {
     share = warp_sum(share);
     if (col == 0) p.tile_loss[blockIdx.x] = share;
   }
-  __syncthreads();
-  if (!p.compute_grad) return;
+}
+
+// The gradient sweep of class tile `tile_index` (the backward): the tile is
+// formed again, turned into dL/dS = e · scale · g in place (g the incoming
+// gradient of the loss, folded into the columns' scales), and dL/dP̂ = G^T
+// [x̂; ẑ] accumulates in the tile's own rows of the proxies' gradient, which
+// end as dL/dP. `tile` is the block's shared tile.
+template <typename T>
+__device__ void class_gradient_block(const SeeLossKernelParams<T>& p, int64_t tile_index, T* tile) {
+  const int64_t N = p.state->rows, B = p.B, C = p.C, D = p.D;
+  const int64_t c0 = tile_index * kProductTile;
+  const int col = threadIdx.x % kProductTile, lane = threadIdx.x / kProductTile;
+  const int64_t c = c0 + col;
+  const T alpha = static_cast<T>(p.alpha), g = *p.grad_loss;
+  const TileOperand<T> rows{p.rows, N, nullptr}, proxies{p.proxies, C, p.proxy_norms};
+  T refs[2][2] = {{T(0), T(0)}, {T(0), T(0)}}, scales[2][2] = {{T(0), T(0)}, {T(0), T(0)}};  // [neg | pos][part]
+  if (c < C)
+    for (int kind = 0; kind < 2; ++kind)
+      for (int part = 0; part < 2; ++part) {
+        refs[kind][part] = p.column_refs[(kind * 2 + part) * C + c];
+        scales[kind][part] = p.column_scales[(kind * 2 + part) * C + c] * g;
+      }
   zero_rows(p.grad_proxies, c0, C, D);
-  for (int64_t r0 = 0; r0 < N; r0 += kProductTile) {  // sweep 2: G = dL/dS, and G^T [x̂; ẑ]
+  for (int64_t r0 = 0; r0 < N; r0 += kProductTile) {
     block_tile_product(rows, proxies, D, r0, c0, p.split_products, tile);
     for (int rr = lane; rr < kProductTile; rr += kRowLanesPerTile) {
       const int64_t i = r0 + rr;
@@ -210,28 +232,27 @@ __global__ void class_pass_kernel(SeeLossKernelParams<T> p) {
       }
       const int part = i < B ? 0 : 1;
       const bool positive = p.row_labels[i] == c;
-      const T e = entry_exponential(entry, positive, columns.refs[0][part][col], columns.refs[1][part][col], alpha);
-      entry = e * columns.scales[positive][part][col];
+      entry = entry_exponential(entry, positive, refs[0][part], refs[1][part], alpha) * scales[positive][part];
     }
     accumulate_tile_times(tile, true, p.rows, static_cast<const T*>(nullptr), r0, N, p.grad_proxies, c0, C, D);
   }
   normalize_backward_rows(p.proxies, p.proxy_norms, p.grad_proxies, c0, C, D);
 }
 
-// Block (row tile, split): dL/dx̂ of its 32 batch rows from its split of the
-// classes, into its slice of grad_x_partial.
+// Row tile `row_tile` and split `split` of the classes (the backward): dL/dx̂
+// of its 32 batch rows from its classes, into its slice of grad_x_partial,
+// the scales times the incoming gradient as above.
 template <typename T>
-__global__ void row_pass_kernel(SeeLossKernelParams<T> p) {
-  __shared__ __align__(32) T tile[kProductTile * kProductLd];
+__device__ void row_gradient_block(const SeeLossKernelParams<T>& p, int64_t row_tile, int64_t split, T* tile) {
   const int64_t B = p.B, C = p.C, D = p.D;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kProductTile;
+  const int64_t r0 = row_tile * kProductTile;
   const int64_t tiles = class_tiles(C), per_split = (tiles + p.row_splits - 1) / p.row_splits;
-  const int64_t first_class = blockIdx.y * per_split * kProductTile;
+  const int64_t first_class = split * per_split * kProductTile;
   const int64_t last_class = min(C, first_class + per_split * kProductTile);
   const int col = threadIdx.x % kProductTile, lane = threadIdx.x / kProductTile;
-  const T alpha = static_cast<T>(p.alpha);
+  const T alpha = static_cast<T>(p.alpha), g = *p.grad_loss;
   const TileOperand<T> rows{p.rows, B, nullptr}, proxies{p.proxies, C, p.proxy_norms};
-  T* partial = p.grad_x_partial + blockIdx.y * B * D;
+  T* partial = p.grad_x_partial + split * B * D;
   zero_rows(partial, r0, B, D);
   for (int64_t c0 = first_class; c0 < last_class; c0 += kProductTile) {
     block_tile_product(rows, proxies, D, r0, c0, p.split_products, tile);
@@ -243,42 +264,33 @@ __global__ void row_pass_kernel(SeeLossKernelParams<T> p) {
         entry = T(0);
         continue;
       }
-      const bool positive = p.labels[i] == c;  // the real part (0) of the columns' references and scales
+      const bool positive = p.row_labels[i] == c;  // the real part (0) of the columns' references and scales
       const T e = entry_exponential(entry, positive, p.column_refs[c], p.column_refs[2 * C + c], alpha);
-      entry = e * p.column_scales[(positive ? 2 * C : 0) + c];
+      entry = e * (p.column_scales[(positive ? 2 * C : 0) + c] * g);
     }
     accumulate_tile_times(tile, false, p.proxies, p.proxy_norms, c0, C, partial, r0, B, D);
   }
 }
 
-// The whole block: the loss, the class tiles' shares added in a fixed order
-// (NaN for a flagged call), and the flags copied out.
+// The backward's one pass: blocks [0, class_tiles) are the class tiles'
+// gradient sweeps, the rest the row tiles x splits of the classes (row tile
+// fastest). Every block of either kind is independent of the others.
 template <typename T>
-__device__ void finish_loss(const SeeLossKernelParams<T>& p) {
-  double sum = 0.0;
-  for (int64_t t = threadIdx.x; t < class_tiles(p.C); t += blockDim.x) sum += p.tile_loss[t];
-  sum = block_sum(sum);
-  if (threadIdx.x == 0) {
-    *p.loss = p.state->flags != 0 ? T(NAN) : static_cast<T>(sum);
-    *p.value_flags = p.state->flags;
+__global__ void gradient_pass_kernel(SeeLossKernelParams<T> p) {
+  __shared__ __align__(32) T tile[kProductTile * kProductLd];
+  const int64_t class_blocks = class_tiles(p.C), block = blockIdx.x;
+  if (block < class_blocks) {
+    class_gradient_block(p, block, tile);
+    return;
   }
-}
-
-// One block: the loss alone (a call without gradients, or without rows).
-template <typename T>
-__global__ void finish_loss_kernel(SeeLossKernelParams<T> p) {
-  finish_loss(p);
+  const int64_t row_tiles = ceil_div(p.B, int64_t(kProductTile)), j = block - class_blocks;
+  row_gradient_block(p, j % row_tiles, j / row_tiles, tile);
 }
 
 // One warp per batch row: the splits' partial dL/dx̂ added in order, then
-// dL/dx by the normalisation's backward; NaN for a flagged call (also without
-// classes). The last block finishes the loss instead: one launch for both.
+// dL/dx by the normalisation's backward; NaN for a flagged call (also without classes).
 template <typename T>
 __global__ void finish_rows_kernel(SeeLossKernelParams<T> p) {
-  if (blockIdx.x == gridDim.x - 1) {
-    finish_loss(p);
-    return;
-  }
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kFinishRowsPerBlock + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   if (i >= p.B) return;  // whole warps: the shuffles below stay within one
@@ -298,6 +310,18 @@ __global__ void finish_rows_kernel(SeeLossKernelParams<T> p) {
   for (int64_t d = lane; d < D; d += kWarpSize) grad[d] = (grad[d] - u[d] * dot) / norm;
 }
 
+// One block: the loss, the class tiles' shares added in a fixed order (NaN
+// for a flagged call), and the flags copied out.
+template <typename T>
+__global__ void finish_loss_kernel(SeeLossKernelParams<T> p) {
+  double sum = 0.0;
+  for (int64_t t = threadIdx.x; t < class_tiles(p.C); t += blockDim.x) sum += p.tile_loss[t];
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) {
+    *p.loss = p.state->flags != 0 ? T(NAN) : static_cast<T>(sum);
+    *p.value_flags = p.state->flags;
+  }
+}
 
 }  // namespace cuda
 }  // namespace see

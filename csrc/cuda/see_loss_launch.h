@@ -50,29 +50,30 @@ struct SeeLossKernelParams {
   double alpha, margin, lam;
   bool exact_refs;          // alpha too large for the fixed references (../proxy_anchor.h)
   bool split_products;      // float: split-tf32 products (float's accuracy); false: one tf32 product
-  bool compute_grad;
-  int64_t row_splits;       // the row pass's splits of the classes (row_pass_splits)
-  // Workspace.
-  T* rows;                  // max_rows x D: unit embeddings, then the synthetic points
-  int64_t* row_labels;      // max_rows
-  T* row_norms;             // B
+  bool compute_grad;        // keep what the backward reads (SavedState)
+  int64_t row_splits;       // the backward's splits of the classes per row tile (row_pass_splits)
+  const T* grad_loss;       // 0-d, the backward's: the incoming gradient of the loss
+  // Workspace; * marks what the backward reads (SavedState).
+  T* rows;                  // * max_rows x D: unit embeddings, then the synthetic points
+  int64_t* row_labels;      // * max_rows
+  T* row_norms;             // * B
   T* axes;                  // B x D: each row's unit class proxy
   T* positive_cosine;       // B
   int64_t* row_flags;       // B
   int64_t* proxy_flags;     // proxy_blocks(C)
   int64_t* expanded_rows;   // B: the expanded rows, in selection order
-  SelectionState* state;
+  SelectionState* state;    // *
   T* draws;                 // most_expanded x (n - 1) x D, unless noise is given
   T* expansion_scratch;     // ExpansionLaunch::global_elems, when the scratch is global
-  T* proxy_norms;           // C
-  T* grad_x_partial;        // row_splits x B x D: dL/dx̂ of each split of the classes
-  T* column_refs;           // [neg | pos][part][C]: the exponents' references
-  T* column_scales;         // [neg | pos][part][C]: the gradient scales
+  T* proxy_norms;           // * C
+  T* grad_x_partial;        // the backward's: row_splits x B x D, dL/dx̂ of each split of the classes
+  T* column_refs;           // * [neg | pos][part][C]: the exponents' references
+  T* column_scales;         // * [neg | pos][part][C]: the gradient scales (for an incoming gradient of 1)
   double* tile_loss;        // per class tile: its share of the loss
   // Outputs.
   T* loss;                  // 0-d
-  T* grad_x;                // B x D
-  T* grad_proxies;          // C x D
+  T* grad_x;                // the backward's: B x D
+  T* grad_proxies;          // the backward's: C x D
   int64_t* num_expanded;    // 0-d
   T* mean_cosine;           // 0-d
   int64_t* value_flags;     // 0-d: SelectionState::flags, for the deferred check (see_cuda/deferred_checks.py)
@@ -110,32 +111,55 @@ inline ExpansionLaunch expand_selected_launch(int64_t n, int64_t D, int64_t sour
   return plan_expansion_launch(ExpansionSizes{n, D, false}, sources, element_bytes, kDefaultSharedLimit);
 }
 
-// The flash-style loss: one block per tile of 32 classes over all rows, and
-// one per tile of 32 batch rows over all classes.
+// What the forward keeps for the backward, in two buffers: the values (T:
+// rows, row norms, proxy norms, the columns' references and scales) and the
+// indices (int64: the rows' labels, then the SelectionState), so that the
+// op returns them as two tensors and the backward binds them again.
+struct SavedState {
+  int64_t values, indices;  // element counts
+};
+
+inline SavedState saved_state_size(int64_t max_rows, int64_t B, int64_t C, int64_t D) {
+  return {max_rows * D + B + 9 * C, max_rows + kSelectionStateWords};
+}
+
+// Points p's saved arrays into the two buffers (SavedState's layout).
+template <typename T>
+void bind_saved_state(SeeLossKernelParams<T>& p, int64_t max_rows, T* values, int64_t* indices) {
+  p.rows = values;
+  p.row_norms = p.rows + max_rows * p.D;
+  p.proxy_norms = p.row_norms + p.B;
+  p.column_refs = p.proxy_norms + p.C;
+  p.column_scales = p.column_refs + 4 * p.C;
+  p.row_labels = indices;
+  p.state = reinterpret_cast<SelectionState*>(indices + max_rows);
+}
+
+// The forward's class pass: one block per tile of 32 classes over all rows.
 inline LaunchShape class_pass_launch(int64_t C) {
   return LaunchShape{{static_cast<uint32_t>(class_tiles(C)), 1, 1}, {kProductThreads, 1, 1}, 0};
 }
 
-// The row pass has only ceil(B / 32) tiles of rows: its classes are split
-// among blocks too, enough to give every multiprocessor two blocks, each
-// split at least one tile of classes.
+// The backward's row blocks: only ceil(B / 32) tiles of rows, so their
+// classes are split among blocks too, enough to give every multiprocessor
+// two blocks, each split at least one tile of classes.
 inline int64_t row_pass_splits(int64_t B, int64_t C, int multiprocessors) {
   const int64_t row_tiles = std::max<int64_t>(1, ceil_div(B, kProductTile));
   const int64_t splits = ceil_div(2 * static_cast<int64_t>(multiprocessors), row_tiles);
   return std::max<int64_t>(1, std::min({splits, class_tiles(C), int64_t(65535)}));
 }
 
-inline LaunchShape row_pass_launch(int64_t B, int64_t splits) {
-  return LaunchShape{{static_cast<uint32_t>(ceil_div(B, kProductTile)), static_cast<uint32_t>(splits), 1},
+// The backward's one pass: a block per class tile, then a block per row tile and split.
+inline LaunchShape gradient_pass_launch(int64_t B, int64_t C, int64_t splits) {
+  return LaunchShape{{static_cast<uint32_t>(class_tiles(C) + ceil_div(B, kProductTile) * splits), 1, 1},
                      {kProductThreads, 1, 1},
                      0};
 }
 
-// The splits' partial gradients added and the normalisation's backward: one
-// warp per batch row; one block more finishes the loss (kSelectThreads threads, as its own launch).
-constexpr int kFinishRowsPerBlock = kSelectThreads / 32;
+// The splits' partial gradients added and the normalisation's backward: one warp per batch row.
+constexpr int kFinishRowsPerBlock = 8;
 inline LaunchShape finish_rows_launch(int64_t B) {
-  return LaunchShape{{static_cast<uint32_t>(ceil_div(B, kFinishRowsPerBlock) + 1), 1, 1},
+  return LaunchShape{{static_cast<uint32_t>(ceil_div(B, kFinishRowsPerBlock)), 1, 1},
                      {kFinishRowsPerBlock * 32, 1, 1},
                      0};
 }
@@ -143,7 +167,9 @@ inline LaunchShape finish_rows_launch(int64_t B) {
 inline LaunchShape finish_loss_launch() { return LaunchShape{{1, 1, 1}, {kSelectThreads, 1, 1}, 0}; }
 
 // The inputs and settings of one call; the workspace and outputs are bound
-// after (allocate_see_loss_workspace in see_loss_pipeline.cuh, then the outputs).
+// after (allocate_see_loss_workspace in see_loss_pipeline.cuh, then the
+// outputs). The backward's params are the forward's, its saved state bound
+// again, grad_loss, grad_x_partial and the gradients added.
 template <typename T>
 SeeLossKernelParams<T> see_loss_kernel_params(const SeeLossParams& s, const T* x, const int64_t* labels,
                                               const T* proxies, const T* noise, const int64_t* seed, int64_t B,
@@ -157,6 +183,20 @@ SeeLossKernelParams<T> see_loss_kernel_params(const SeeLossParams& s, const T* x
   p.split_products = s.products == Products::kFloat32;  // else one tf32 product
   p.compute_grad = s.loss.compute_grad;
   p.row_splits = row_pass_splits(B, p.C, multiprocessors);
+  return p;
+}
+
+// The backward's params: the settings it reads, the rest bound by the caller
+// (bind_saved_state, grad_loss, grad_x_partial, the gradients).
+template <typename T>
+SeeLossKernelParams<T> see_loss_backward_kernel_params(double alpha, Products products, const T* proxies, int64_t B,
+                                                       int64_t C, int64_t D, int multiprocessors) {
+  SeeLossKernelParams<T> p{};
+  p.proxies = proxies;
+  p.B = B, p.C = C, p.D = D, p.alpha = alpha;
+  p.split_products = products == Products::kFloat32;
+  p.compute_grad = true;
+  p.row_splits = row_pass_splits(B, C, multiprocessors);
   return p;
 }
 

@@ -6,11 +6,11 @@
 // <<<>>> with a launch check in see_loss_cuda.cu, the host emulation in the
 // C++ tests, a recorder that counts the launches in the launch-count test.
 //
-// Forward (with the gradients, which the op forms in its forward): at most 7
-// launches: unit rows, cosines and proxy norms; the selection; the draws
-// (unless noise is given); the expansion; the class pass; the row pass; its
-// finish with the loss. With the seed's draw (see_cuda.noise.draw_seed), 8 per
-// call. The autograd backward scales the two gradients: 2 more.
+// Forward: at most 6 launches: unit rows, cosines and proxy norms; the
+// selection; the draws (unless noise is given); the expansion; the class
+// pass; the loss. With the seed's draw (see_cuda.noise.draw_seed), 7 per call.
+// Backward: 2: the gradient pass (the class tiles' and the row tiles'
+// sweeps, the incoming gradient folded into the scales) and the rows' finish.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +28,7 @@ namespace cuda {
 struct SeeLossSizes {
   int64_t max_rows, draws, expansion_scratch, class_tiles;
   ExpansionLaunch expansion;
+  SavedState saved;
 };
 
 template <typename T>
@@ -39,33 +40,29 @@ SeeLossSizes see_loss_sizes(const SeeLossKernelParams<T>& p) {
   s.expansion = expand_selected_launch(p.n, p.D, k_max, sizeof(T));
   s.expansion_scratch = k_max > 0 ? s.expansion.global_elems : 0;
   s.class_tiles = class_tiles(p.C);
+  s.saved = saved_state_size(s.max_rows, p.B, p.C, p.D);
   return s;
 }
 
-// Points the workspace of p at buffers from `allocate(E{}, count)`, one per
-// array of `count` elements of type E: tensors in the CUDA glue, host arrays
-// in the tests. The buffers are written before they are read: none needs zeroing.
+// Points the forward's own workspace of p at buffers from `allocate(E{},
+// count)`, one per array of `count` elements of type E: tensors in the CUDA
+// glue, host arrays in the tests. (The saved state is bound by
+// bind_saved_state.) The buffers are written before they are read: none
+// needs zeroing.
 template <typename T, typename Allocate>
 void allocate_see_loss_workspace(SeeLossKernelParams<T>& p, const SeeLossSizes& s, Allocate&& allocate) {
   const int64_t B = p.B, C = p.C, D = p.D;
-  p.rows = allocate(T{}, s.max_rows * D);
-  p.row_labels = allocate(int64_t{}, s.max_rows);
-  p.row_norms = allocate(T{}, B);
   p.axes = allocate(T{}, B * D);
   p.positive_cosine = allocate(T{}, B);
   p.row_flags = allocate(int64_t{}, B);
   p.proxy_flags = allocate(int64_t{}, proxy_blocks(C));
   p.expanded_rows = allocate(int64_t{}, B);
-  p.state = reinterpret_cast<SelectionState*>(allocate(int64_t{}, kSelectionStateWords));
   p.draws = allocate(T{}, s.draws);
   p.expansion_scratch = allocate(T{}, s.expansion_scratch);
-  p.proxy_norms = allocate(T{}, C);
-  p.grad_x_partial = allocate(T{}, p.compute_grad ? p.row_splits * B * D : 0);
-  p.column_refs = allocate(T{}, 4 * C);
-  p.column_scales = allocate(T{}, 4 * C);
   p.tile_loss = allocate(double{}, s.class_tiles);
 }
 
+// The forward: the loss, and the state its backward reads.
 template <typename T, typename Launch>
 void enqueue_see_loss(const SeeLossKernelParams<T>& p, const SeeLossSizes& sizes, Launch&& launch) {
   const int64_t k_max = most_expanded(p.B, p.num_selected);
@@ -77,12 +74,17 @@ void enqueue_see_loss(const SeeLossKernelParams<T>& p, const SeeLossSizes& sizes
     launch(plan.shape, expand_selected_kernel<T>, p, plan.sizes, plan.placement(p.expansion_scratch));
   }
   if (p.C > 0) launch(class_pass_launch(p.C), class_pass_kernel<T>, p);
-  if (p.compute_grad && p.B > 0) {
-    launch(row_pass_launch(p.B, p.row_splits), row_pass_kernel<T>, p);
-    launch(finish_rows_launch(p.B), finish_rows_kernel<T>, p);  // and the loss, in its last block
-  } else {
-    launch(finish_loss_launch(), finish_loss_kernel<T>, p);
-  }
+  launch(finish_loss_launch(), finish_loss_kernel<T>, p);
+}
+
+// The backward (p: the forward's saved state, grad_loss, grad_x_partial of
+// row_splits x B x D and the gradients bound): dL/dx and dL/dproxies times
+// the incoming gradient.
+template <typename T, typename Launch>
+void enqueue_see_loss_backward(const SeeLossKernelParams<T>& p, Launch&& launch) {
+  const int64_t blocks = class_tiles(p.C) + ceil_div(p.B, int64_t(kProductTile)) * p.row_splits;
+  if (blocks > 0) launch(gradient_pass_launch(p.B, p.C, p.row_splits), gradient_pass_kernel<T>, p);
+  if (p.B > 0) launch(finish_rows_launch(p.B), finish_rows_kernel<T>, p);
 }
 
 }  // namespace cuda
