@@ -208,14 +208,15 @@ def mmd_centers_case(device, dtype, num_centers, dim, radius):
     expect(error <= 1e-10 * radius**2, f"inner products off the simplex's by {error:.2e}")
 
 
-def see_loss_fused_case(device, dtype, given_noise, num_selected):
+def see_loss_fused_case(device, dtype, given_noise, num_selected, products="float32"):
     B, C, D, n = 40, 13, 97, 16
     x = randn(B, D, dtype=dtype, device=device, seed=14, requires_grad=True)
     proxies = randn(C, D, dtype=dtype, device=device, seed=15, requires_grad=True)
     labels = labels_for(B, C, device, seed=16)
     draws = randn(B, n - 1, D, dtype=dtype, device=device, seed=17) if given_noise else None
     seed = torch.tensor(7, dtype=torch.int64, device=device)
-    loss, k, _, _ = ops.see_loss_fused(x, labels, proxies, draws, seed, n, num_selected, 0.0, LAM, ALPHA, MARGIN)
+    loss, k, _, _ = ops.see_loss_fused(x, labels, proxies, draws, seed, n, num_selected, 0.0, LAM, ALPHA, MARGIN,
+                                       products=products)
     loss.backward()
     expect(all_finite(loss, x.grad, proxies.grad), "non-finite loss or gradient")
     expect(num_selected is None or int(k) == num_selected, f"{int(k)} rows expanded, expected {num_selected}")
@@ -271,6 +272,8 @@ def cases(device: str, dtypes) -> list:
             chosen = "threshold 0" if selected is None else f"{selected} selected"
             found.append((f"see_loss_fused [{tag}] {how}, {chosen}", "see_loss_fused",
                           lambda dt=dtype, g=given_noise, s=selected: see_loss_fused_case(device, dt, g, s)))
+        found.append((f"see_loss_fused [{tag}] tf32 products", "see_loss_fused",
+                      lambda dt=dtype: see_loss_fused_case(device, dt, False, 16, "tf32")))
         for detach in (True, False):
             for check in (True, False):
                 found.append((f"fused_see_loss [{tag}] detach_synthetic={detach} check_values={check}",

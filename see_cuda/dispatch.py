@@ -135,7 +135,7 @@ def plan(implementation: str, device: torch.device, settings, expansion=None, ch
     This is also the one place that chooses between the flash-style CUDA
     op and the cuBLAS composition, and it does not look at the shape: the
     composition costs a host synchronisation and about 70 launches per call
-    (~0.33 ms of host time predicted; the one-call op: 8 launches, none
+    (~0.33 ms of host time predicted; the one-call op: 7 launches, none
     waited for), and its products are cuBLAS's fp32 ones, where the op's
     are split-tf32 on tensor cores. No measurement yet shows a shape,
     small C included, where the composition is faster.

@@ -17,7 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import see_cuda
 from see_cuda import ProxyAnchorSettings, deferred_checks, dispatch, validation
 
-from conftest import requires_cpu_kernels
+from conftest import requires_cpu_kernels, requires_cuda_kernels
 
 READ_BACK = "aten._local_scalar_dense.default"  # what .item(), bool() and int() of a tensor run
 # No kernel on any device: views, and a dtype computed on the host.
@@ -104,4 +104,18 @@ def test_a_kept_graph_is_scaled_out_of_place_so_a_second_backward_gives_the_same
     loss = raw_call(x, labels, proxies)[0]
     first = torch.autograd.grad(loss, (x, proxies), torch.tensor(2.0), retain_graph=True)
     second = torch.autograd.grad(loss, (x, proxies), torch.tensor(2.0))
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=requires_cuda_kernels)])
+def test_on_a_gpu_the_backward_is_the_backward_op_alone_and_a_kept_graph_gives_it_again(device):
+    x, labels, proxies = (t.detach().to(device).requires_grad_(t.is_floating_point()) for t in sop_like(3))
+    loss = see_cuda.fused_see_loss(x, labels, proxies, check_values=False)
+    grad_loss = torch.tensor(2.0, device=device)
+    recorder = RecordOps()
+    with recorder:
+        first = torch.autograd.grad(loss, (x, proxies), grad_loss, retain_graph=True)
+    assert [op for op in recorder.ops if op not in NO_KERNEL] == ["see_cuda.see_loss_fused_backward.default"]
+    assert READ_BACK not in recorder.ops
+    second = torch.autograd.grad(loss, (x, proxies), grad_loss)  # the saved state is read, never changed
     assert all(torch.equal(a, b) for a, b in zip(first, second))

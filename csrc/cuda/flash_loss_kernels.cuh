@@ -283,7 +283,7 @@ __global__ void gradient_pass_kernel(SeeLossKernelParams<T> p) {
     class_gradient_block(p, block, tile);
     return;
   }
-  const int64_t row_tiles = ceil_div(p.B, int64_t(kProductTile)), j = block - class_blocks;
+  const int64_t row_tiles = (p.B + kProductTile - 1) / kProductTile, j = block - class_blocks;
   row_gradient_block(p, j % row_tiles, j / row_tiles, tile);
 }
 
