@@ -6,7 +6,8 @@ Per shape (B, D, C), with n = 16 and 40% of the batch expanded:
   (flash-style loss, split-tf32 tensor-core products: float32's accuracy);
 - one-call fp32 checked: the same with its defaults (check_values=True: the kernels'
   flags copied to the host without waiting);
-- one-call tf32: products="tf32" (one tf32 product instead of three);
+- one-call tf32 / bf16 products: products="tf32" (one tf32 product instead of three) or
+  "bf16" (bf16 tensor cores);
 - one-call bf16: the same on bfloat16 embeddings and proxies (the op works in float32);
 - composed fp32: the composition of the expansion op and the Proxy-Anchor op
   (`see_cuda.composition`, cuBLAS products), the path CUDA took before the one-call op;
@@ -68,6 +69,10 @@ def one_call_tf32_step(B, D, C, dtype, device):
     return one_call_step(B, D, C, dtype, device, products="tf32")
 
 
+def one_call_bf16_products_step(B, D, C, dtype, device):
+    return one_call_step(B, D, C, dtype, device, products="bf16")
+
+
 def composed_step(B, D, C, dtype, device):
     x, labels, proxies = inputs(B, D, C, dtype, device)
     generator = torch.Generator(device=device).manual_seed(1)
@@ -89,6 +94,7 @@ def paths(device):
     rows = {"one-call fp32": (one_call_step, torch.float32, False),
             "one-call fp32 checked": (one_call_checked_step, torch.float32, False),
             "one-call tf32": (one_call_tf32_step, torch.float32, False),
+            "one-call bf16 products": (one_call_bf16_products_step, torch.float32, False),
             "composed fp32": (composed_step, torch.float32, False),
             "floor fp32": (floor_step, torch.float32, False)}
     if device == "cuda":

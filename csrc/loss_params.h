@@ -33,9 +33,10 @@ struct ProxyAnchorParams {
 };
 
 // The float32 products a caller allows (see_cuda's `products=`): kFloat32, float32's
-// accuracy; kTf32, operands rounded to tf32 (11 significant bits) where the device has
-// tensor cores. The CPU kernels form float32 products either way; float64 is float64.
-enum class Products : int { kFloat32 = 0, kTf32 = 1 };
+// accuracy; kTf32 and kBf16, operands rounded to tf32 (11 significant bits) or bf16
+// (8) where the device has tensor cores. The CPU kernels form float32 products
+// either way; float64 is float64.
+enum class Products : int { kFloat32 = 0, kTf32 = 1, kBf16 = 2 };
 
 // One call of see_loss_fused (see_cuda.SphericalExpansion with detached synthetic points).
 struct SeeLossParams {

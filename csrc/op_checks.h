@@ -73,11 +73,12 @@ inline ProxyAnchorParams proxy_anchor_params(int64_t C, double alpha, double mar
           synthetic_grad};
 }
 
-// The products' name as see_cuda takes it ("float32" or "tf32").
+// The products' name as see_cuda takes it ("float32", "tf32" or "bf16").
 inline Products products_named(const std::string& name) {
   if (name == "float32") return Products::kFloat32;
-  TORCH_CHECK_VALUE(name == "tf32", "products must be 'float32' or 'tf32', got '", name, "'");
-  return Products::kTf32;
+  if (name == "tf32") return Products::kTf32;
+  TORCH_CHECK_VALUE(name == "bf16", "products must be 'float32', 'tf32' or 'bf16', got '", name, "'");
+  return Products::kBf16;
 }
 
 // The params of one see_loss_fused call of C proxies, checked and filled once.

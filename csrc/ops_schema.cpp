@@ -31,7 +31,7 @@ TORCH_LIBRARY(see_cuda, m) {
       "int? total_classes=None, int? chunk_bytes=None) -> (Tensor, Tensor, Tensor, Tensor)");
   // The whole SEE loss with detached synthetic points: (loss, dL/dx, dL/dproxies,
   // number expanded, mean positive cosine, value flags, saved values, saved indices);
-  // num_selected None selects by threshold; products "float32" or "tf32"
+  // num_selected None selects by threshold; products "float32", "tf32" or "bf16"
   // (loss_params.h). The CPU kernel forms the gradients in the forward (with
   // compute_grad) and raises on bad values: its flags are 0 and its saved state empty.
   // The CUDA kernels flag bad values instead (cuda/see_loss_launch.h: 0 when all

@@ -36,7 +36,7 @@
 #   cuda tests   90 s    pytest -m cuda (~190 tests, hypothesis included)
 #   bench fp32   40 s    five shapes, 7 repeats; the per-sample loops dominate
 #   bench bf16   40 s    the same in bfloat16
-#   gpu paths    35 s    the SEE loss path by path (one-call: fp32, checked, tf32 products, bf16; composed) beside
+#   gpu paths    35 s    the SEE loss path by path (one-call: fp32, checked, tf32 and bf16 products, bf16; composed) beside
 #                        the cuBLAS floor at CUB-like, SOP-like and 10^6 classes (benchmarks/gpu_paths.py)
 #   train step   30 s    the loss's share of a ResNet-50 step, B = 180 at 224 px, bf16 autocast:
 #                        Proxy-Anchor, SEE, the published structure (benchmarks/train_step.py)

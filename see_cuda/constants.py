@@ -15,4 +15,4 @@ DEFAULT_CHUNK_BYTES = 256 * 2**20
 INT64_MAX = 2**63 - 1
 
 # The values of `products=`: the float32 products a loss may use (csrc/loss_params.h, Products).
-PRODUCTS = ("float32", "tf32")
+PRODUCTS = ("float32", "tf32", "bf16")

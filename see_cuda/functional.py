@@ -198,10 +198,12 @@ def fused_see_loss(
             as in proxy_anchor_loss (None: the default, 256 MiB).
         products: the float32 products the one-call CUDA op may use:
             "float32" (float32's accuracy, split tf32 on tensor cores; the
-            default) or "tf32" (operands rounded to tf32's 11 significant
-            bits: about 3x fewer tensor-core products, each cosine within
-            about 2^-10 instead of float32's accuracy; README "Products"). The CPU kernels,
-            float64 and the other paths form float32 products either way.
+            default), "tf32" (operands rounded to tf32's 11 significant
+            bits: a third of the tensor-core products, each cosine within
+            about 2^-10) or "bf16" (operands rounded to 8 significant bits,
+            bf16 tensor cores: each cosine within about 2^-7); README
+            "Products". The CPU kernels, float64 and the other paths form
+            float32 products either way.
     alpha is bounded as in proxy_anchor_loss. Under torch.compile a
     `generator` other than the default one cannot be traced (a graph
     break; an error that says so under fullgraph=True): pass `noise` there.

@@ -45,7 +45,7 @@ class SEEProxyAnchorLoss(nn.Module):
             (None: the default, 256 MiB): how it computes, not what, so it is
             not part of `options` (see_cuda.proxy_anchor_loss).
         products: the float32 products the one-call CUDA op may use,
-            "float32" (default) or "tf32" (as fused_see_loss; not part of
+            "float32" (default), "tf32" or "bf16" (as fused_see_loss; not part of
             `options` either).
 
     The settings after (num_classes, embedding_size) are keyword-only (PML's

@@ -94,8 +94,8 @@ def see_loss_fused(x, labels, proxies, noise, seed, n_expansion, num_selected, t
     overflows itself (ValueError) and returns 0 flags; the CUDA kernels flag
     them on the device instead (0-d int64: 1 a label out of range, 2 an
     embedding, 4 a proxy whose norm is not finite) and the loss and gradients
-    are then NaN. chunk_bytes: as in proxy_anchor_fused. products: "float32"
-    or "tf32" (functional.fused_see_loss).
+    are then NaN. chunk_bytes: as in proxy_anchor_fused. products: "float32",
+    "tf32" or "bf16" (functional.fused_see_loss).
 
     This op is the one whose autograd is not registered here: its formula (on
     the CPU a scaling of the gradients the forward pass formed, as for

@@ -112,11 +112,11 @@ def check_logit_map_for_dtype(logit_map, dtype: torch.dtype) -> None:
 
 
 def check_products(products) -> None:
-    """The float32 products a loss may use: "float32" (float32's accuracy) or "tf32"."""
+    """The float32 products a loss may use: "float32" (float32's accuracy), "tf32" or "bf16"."""
     if not isinstance(products, str):
-        raise TypeError(f"products must be a str, 'float32' or 'tf32', got {type(products).__name__}")
+        raise TypeError(f"products must be a str, 'float32', 'tf32' or 'bf16', got {type(products).__name__}")
     if products not in PRODUCTS:
-        raise ValueError(f"products must be 'float32' or 'tf32', got {products!r}")
+        raise ValueError(f"products must be 'float32', 'tf32' or 'bf16', got {products!r}")
 
 
 def check_chunk_bytes(chunk_bytes) -> None:

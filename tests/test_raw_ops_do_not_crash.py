@@ -160,6 +160,8 @@ CASES.update({
                                                                     num_selected=None, threshold=float("nan"))),
     "see_loss_fused-float16": ("see_loss_fused", lambda: _see(t(5, 6).half(), t(5, dtype=I64), t(3, 6).half(), None)),
     "see_loss_fused-not-contiguous": ("see_loss_fused", lambda: _see(t(6, 5).t(), t(5, dtype=I64), t(3, 6), None)),
+    "see_loss_fused-products-fp16": ("see_loss_fused", lambda: _see(t(5, 6), t(5, dtype=I64), t(3, 6), None,
+                                                                    products="fp16")),
     "see_loss_fused-products-bf16": ("see_loss_fused", lambda: _see(t(5, 6), t(5, dtype=I64), t(3, 6), None,
                                                                     products="bf16")),
     "see_loss_fused-products-tf32": ("see_loss_fused", lambda: _see(t(5, 6), t(5, dtype=I64), t(3, 6), None,

@@ -150,7 +150,7 @@ __global__ void class_pass_kernel(SeeLossKernelParams<T> p) {
   if (p.exact_refs) {  // sweep 0: the largest negative and the smallest positive cosine of each column
     T ext[2][2] = {{T(-INFINITY), T(-INFINITY)}, {T(INFINITY), T(INFINITY)}};
     for (int64_t r0 = 0; r0 < N; r0 += kProductTile) {
-      block_tile_product(rows, proxies, D, r0, c0, p.split_products, tile);
+      block_tile_product(rows, proxies, D, r0, c0, p.precision, tile);
       for_my_entries(r0, [&](int part, bool positive, T& s) {
         if (positive) ext[1][part] = s < ext[1][part] ? s : ext[1][part];
         else ext[0][part] = ext[0][part] < s ? s : ext[0][part];
@@ -164,7 +164,7 @@ __global__ void class_pass_kernel(SeeLossKernelParams<T> p) {
   __syncthreads();
   T sums[2][2] = {{T(0), T(0)}, {T(0), T(0)}};  // [neg | pos][part]
   for (int64_t r0 = 0; r0 < N; r0 += kProductTile) {  // sweep 1: the sums of the exponentials
-    block_tile_product(rows, proxies, D, r0, c0, p.split_products, tile);
+    block_tile_product(rows, proxies, D, r0, c0, p.precision, tile);
     for_my_entries(r0, [&](int part, bool positive, T& s) {
       sums[positive][part] += entry_exponential(s, positive, columns.refs[0][part][col], columns.refs[1][part][col], alpha);
     });
@@ -222,7 +222,7 @@ __device__ void class_gradient_block(const SeeLossKernelParams<T>& p, int64_t ti
       }
   zero_rows(p.grad_proxies, c0, C, D);
   for (int64_t r0 = 0; r0 < N; r0 += kProductTile) {
-    block_tile_product(rows, proxies, D, r0, c0, p.split_products, tile);
+    block_tile_product(rows, proxies, D, r0, c0, p.precision, tile);
     for (int rr = lane; rr < kProductTile; rr += kRowLanesPerTile) {
       const int64_t i = r0 + rr;
       T& entry = tile[rr * kProductLd + col];
@@ -255,7 +255,7 @@ __device__ void row_gradient_block(const SeeLossKernelParams<T>& p, int64_t row_
   T* partial = p.grad_x_partial + split * B * D;
   zero_rows(partial, r0, B, D);
   for (int64_t c0 = first_class; c0 < last_class; c0 += kProductTile) {
-    block_tile_product(rows, proxies, D, r0, c0, p.split_products, tile);
+    block_tile_product(rows, proxies, D, r0, c0, p.precision, tile);
     const int64_t c = c0 + col;
     for (int rr = lane; rr < kProductTile; rr += kRowLanesPerTile) {
       const int64_t i = r0 + rr;

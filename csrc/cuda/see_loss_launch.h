@@ -49,7 +49,7 @@ struct SeeLossKernelParams {
   double threshold;
   double alpha, margin, lam;
   bool exact_refs;          // alpha too large for the fixed references (../proxy_anchor.h)
-  bool split_products;      // float: split-tf32 products (float's accuracy); false: one tf32 product
+  ProductPrecision precision;  // float's tile products (double: fp64 fragments whatever it says)
   bool compute_grad;        // keep what the backward reads (SavedState)
   int64_t row_splits;       // the backward's splits of the classes per row tile (row_pass_splits)
   const T* grad_loss;       // 0-d, the backward's: the incoming gradient of the loss
@@ -109,6 +109,13 @@ inline LaunchShape select_launch() { return LaunchShape{{1, 1, 1}, {kSelectThrea
 // call per kernel), the rest in global memory.
 inline ExpansionLaunch expand_selected_launch(int64_t n, int64_t D, int64_t sources, int64_t element_bytes) {
   return plan_expansion_launch(ExpansionSizes{n, D, false}, sources, element_bytes, kDefaultSharedLimit);
+}
+
+// How the tile products are formed for the products a caller allows.
+inline ProductPrecision product_precision(Products products) {
+  return products == Products::kFloat32 ? ProductPrecision::kSplitTf32
+         : products == Products::kTf32  ? ProductPrecision::kTf32
+                                        : ProductPrecision::kBf16;
 }
 
 // What the forward keeps for the backward, in two buffers: the values (T:
@@ -180,7 +187,7 @@ SeeLossKernelParams<T> see_loss_kernel_params(const SeeLossParams& s, const T* x
   p.num_selected = s.num_selected.value_or(-1), p.threshold = s.threshold;
   p.alpha = s.loss.settings.alpha, p.margin = s.loss.settings.margin, p.lam = s.loss.lam;
   p.exact_refs = !fixed_ref_is_safe<T>(p.alpha);
-  p.split_products = s.products == Products::kFloat32;  // else one tf32 product
+  p.precision = product_precision(s.products);
   p.compute_grad = s.loss.compute_grad;
   p.row_splits = row_pass_splits(B, p.C, multiprocessors);
   return p;
@@ -194,7 +201,7 @@ SeeLossKernelParams<T> see_loss_backward_kernel_params(double alpha, Products pr
   SeeLossKernelParams<T> p{};
   p.proxies = proxies;
   p.B = B, p.C = C, p.D = D, p.alpha = alpha;
-  p.split_products = products == Products::kFloat32;
+  p.precision = product_precision(products);
   p.compute_grad = true;
   p.row_splits = row_pass_splits(B, C, multiprocessors);
   return p;

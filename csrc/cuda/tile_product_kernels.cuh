@@ -10,10 +10,13 @@
 // ProductPrecision::kSplitTf32 each operand is split as hi + lo (both tf32,
 // the split exact) and the tile is lo_a hi_b + hi_a lo_b + hi_a hi_b, which
 // leaves out lo_a lo_b only (a relative 2^-22): float's accuracy from three
-// tensor-core products. double: m8n8k4 fp64 fragments.
+// tensor-core products; with ProductPrecision::kBf16, m16n16k16 bf16
+// fragments (operands rounded to nearest even), accumulated in float.
+// double: m8n8k4 fp64 fragments, whatever the precision.
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "tile_product_launch.h"
 #include "wmma_runtime.cuh"
@@ -65,12 +68,57 @@ __device__ void stage_slab(const TileOperand<T>& a, int64_t K, int64_t first, in
   }
 }
 
+// The bf16 slab of an operand (as stage_slab, rounded to bf16).
+__device__ inline void stage_bf16_slab(const TileOperand<float>& a, int64_t K, int64_t first, int64_t k0,
+                                       __nv_bfloat16* slab) {
+  for (int i = threadIdx.x; i < kProductTile * kProductTile; i += blockDim.x) {
+    const int r = i / kProductTile, k = i % kProductTile;
+    const int64_t row = first + r;
+    float v = 0.0f;
+    if (row < a.rows && k0 + k < K) v = a.norms ? a.data[row * K + k0 + k] / a.norms[row] : a.data[row * K + k0 + k];
+    slab[r * kProductLd + k] = __float2bfloat16(v);
+  }
+}
+
+// block_tile_product with bf16 operands: one m16n16k16 fragment per warp quarter.
+__device__ inline void block_tile_product_bf16(const TileOperand<float>& a, const TileOperand<float>& b, int64_t K,
+                                               int64_t row0, int64_t col0, float* out) {
+  namespace wmma = nvcuda::wmma;
+  constexpr int kM = 16, kK = 16;
+  __shared__ __align__(32) __nv_bfloat16 a16[kProductTile * kProductLd];
+  __shared__ __align__(32) __nv_bfloat16 b16[kProductTile * kProductLd];
+  const int warp = threadIdx.x / 32;
+  const int wr = (warp / 2) * 16, wc = (warp % 2) * 16;
+  wmma::fragment<wmma::accumulator, kM, kM, kK, float> acc;
+  wmma::fill_fragment(acc, 0.0f);
+  for (int64_t k0 = 0; k0 < K; k0 += kProductTile) {
+    __syncthreads();  // the last slab's fragments are loaded
+    stage_bf16_slab(a, K, row0, k0, a16);
+    stage_bf16_slab(b, K, col0, k0, b16);
+    __syncthreads();
+    for (int kk = 0; kk < kProductTile; kk += kK) {
+      wmma::fragment<wmma::matrix_a, kM, kM, kK, __nv_bfloat16, wmma::row_major> fa;
+      wmma::fragment<wmma::matrix_b, kM, kM, kK, __nv_bfloat16, wmma::col_major> fb;
+      wmma::load_matrix_sync(fa, a16 + wr * kProductLd + kk, kProductLd);
+      wmma::load_matrix_sync(fb, b16 + wc * kProductLd + kk, kProductLd);
+      wmma::mma_sync(acc, fa, fb, acc);
+    }
+  }
+  __syncthreads();  // the caller's reads of the last tile in `out` are done
+  wmma::store_matrix_sync(out + wr * kProductLd + wc, acc, kProductLd, wmma::mem_row_major);
+  __syncthreads();
+}
+
 // The tile [row0, row0 + kProductTile) x [col0, col0 + kProductTile) of A B^T
 // into `out` (shared, kProductTile x kProductLd, row-major; zero outside A and
-// B), published to the block. Called by all kProductThreads threads; `split` uniform.
+// B), published to the block. Called by all kProductThreads threads; `precision` uniform.
 template <typename T>
 __device__ void block_tile_product(const TileOperand<T>& a, const TileOperand<T>& b, int64_t K, int64_t row0,
-                                   int64_t col0, bool split, T* out) {
+                                   int64_t col0, ProductPrecision precision, T* out) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (precision == ProductPrecision::kBf16) return block_tile_product_bf16(a, b, K, row0, col0, out);
+  }
+  bool split = precision == ProductPrecision::kSplitTf32;
   namespace wmma = nvcuda::wmma;
   using Shape = MmaShape<T>;
   using Operand = typename Shape::Operand;
@@ -128,7 +176,7 @@ __global__ void tile_product_kernel(const T* a, int64_t a_rows, const T* b, int6
   const int64_t row0 = static_cast<int64_t>(blockIdx.y) * kProductTile;
   const int64_t col0 = static_cast<int64_t>(blockIdx.x) * kProductTile;
   block_tile_product(TileOperand<T>{a, a_rows, nullptr}, TileOperand<T>{b, b_rows, nullptr}, K, row0, col0,
-                     precision == ProductPrecision::kSplitTf32, tile);
+                     precision, tile);
   for (int i = threadIdx.x; i < kProductTile * kProductTile; i += blockDim.x) {
     const int r = i / kProductTile, c = i % kProductTile;
     if (row0 + r < a_rows && col0 + c < b_rows) out[(row0 + r) * b_rows + col0 + c] = tile[r * kProductLd + c];

@@ -17,6 +17,7 @@ constexpr int kProductThreads = 128;            // four warps, a 16 x 16 quarter
 enum class ProductPrecision : int {
   kSplitTf32 = 0,  // each operand as the sum of two tf32 numbers, three products: float's accuracy (the default)
   kTf32 = 1,       // one tf32 product: operands rounded to 11 significant bits
+  kBf16 = 2,       // one bf16 product: operands rounded to 8 significant bits
 };
 
 // out (rows x cols) = A (rows x K) B^T (B: cols x K): one block per tile.

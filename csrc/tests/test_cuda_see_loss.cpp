@@ -14,7 +14,7 @@
 //   (cpu/proxy_anchor_kernels.h) on the emulated rows.
 // Shapes reach partial tiles (B, C, D, N not multiples of 16 or 32), several
 // class and row tiles, both modes, given noise, no synthetic rows, a large
-// alpha (exact references), tf32 products (their own bound), and the flags:
+// alpha (exact references), tf32 and bf16 products (their own bounds), and the flags:
 // a label out of range, a non-finite embedding, a non-finite proxy give a NaN
 // loss, NaN gradients and the flag bits in the value-flags output; a batch of
 // no rows and proxies of no classes stay within their buffers.
@@ -307,9 +307,11 @@ void check_loss(const Case& c, const Call<T>& k, const std::string& name) {
   // float64: fp64 fragments; float: split tf32 (test_cuda_tile_product's bound), or
   // with Products::kTf32 each operand rounded to tf32 (relative 2^-11 each) and the
   // products summed in float: (1 + ut)^2 (1 + gamma_D) - 1, relative to sum |a||b| <= 1.
-  const bool tf32 = sizeof(T) == 4 && c.products == see::Products::kTf32;
+  // With Products::kBf16 the same with bf16's u_b = 2^-8.
+  const bool single = sizeof(T) == 4 && c.products != see::Products::kFloat32;
+  const double uo = c.products == see::Products::kBf16 ? 1.0 / 256 : ut;  // the operands' rounding
   const double product = sizeof(T) == 8 ? gamma<T>(D)
-                         : tf32         ? (1 + ut) * (1 + ut) * (1 + gamma<T>(D)) - 1
+                         : single       ? (1 + uo) * (1 + uo) * (1 + gamma<T>(D)) - 1
                                         : 3 * ut * ut * (1 + ut) + gamma<T>(3.0 * D) * (1 + ut) * (1 + ut);
   const double dS = product + 2 * gamma<T>(D + 2) + uT;
   // |exp(a) - exp(b)| <= exp(b) expm1(|a - b|); the chain below is first order in
@@ -482,6 +484,7 @@ int main() {
       {"tf32 products", 37, 70, 45, 4, 15, 0.0, 32.0, false, 132, see::Products::kTf32},
       {"tf32 products, threshold mode", 30, 33, 20, 3, std::nullopt, 0.3, 32.0, false, 1, see::Products::kTf32},
       {"an incoming gradient of 0.75", 37, 70, 45, 4, 15, 0.0, 32.0, false, 132, see::Products::kFloat32, 0.75},
+      {"bf16 products, alpha 4", 37, 70, 45, 4, 15, 0.0, 4.0, false, 132, see::Products::kBf16},
   };
   for (const Case& c : cases) {
     test_case<double>(c, rng);

@@ -11,6 +11,8 @@
 //   |a| and its rounding <= u_t^2 |a|; lo_a lo_b left out): the three products
 //   differ from a b by at most 3 u_t^2 (1 + u_t) |a||b|, and their 3K terms
 //   add with gamma_3K times (1 + u_t)^2 |a||b|.
+// - float, bf16 (operands rounded to nearest even with u_b = 2^-8, products
+//   exact in float, K additions in float): (1 + u_b)^2 (1 + gamma_K) - 1.
 // A wrong index or a dropped slab moves entries by O(s_abs), far outside.
 #include "cuda_emulation/emulation.h"
 
@@ -30,12 +32,15 @@ using see::testing::check_close;
 using see::testing::gamma;
 
 constexpr double kTf32Roundoff = 1.0 / 2048;  // 2^-11
+constexpr double kBf16Roundoff = 1.0 / 256;   // 2^-8: 8 significant bits, round to nearest
 
 template <typename T>
 double bound_factor(ProductPrecision precision, int64_t K) {
   if (sizeof(T) == 8) return gamma<T>(static_cast<double>(K));
   const double ut = kTf32Roundoff;
   if (precision == ProductPrecision::kTf32) return (1 + ut) * (1 + ut) * (1 + gamma<T>(static_cast<double>(K))) - 1;
+  const double ub = kBf16Roundoff;  // each operand rounded once; their product exact in float, summed in float
+  if (precision == ProductPrecision::kBf16) return (1 + ub) * (1 + ub) * (1 + gamma<T>(static_cast<double>(K))) - 1;
   return 3 * ut * ut * (1 + ut) + gamma<T>(3.0 * K) * (1 + ut) * (1 + ut);
 }
 
@@ -63,7 +68,8 @@ void test_product(int64_t rows, int64_t cols, int64_t K, ProductPrecision precis
     }
   char what[160];
   std::snprintf(what, sizeof what, "%s %s tile product %lldx%lldx%lld: entries outside the bound",
-                see::testing::dtype_name<T>(), precision == ProductPrecision::kTf32 ? "tf32" : "split-tf32",
+                see::testing::dtype_name<T>(),
+                precision == ProductPrecision::kTf32 ? "tf32" : precision == ProductPrecision::kBf16 ? "bf16" : "split-tf32",
                 static_cast<long long>(rows), static_cast<long long>(cols), static_cast<long long>(K));
   check_close(bad, 0, 0, what);
   if (std::getenv("SEE_TEST_VERBOSE")) std::printf("%s: worst error / bound %.3g\n", what, worst_ratio);
@@ -89,6 +95,18 @@ void test_split_is_more_accurate(std::mt19937_64& rng) {
     }
   // tf32 errors are ~2^-11 relative per operand, split ones ~2^-22: a factor of hundreds.
   check_close(split_err * 50 < single_err ? 0 : 1, 0, 0, "split tf32 is far more accurate than one tf32 product");
+  std::vector<float> bf16(rows * cols);
+  launch(see::cuda::tile_product_launch(rows, cols), see::cuda::tile_product_kernel<float>, a.data(), rows, b.data(),
+         cols, K, ProductPrecision::kBf16, bf16.data());
+  double bf16_err = 0;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      double want = 0;
+      for (int64_t k = 0; k < K; ++k) want += double(a[i * K + k]) * b[j * K + k];
+      bf16_err = std::max(bf16_err, std::fabs(bf16[i * cols + j] - want));
+    }
+  // bf16 keeps 3 fewer bits than tf32: its products miss by several times more (the operands are rounded).
+  check_close(single_err * 3 < bf16_err ? 0 : 1, 0, 0, "bf16 products are less accurate than tf32 ones");
 }
 
 }  // namespace
@@ -97,7 +115,7 @@ int main() {
   std::mt19937_64 rng(2024);
   const int64_t shapes[][3] = {{37, 45, 70}, {1, 1, 1}, {64, 96, 32}, {33, 17, 5}, {5, 70, 129}, {16, 16, 0}};
   for (const auto& s : shapes) {
-    for (ProductPrecision p : {ProductPrecision::kSplitTf32, ProductPrecision::kTf32})
+    for (ProductPrecision p : {ProductPrecision::kSplitTf32, ProductPrecision::kTf32, ProductPrecision::kBf16})
       test_product<float>(s[0], s[1], s[2], p, rng);
     test_product<double>(s[0], s[1], s[2], ProductPrecision::kSplitTf32, rng);
   }

@@ -2,8 +2,10 @@
 // fill_fragment, load_matrix_sync, store_matrix_sync, mma_sync and
 // __float_to_tf32, for the shapes the kernels use on sm_80 and later:
 //   m16n16k8 with precision::tf32 operands (float in memory) and a float accumulator,
+//   m16n16k16 with __nv_bfloat16 operands and a float accumulator,
 //   m8n8k4 with double operands and a double accumulator.
-// (Half and bfloat16 operands are not emulated: the emulation has no such types.)
+// __nv_bfloat16 and its conversions (<cuda_bf16.h>'s, round to nearest even)
+// are emulated here too. (Half operands are not emulated.)
 //
 // What the hardware leaves unspecified, the emulation chooses so that code
 // relying on it fails:
@@ -31,8 +33,30 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 #include "thread_groups.h"
+
+// A bfloat16 value (the top 16 bits of a float) and <cuda_bf16.h>'s conversions.
+struct __nv_bfloat16 {
+  uint16_t bits;
+};
+
+inline float __bfloat162float(__nv_bfloat16 v) {
+  const uint32_t bits = static_cast<uint32_t>(v.bits) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Round to nearest, ties to even; a NaN stays a NaN.
+inline __nv_bfloat16 __float2bfloat16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if (std::isnan(f)) return __nv_bfloat16{static_cast<uint16_t>((bits >> 16) | 0x40u)};
+  bits += 0x7FFFu + ((bits >> 16) & 1u);
+  return __nv_bfloat16{static_cast<uint16_t>(bits >> 16)};
+}
 
 namespace nvcuda {
 namespace wmma {
@@ -81,10 +105,23 @@ template <typename Use, int M, int N, int K, typename T>
 constexpr bool supported() {
   using S = typename Storage<T>::type;
   const bool tf32_shape = M == 16 && N == 16 && K == 8;
+  const bool bf16_shape = M == 16 && N == 16 && K == 16;
   const bool double_shape = M == 8 && N == 8 && K == 4;
   if (std::is_same<Use, accumulator>::value)
-    return (tf32_shape && std::is_same<T, float>::value) || (double_shape && std::is_same<T, double>::value);
-  return (tf32_shape && std::is_same<T, precision::tf32>::value) || (double_shape && std::is_same<S, double>::value);
+    return ((tf32_shape || bf16_shape) && std::is_same<T, float>::value) ||
+           (double_shape && std::is_same<T, double>::value);
+  return (tf32_shape && std::is_same<T, precision::tf32>::value) ||
+         (bf16_shape && std::is_same<T, __nv_bfloat16>::value) || (double_shape && std::is_same<S, double>::value);
+}
+
+// A fragment element's value before it is filled: NaN.
+template <typename S>
+S unfilled() {
+  return std::numeric_limits<S>::quiet_NaN();
+}
+template <>
+inline __nv_bfloat16 unfilled<__nv_bfloat16>() {
+  return __float2bfloat16(std::numeric_limits<float>::quiet_NaN());
 }
 
 }  // namespace detail
@@ -92,7 +129,8 @@ constexpr bool supported() {
 template <typename Use, int M, int N, int K, typename T, typename Layout = void>
 class fragment {
   static_assert(detail::supported<Use, M, N, K, T>(),
-                "WMMA shape/type not emulated (m16n16k8 tf32 with float accumulators, m8n8k4 double)");
+                "WMMA shape/type not emulated (m16n16k8 tf32 and m16n16k16 bf16 with float accumulators, "
+                "m8n8k4 double)");
 
  public:
   using element_type = T;
@@ -103,7 +141,7 @@ class fragment {
   storage_element_type x[num_elements];
 
   fragment() {
-    for (auto& e : x) e = std::numeric_limits<storage_element_type>::quiet_NaN();
+    for (auto& e : x) e = detail::unfilled<storage_element_type>();
   }
 
   // The (row, column) of element e of this lane's fragment: the emulation's own layout.
@@ -164,6 +202,7 @@ inline float tf32_operand(float v) {
   return v;
 }
 inline double tf32_operand(double v) { return v; }
+inline float tf32_operand(__nv_bfloat16 v) { return __bfloat162float(v); }  // a bf16 operand, as it is
 
 inline float multiply_add(float a, float b, float acc) { return acc + a * b; }  // a * b exact for tf32 operands
 inline double multiply_add(double a, double b, double acc) { return std::fma(a, b, acc); }
@@ -223,7 +262,8 @@ void mma_sync(fragment<accumulator, M, N, K, TC>& d, const fragment<matrix_a, M,
   using FA = fragment<matrix_a, M, N, K, TA, LA>;
   using FB = fragment<matrix_b, M, N, K, TA, LB>;
   using FC = fragment<accumulator, M, N, K, TC>;
-  using S = typename FA::storage_element_type;
+  // The operands as the products read them: float for tf32 and bf16 (whose products are exact in float).
+  using S = decltype(detail::tf32_operand(std::declval<typename FA::storage_element_type>()));
   static_assert(sizeof(S) * (M * K + K * N) + sizeof(TC) * M * N <= see::emulation::Warp::kMatrixStagingBytes,
                 "staging room");
   detail::enter_collective(nullptr, 0, "mma_sync: unreachable");
