@@ -272,8 +272,9 @@ def cases(device: str, dtypes) -> list:
             chosen = "threshold 0" if selected is None else f"{selected} selected"
             found.append((f"see_loss_fused [{tag}] {how}, {chosen}", "see_loss_fused",
                           lambda dt=dtype, g=given_noise, s=selected: see_loss_fused_case(device, dt, g, s)))
-        found.append((f"see_loss_fused [{tag}] tf32 products", "see_loss_fused",
-                      lambda dt=dtype: see_loss_fused_case(device, dt, False, 16, "tf32")))
+        for products in ("tf32", "bf16"):
+            found.append((f"see_loss_fused [{tag}] {products} products", "see_loss_fused",
+                          lambda dt=dtype, pr=products: see_loss_fused_case(device, dt, False, 16, pr)))
         for detach in (True, False):
             for check in (True, False):
                 found.append((f"fused_see_loss [{tag}] detach_synthetic={detach} check_values={check}",
