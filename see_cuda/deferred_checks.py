@@ -1,8 +1,8 @@
 """check_values=True on CUDA tensors without reading the device before the loss is queued.
 
 A loss call on CUDA tensors does not wait for its value checks. They travel to the host
-behind the loss: the one-call op's kernels flag a bad label or row on their way (its last
-output, no extra launch); elsewhere the checks are queued as a few reductions. Either
+behind the loss: the one-call op's kernels flag a bad label or row on their way (its value
+flags, an output: no extra launch); elsewhere the checks are queued as a few reductions. Either
 way the flags are copied to host memory without waiting, and an event marks their
 arrival. A failed call's loss is NaN (the kernels make it so, or it is multiplied by
 NaN), so every gradient through it is NaN. The ValueError the CPU raises at once (naming

@@ -16,7 +16,7 @@
 // non-finite row; this one cannot without a host synchronisation, so the
 // kernels flag such a call on the device and its loss and gradients are NaN
 // (the number expanded and the mean cosine are still written), and its flag
-// bits are the sixth output, which the deferred check copies to the host
+// bits are its sixth output, which the deferred check copies to the host
 // without waiting (see_cuda/deferred_checks.py).
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
