@@ -18,6 +18,7 @@
 
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -140,31 +141,29 @@ class SeeLossFunction : public torch::autograd::Function<SeeLossFunction> {
     const variable_list saved = ctx->get_saved_variables();
     const Tensor &grad_x = saved[0], &grad_proxies = saved[1], &x = saved[2], &proxies = saved[3];
     const Tensor &labels = saved[4], &saved_values = saved[5], &saved_indices = saved[6];
+    const bool needs_x = ctx->needs_input_grad(0), needs_proxies = ctx->needs_input_grad(2);
+    Tensor dx, dproxies;
     if (saved_indices.numel() > 0) {  // a CUDA forward's state: the backward kernels form the scaled gradients
-      at::AutoDispatchBelowADInplaceOrView below_autograd;  // the op's result is a gradient, part of no graph
-      auto [dx, dproxies] =
+      const at::AutoDispatchBelowADInplaceOrView below_autograd;  // the op's result is a gradient, part of no graph
+      std::tie(dx, dproxies) =
           call_backward_kernel(grad_loss, labels, proxies, saved_values, saved_indices,
                                ctx->saved_data["alpha"].toDouble(), ctx->saved_data["products"].toStringRef());
-      if (ctx->needs_input_grad(0)) grads[0] = no_second_derivative(dx, {grad_loss, x, proxies});
-      if (ctx->needs_input_grad(2)) grads[2] = no_second_derivative(dproxies, {grad_loss, x, proxies});
-      return grads;
+    } else {
+      // Called with compute_grad = false, the saved gradients are empty and
+      // autograd rejects their shape: the op's caller decides, see ops.py.
+      // In place only when this backward is the graph's last: the saved
+      // gradients are then released after it, and autograd takes the result
+      // as the inputs' .grad without a copy.
+      const bool last_use = !torch::autograd::get_current_graph_task_keep_graph() && holds_values(grad_loss);
+      const at::NoGradGuard no_grad;  // the scaling is part of no graph
+      auto scaled = [&](const Tensor& grad) {
+        return last_use && holds_values(grad) ? grad.mul_(grad_loss) : grad.mul(grad_loss);
+      };
+      if (needs_x) dx = scaled(grad_x);
+      if (needs_proxies) dproxies = scaled(grad_proxies);
     }
-    // Called with compute_grad = false, the saved gradients are empty and
-    // autograd rejects their shape: the op's caller decides, see ops.py.
-    // In place only when this backward is the graph's last: the saved
-    // gradients are then released after it, and autograd takes the result
-    // as the inputs' .grad without a copy.
-    const bool last_use = !torch::autograd::get_current_graph_task_keep_graph() && holds_values(grad_loss);
-    auto scaled = [&](const Tensor& grad) {
-      Tensor product;
-      {
-        const at::NoGradGuard no_grad;  // the scaling is part of no graph
-        product = last_use && holds_values(grad) ? grad.mul_(grad_loss) : grad.mul(grad_loss);
-      }
-      return no_second_derivative(product, {grad_loss, x, proxies});
-    };
-    if (ctx->needs_input_grad(0)) grads[0] = scaled(grad_x);
-    if (ctx->needs_input_grad(2)) grads[2] = scaled(grad_proxies);
+    if (needs_x) grads[0] = no_second_derivative(dx, {grad_loss, x, proxies});
+    if (needs_proxies) grads[2] = no_second_derivative(dproxies, {grad_loss, x, proxies});
     return grads;
   }
 };

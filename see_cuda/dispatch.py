@@ -74,7 +74,7 @@ class Plan(NamedTuple):
     kernel_flags: those its kernels flag on the device instead (the call's
         value flags, which a deferred check reads).
     chunk_bytes: the similarities' memory budget (None: the default).
-    products: the float32 products the one-call op may use ("float32", "tf32").
+    products: the float32 products the one-call op may use ("float32", "tf32", "bf16").
     """
 
     path: str

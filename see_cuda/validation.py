@@ -464,10 +464,10 @@ def flagged_values_check(value_flags: torch.Tensor, rows: dict, labels: dict,
         changed = " (changed in place since the call, so its values are not shown)"
         for name, (_, num_classes) in labels.items():
             if bits & KERNEL_FLAG_BITS[name]:
-                return f"{name} must lie in [0, {num_classes}) (the number of proxies){changed}"
+                return _labels_range(name, num_classes) + changed
         for name in rows:
             if bits & KERNEL_FLAG_BITS[name]:
-                return f"{name} contains NaN or infinite values or a row whose squared norm overflows{changed}"
+                return f"{_nonfinite_message(name)} or a row whose squared norm overflows{changed}"
         return f"the kernels flagged the call's values (flags {bits})"
 
     return deferred_checks.PendingCheck((value_flags,), failure)
@@ -532,8 +532,12 @@ def _nonfinite_message(name: str) -> str:
     return f"{name} contains NaN or infinite values"
 
 
+def _labels_range(name: str, num_classes: int) -> str:
+    return f"{name} must lie in [0, {num_classes}) (the number of proxies)"
+
+
 def _labels_message(name: str, num_classes: int, lo: int, hi: int) -> str:
-    return f"{name} must lie in [0, {num_classes}) (the number of proxies), got values in [{lo}, {hi}]"
+    return f"{_labels_range(name, num_classes)}, got values in [{lo}, {hi}]"
 
 
 def _noise_message(name: str, dtype: torch.dtype) -> str:

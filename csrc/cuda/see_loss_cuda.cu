@@ -62,8 +62,7 @@ SeeLossOutputs see_loss(const Tensor& x, const Tensor& labels, const Tensor& pro
   const auto options = x.options();
   SeeLossKernelParams<T> p = see_loss_kernel_params<T>(
       params, x.const_data_ptr<T>(), labels.const_data_ptr<int64_t>(), proxies.const_data_ptr<T>(),
-      noise.has_value() ? noise->const_data_ptr<T>() : nullptr, seed.const_data_ptr<int64_t>(), B, D,
-      multiprocessors());
+      noise.has_value() ? noise->const_data_ptr<T>() : nullptr, seed.const_data_ptr<int64_t>(), B, D);
   const SeeLossSizes sizes = see_loss_sizes(p);
   // Held until the launches are queued, then freed: the caching allocator hands
   // their memory only to work queued after the kernels on this stream.

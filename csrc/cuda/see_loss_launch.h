@@ -50,8 +50,7 @@ struct SeeLossKernelParams {
   double alpha, margin, lam;
   bool exact_refs;          // alpha too large for the fixed references (../proxy_anchor.h)
   ProductPrecision precision;  // float's tile products (double: fp64 fragments whatever it says)
-  bool compute_grad;        // keep what the backward reads (SavedState)
-  int64_t row_splits;       // the backward's splits of the classes per row tile (row_pass_splits)
+  int64_t row_splits;       // the backward's: its splits of the classes per row tile (row_pass_splits)
   const T* grad_loss;       // 0-d, the backward's: the incoming gradient of the loss
   // Workspace; * marks what the backward reads (SavedState).
   T* rows;                  // * max_rows x D: unit embeddings, then the synthetic points
@@ -180,7 +179,7 @@ inline LaunchShape finish_loss_launch() { return LaunchShape{{1, 1, 1}, {kSelect
 template <typename T>
 SeeLossKernelParams<T> see_loss_kernel_params(const SeeLossParams& s, const T* x, const int64_t* labels,
                                               const T* proxies, const T* noise, const int64_t* seed, int64_t B,
-                                              int64_t D, int multiprocessors) {
+                                              int64_t D) {
   SeeLossKernelParams<T> p{};
   p.x = x, p.labels = labels, p.proxies = proxies, p.noise = noise, p.seed = seed;
   p.B = B, p.C = s.loss.shard.size, p.D = D, p.n = s.n_expansion;
@@ -188,8 +187,6 @@ SeeLossKernelParams<T> see_loss_kernel_params(const SeeLossParams& s, const T* x
   p.alpha = s.loss.settings.alpha, p.margin = s.loss.settings.margin, p.lam = s.loss.lam;
   p.exact_refs = !fixed_ref_is_safe<T>(p.alpha);
   p.precision = product_precision(s.products);
-  p.compute_grad = s.loss.compute_grad;
-  p.row_splits = row_pass_splits(B, p.C, multiprocessors);
   return p;
 }
 
@@ -202,7 +199,6 @@ SeeLossKernelParams<T> see_loss_backward_kernel_params(double alpha, Products pr
   p.proxies = proxies;
   p.B = B, p.C = C, p.D = D, p.alpha = alpha;
   p.precision = product_precision(products);
-  p.compute_grad = true;
   p.row_splits = row_pass_splits(B, C, multiprocessors);
   return p;
 }

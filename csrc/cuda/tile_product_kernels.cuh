@@ -55,16 +55,20 @@ struct TileOperand {
   const T* norms;  // rows entries, or null
 };
 
+// Entry k of the operand's row `row` (divided by its norm), 0 past the ends.
+template <typename T>
+__device__ __forceinline__ T operand_entry(const TileOperand<T>& a, int64_t K, int64_t row, int64_t k) {
+  if (row >= a.rows || k >= K) return T(0);
+  return a.norms ? a.data[row * K + k] / a.norms[row] : a.data[row * K + k];
+}
+
 // The rows [first, first + kProductTile) of the operand, entries [k0, k0 +
 // kProductTile) of each, split into hi and lo (kProductTile x kProductLd), zero past the ends.
 template <typename T>
 __device__ void stage_slab(const TileOperand<T>& a, int64_t K, int64_t first, int64_t k0, bool split, T* hi, T* lo) {
   for (int i = threadIdx.x; i < kProductTile * kProductTile; i += blockDim.x) {
     const int r = i / kProductTile, k = i % kProductTile;
-    const int64_t row = first + r;
-    T v = T(0);
-    if (row < a.rows && k0 + k < K) v = a.norms ? a.data[row * K + k0 + k] / a.norms[row] : a.data[row * K + k0 + k];
-    split_operand(v, split, &hi[r * kProductLd + k], &lo[r * kProductLd + k]);
+    split_operand(operand_entry(a, K, first + r, k0 + k), split, &hi[r * kProductLd + k], &lo[r * kProductLd + k]);
   }
 }
 
@@ -73,10 +77,7 @@ __device__ inline void stage_bf16_slab(const TileOperand<float>& a, int64_t K, i
                                        __nv_bfloat16* slab) {
   for (int i = threadIdx.x; i < kProductTile * kProductTile; i += blockDim.x) {
     const int r = i / kProductTile, k = i % kProductTile;
-    const int64_t row = first + r;
-    float v = 0.0f;
-    if (row < a.rows && k0 + k < K) v = a.norms ? a.data[row * K + k0 + k] / a.norms[row] : a.data[row * K + k0 + k];
-    slab[r * kProductLd + k] = __float2bfloat16(v);
+    slab[r * kProductLd + k] = __float2bfloat16(operand_entry(a, K, first + r, k0 + k));
   }
 }
 

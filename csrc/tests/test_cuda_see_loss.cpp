@@ -135,7 +135,7 @@ void run(const Case& c, const Inputs& in, bool compute_grad, Call<T>& k) {
   k.seed = in.seed;
   k.p = see::cuda::see_loss_kernel_params<T>(see_loss_settings(c, compute_grad), k.x.data(), k.labels.data(),
                                              k.proxies.data(), c.given_noise ? k.noise.data() : nullptr, &k.seed,
-                                             c.B, c.D, c.multiprocessors);
+                                             c.B, c.D);
   k.sizes = see::cuda::see_loss_sizes(k.p);
   see::cuda::allocate_see_loss_workspace(k.p, k.sizes, k.workspace);
   T* saved_values = k.workspace(T{}, k.sizes.saved.values);
@@ -440,7 +440,7 @@ void test_launches_at_sop_shape() {
   const see::SeeLossParams settings{{{32.0, 0.1}, 0.2, {0, C, C}, see::kDefaultChunkBytes, true, false}, n, k, 0.0,
                                     see::Products::kFloat32};
   see::cuda::SeeLossKernelParams<float> p = see::cuda::see_loss_kernel_params<float>(settings, f, i, f, nullptr, i,
-                                                                                     B, D, 132);
+                                                                                     B, D);
   p.rows = p.row_norms = p.axes = p.positive_cosine = p.draws = p.expansion_scratch = p.proxy_norms = p.column_refs =
       p.column_scales = p.loss = p.mean_cosine = f;
   p.row_labels = p.row_flags = p.proxy_flags = p.expanded_rows = p.num_expanded = p.value_flags = i;
