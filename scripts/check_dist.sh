@@ -21,10 +21,12 @@ wheel=$(ls "$DIST"/see_cuda-*.whl)
 
 fresh_venv() {  # a new venv with torch alone
   "$PYTHON" -m venv "$WORK/$1"
-  "$WORK/$1/bin/pip" install -q "$TORCH_SPEC"
+  "$WORK/$1/bin/pip" install -q --no-cache-dir "$TORCH_SPEC"
 }
-smoke() {  # runs the smoke test of venv $1 from a folder outside the tree
+smoke() {  # runs the smoke test of venv $1 from a folder outside the tree, then drops
+  # the venv: each holds a torch of its own, and three at once can fill a small disk
   (cd "$WORK" && "$WORK/$1/bin/python" "$ROOT/scripts/smoke_install.py" --expect "$2")
+  rm -rf "${WORK:?}/$1"
 }
 
 fresh_venv wheel
